@@ -1,0 +1,111 @@
+import { z } from "zod";
+
+/** Every error the service can answer with. Stable: clients branch on these strings. */
+export const ErrorCode = z.enum([
+  "invalid_request",
+  "invalid_parameter",
+  "invalid_shape",
+  "invalid_dtype",
+  "invalid_body_length",
+  "missing_dimensions",
+  "empty_body",
+  "invalid_image",
+  "unsupported_media_type",
+  "unsupported_operation",
+  "too_large",
+  "payload_too_large",
+  "unknown_model",
+  "not_found",
+  "method_not_allowed",
+  "overloaded",
+  "model_loading",
+  "no_workers",
+  "timeout",
+  "payload_expired",
+  "internal",
+]);
+export type ErrorCode = z.infer<typeof ErrorCode>;
+
+/** The one code → HTTP status table. Bad input is always 4xx. */
+export const errorStatus: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  invalid_parameter: 400,
+  invalid_shape: 400,
+  invalid_dtype: 400,
+  invalid_body_length: 400,
+  missing_dimensions: 400,
+  empty_body: 400,
+  invalid_image: 400,
+  unsupported_media_type: 415,
+  unsupported_operation: 400,
+  too_large: 413,
+  payload_too_large: 413,
+  unknown_model: 404,
+  not_found: 404,
+  method_not_allowed: 405,
+  // 429, not 503: HF clients re-send a 503 at once and forever; 503 only means "model loading".
+  overloaded: 429,
+  model_loading: 503,
+  no_workers: 503,
+  timeout: 504,
+  payload_expired: 410,
+  internal: 500,
+};
+
+/** Body of every non-2xx answer. `error` is what HF clients show to the user. */
+export const ErrorBody = z.looseObject({
+  error: z.string(),
+  code: ErrorCode,
+  details: z.unknown().optional(),
+  job_id: z.string().optional(),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+export interface AppErrorOptions {
+  status?: number;
+  cause?: unknown;
+  details?: unknown;
+}
+
+/** The single error type of the project: a stable code, an HTTP status and a human sentence. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "AppError";
+    this.code = code;
+    this.status = options.status ?? errorStatus[code];
+    this.details = options.details;
+  }
+
+  toBody(): ErrorBody {
+    return this.details === undefined
+      ? { error: this.message, code: this.code }
+      : { error: this.message, code: this.code, details: this.details };
+  }
+}
+
+export const isAppError = (e: unknown): e is AppError => e instanceof AppError;
+
+/**
+ * A failed job carries its AppError across Redis as BullMQ's `failedReason` string.
+ * JSON keeps the code; anything that does not parse is an internal error.
+ */
+export function serializeJobError(e: AppError): string {
+  return JSON.stringify({ code: e.code, error: e.message });
+}
+
+export function parseJobError(reason: string | undefined): AppError {
+  if (reason) {
+    try {
+      const body = ErrorBody.safeParse(JSON.parse(reason));
+      if (body.success) return new AppError(body.data.code, body.data.error);
+    } catch {
+      // not ours: fall through
+    }
+  }
+  return new AppError("internal", "The job failed on the worker.", { details: reason });
+}

@@ -1,0 +1,95 @@
+import { describe, expect, it } from "vitest";
+import type { AppError } from "./errors.ts";
+import { parseOrThrow, QueryBool } from "./query.ts";
+import { DecodeQuery, EncodeQuery } from "./schemas.ts";
+
+/** What Express's query parser makes of a query string (repeated keys become arrays). */
+const q = (s: string) => {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of new URLSearchParams(s)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+};
+
+const codeOf = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (e) {
+    return (e as AppError).code;
+  }
+  return "none";
+};
+
+describe("DecodeQuery", () => {
+  it("parses the query diffusers' remote_decode sends", () => {
+    const parsed = parseOrThrow(
+      DecodeQuery,
+      q(
+        "shape=1&shape=4&shape=64&shape=64&dtype=float16&output_type=pt&partial_postprocess=True&scaling_factor=0.18215&input_tensor_type=binary&output_tensor_type=binary",
+      ),
+    );
+    expect(parsed.shape).toEqual([1, 4, 64, 64]);
+    expect(parsed.dtype).toBe("float16");
+    expect(parsed.output_type).toBe("pt");
+    expect(parsed.partial_postprocess).toBe(true);
+    expect(parsed.scaling_factor).toBeCloseTo(0.18215);
+    expect(parsed.shift_factor).toBeUndefined();
+  });
+
+  it("applies the protocol defaults", () => {
+    const parsed = parseOrThrow(DecodeQuery, q("shape=1&shape=4&shape=8&shape=8"));
+    expect(parsed).toMatchObject({
+      dtype: "float32",
+      output_type: "pil",
+      image_format: "jpg",
+      partial_postprocess: false,
+    });
+  });
+
+  it("accepts packed-latent height and width, and a JSON or comma shape", () => {
+    const parsed = parseOrThrow(DecodeQuery, q("shape=[1,1024,64]&dtype=bfloat16&height=512&width=512"));
+    expect(parsed).toMatchObject({ shape: [1, 1024, 64], height: 512, width: 512, dtype: "bfloat16" });
+    expect(parseOrThrow(DecodeQuery, q("shape=1,4,8,8")).shape).toEqual([1, 4, 8, 8]);
+  });
+
+  it("gives stable codes for each kind of bad parameter", () => {
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("dtype=float16")))).toBe("invalid_shape");
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&shape=-4")))).toBe("invalid_shape");
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&shape=0")))).toBe("invalid_shape");
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&shape=x")))).toBe("invalid_shape");
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&shape=4&dtype=int64")))).toBe("invalid_dtype");
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&output_type=gif")))).toBe("invalid_parameter");
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&scaling_factor=abc")))).toBe(
+      "invalid_parameter",
+    );
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&scaling_factor=")))).toBe("invalid_parameter");
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&height=-5")))).toBe("invalid_parameter");
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&partial_postprocess=maybe")))).toBe(
+      "invalid_parameter",
+    );
+  });
+});
+
+describe("QueryBool", () => {
+  it("accepts Python, JSON and numeric spellings", () => {
+    for (const t of ["True", "true", "1", "TRUE"]) expect(QueryBool.parse(t)).toBe(true);
+    for (const f of ["False", "false", "0"]) expect(QueryBool.parse(f)).toBe(false);
+    expect(QueryBool.safeParse("None").success).toBe(false);
+  });
+});
+
+describe("EncodeQuery", () => {
+  it("parses scaling and an optional tensor description", () => {
+    expect(parseOrThrow(EncodeQuery, q("scaling_factor=0.3611&shift_factor=0.1159"))).toMatchObject({
+      scaling_factor: 0.3611,
+      shift_factor: 0.1159,
+      sample: false,
+    });
+    expect(parseOrThrow(EncodeQuery, q("shape=1&shape=3&shape=64&shape=64&dtype=float16"))).toMatchObject({
+      shape: [1, 3, 64, 64],
+      dtype: "float16",
+    });
+  });
+});

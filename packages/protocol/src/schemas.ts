@@ -1,0 +1,120 @@
+import { z } from "zod";
+import { QueryBool, QueryNumber, QueryPositiveInt, QueryShape } from "./query.ts";
+import { DType, InputDType } from "./tensor.ts";
+
+/** Model families we know the latent layout of. */
+export const Family = z.enum(["sd-v1", "sdxl", "flux", "hunyuan-video"]);
+export type Family = z.infer<typeof Family>;
+
+const dtypeParam = z.preprocess(
+  (v) => (Array.isArray(v) ? v[v.length - 1] : v),
+  z.string().pipe(InputDType.or(z.literal("uint8"))),
+);
+
+/** Query of `POST /v1/vae/{model}/decode`, exactly as diffusers' `remote_decode` forms it (PROTOCOL.md §1). */
+export const DecodeQuery = z.looseObject({
+  shape: QueryShape,
+  dtype: dtypeParam.default("float32"),
+  output_type: z.enum(["pil", "pt", "mp4"]).default("pil"),
+  image_format: z
+    .enum(["jpg", "jpeg", "png"])
+    .transform((f) => (f === "jpeg" ? "jpg" : f))
+    .default("jpg"),
+  partial_postprocess: QueryBool.default(false),
+  scaling_factor: QueryNumber.optional(),
+  shift_factor: QueryNumber.optional(),
+  do_scaling: QueryBool.optional(),
+  height: QueryPositiveInt.optional(),
+  width: QueryPositiveInt.optional(),
+  // Sent by some clients; the only transfer type is binary, so they change nothing.
+  input_tensor_type: z.string().optional(),
+  output_tensor_type: z.string().optional(),
+});
+export type DecodeQuery = z.infer<typeof DecodeQuery>;
+
+/** Query of `POST /v1/vae/{model}/encode` (PROTOCOL.md §2). `shape`/`dtype` only for a raw tensor body. */
+export const EncodeQuery = z.looseObject({
+  shape: QueryShape.optional(),
+  dtype: dtypeParam.optional(),
+  scaling_factor: QueryNumber.optional(),
+  shift_factor: QueryNumber.optional(),
+  do_scaling: QueryBool.optional(),
+  sample: QueryBool.default(false),
+  seed: QueryPositiveInt.optional(),
+});
+export type EncodeQuery = z.infer<typeof EncodeQuery>;
+
+/** What a worker advertises about a model it serves; `GET /v1/models` lists these. */
+export const ModelInfo = z.object({
+  id: z.string(),
+  family: Family,
+  task: z.literal("vae"),
+  /** Operations this model answers: a decoder only, or decoder and encoder. */
+  operations: z.array(z.enum(["decode", "encode"])),
+  latent_channels: z.number().int().positive(),
+  /** 4 for images `[B, C, h, w]`, 5 for video `[B, C, f, h, w]`. */
+  latent_rank: z.union([z.literal(4), z.literal(5)]),
+  spatial_compression: z.number().int().positive(),
+  temporal_compression: z.number().int().positive().optional(),
+  scaling_factor: z.number(),
+  shift_factor: z.number().nullable(),
+  /** Element type the ONNX graph takes (inputs are converted to it). */
+  dtype: z.enum(["float32", "float16"]),
+});
+export type ModelInfo = z.infer<typeof ModelInfo>;
+
+/** A latent/image scaling to apply: decode `x / scale + shift`, encode `(x - shift) * scale`. */
+export const Scaling = z.object({ scale: z.number(), shift: z.number() }).nullable();
+export type Scaling = z.infer<typeof Scaling>;
+
+/** The answer a decode job must produce (one row of PROTOCOL.md §1's table). */
+export const DecodeOutput = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("image"), format: z.enum(["jpg", "png"]) }),
+  z.object({ kind: z.literal("mp4") }),
+  z.object({ kind: z.literal("unit-float16") }),
+  z.object({ kind: z.literal("uint8") }),
+  z.object({ kind: z.literal("raw"), dtype: z.enum(["float16", "bfloat16"]) }),
+]);
+export type DecodeOutput = z.infer<typeof DecodeOutput>;
+
+/** A Redis key holding payload bytes (never the bytes themselves: BullMQ stores job data as JSON). */
+export const PayloadRef = z.string().min(1).max(200);
+
+/** BullMQ job data of a decode: small JSON only. */
+export const DecodeJob = z.object({
+  kind: z.literal("decode"),
+  model: z.string(),
+  input: PayloadRef,
+  shape: z.array(z.number().int().positive()),
+  dtype: InputDType,
+  scaling: Scaling,
+  packed: z.object({ height: z.number().int().positive(), width: z.number().int().positive() }).nullable(),
+  output: DecodeOutput,
+});
+export type DecodeJob = z.infer<typeof DecodeJob>;
+
+/** BullMQ job data of an encode. `input` is an image file (sniffed) or a raw tensor. */
+export const EncodeJob = z.object({
+  kind: z.literal("encode"),
+  model: z.string(),
+  input: PayloadRef,
+  tensor: z.object({ shape: z.array(z.number().int().positive()), dtype: InputDType }).nullable(),
+  scaling: Scaling,
+  sample: z.boolean(),
+  seed: z.number().int().nonnegative().nullable(),
+  outputDtype: z.enum(["float32", "float16", "bfloat16"]),
+});
+export type EncodeJob = z.infer<typeof EncodeJob>;
+
+export const VaeJob = z.discriminatedUnion("kind", [DecodeJob, EncodeJob]);
+export type VaeJob = z.infer<typeof VaeJob>;
+
+/** A job's return value: where the answer bytes are and the headers that describe them. */
+export const JobResult = z.object({
+  result: PayloadRef,
+  contentType: z.string(),
+  bytes: z.number().int().nonnegative(),
+  shape: z.array(z.number().int().nonnegative()).optional(),
+  dtype: DType.optional(),
+});
+export type JobResult = z.infer<typeof JobResult>;
