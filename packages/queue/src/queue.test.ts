@@ -1,0 +1,150 @@
+import { randomUUID } from "node:crypto";
+import { AppError, type DecodeJob, serializeJobError } from "@hybrid/protocol";
+import { UnrecoverableError, Worker } from "bullmq";
+import { afterAll, describe, expect, it } from "vitest";
+import { bullConnection, createRedis } from "./connection.ts";
+import { queueName } from "./names.ts";
+import { PayloadStore } from "./payload-store.ts";
+import { JobProducer } from "./producer.ts";
+import { WorkerDirectory } from "./worker-directory.ts";
+
+const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+// Each run gets its own prefix, so tests never see each other's keys.
+const prefix = `test-${randomUUID().slice(0, 8)}`;
+const redis = createRedis(redisUrl, "command");
+
+afterAll(async () => {
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+});
+
+describe("PayloadStore", () => {
+  it("stores bytes with a TTL and reads them back exactly", async () => {
+    const store = new PayloadStore(redis, prefix, 60);
+    const bytes = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 31) & 0xff);
+    const key = await store.put(bytes);
+    expect(key.startsWith(`${prefix}:payload:`)).toBe(true);
+    const back = await store.get(key);
+    expect(back?.equals(Buffer.from(bytes))).toBe(true);
+    const ttl = await redis.ttl(key);
+    expect(ttl).toBeGreaterThan(50);
+    expect(ttl).toBeLessThanOrEqual(60);
+    await store.delete(key);
+    expect(await store.get(key)).toBeNull();
+  });
+
+  it("refuses keys outside its prefix", async () => {
+    await redis.set("not-a-payload", "secret");
+    const store = new PayloadStore(redis, prefix, 60);
+    expect(await store.get("not-a-payload")).toBeNull();
+    await redis.del("not-a-payload");
+  });
+});
+
+describe("WorkerDirectory", () => {
+  it("lists announced workers and forgets withdrawn ones", async () => {
+    const dir = new WorkerDirectory(redis, prefix, 5, 0);
+    const model = {
+      id: "m1",
+      family: "sd-v1" as const,
+      task: "vae" as const,
+      operations: ["decode" as const],
+      latent_channels: 4,
+      latent_rank: 4 as const,
+      spatial_compression: 8,
+      scaling_factor: 0.18215,
+      shift_factor: null,
+      dtype: "float32" as const,
+    };
+    await dir.announce({
+      workerId: "w1",
+      hostname: "h",
+      pid: 1,
+      startedAt: new Date().toISOString(),
+      models: [model],
+    });
+    expect((await dir.models()).get("m1")).toEqual(model);
+    expect(await redis.ttl(`${prefix}:worker:w1`)).toBeGreaterThan(0);
+    await dir.withdraw("w1");
+    expect((await dir.models()).size).toBe(0);
+  });
+});
+
+describe("JobProducer", () => {
+  const job = (model: string): DecodeJob => ({
+    kind: "decode",
+    model,
+    input: `${prefix}:payload:x`,
+    shape: [1, 4, 8, 8],
+    dtype: "float32",
+    scaling: null,
+    packed: null,
+    output: { kind: "uint8" },
+  });
+
+  it("round-trips a job through a real BullMQ worker", async () => {
+    const producer = new JobProducer({ redisUrl, prefix });
+    const worker = new Worker(
+      queueName("echo"),
+      async (j) => ({
+        result: j.data.input,
+        contentType: "tensor/binary",
+        bytes: 3,
+        shape: [3],
+        dtype: "uint8",
+      }),
+      { connection: bullConnection(redisUrl), prefix },
+    );
+    try {
+      const j = await producer.enqueue(job("echo"), randomUUID());
+      const result = await producer.waitForResult(j, 10_000);
+      expect(result).toEqual({
+        result: `${prefix}:payload:x`,
+        contentType: "tensor/binary",
+        bytes: 3,
+        shape: [3],
+        dtype: "uint8",
+      });
+    } finally {
+      await worker.close();
+      await producer.close();
+    }
+  });
+
+  it("carries a worker's AppError code back, without retrying bad input", async () => {
+    const producer = new JobProducer({ redisUrl, prefix });
+    let calls = 0;
+    const worker = new Worker(
+      queueName("bad"),
+      async () => {
+        calls++;
+        throw new UnrecoverableError(serializeJobError(new AppError("invalid_image", "not an image")));
+      },
+      { connection: bullConnection(redisUrl), prefix },
+    );
+    try {
+      const j = await producer.enqueue(job("bad"), randomUUID());
+      const err = await producer.waitForResult(j, 10_000).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AppError);
+      expect((err as AppError).code).toBe("invalid_image");
+      expect(calls).toBe(1);
+    } finally {
+      await worker.close();
+      await producer.close();
+    }
+  });
+
+  it("times out with 504 and withdraws a job nobody picked up", async () => {
+    const producer = new JobProducer({ redisUrl, prefix });
+    try {
+      const j = await producer.enqueue(job("idle"), randomUUID());
+      const err = await producer.waitForResult(j, 300).catch((e: unknown) => e);
+      expect((err as AppError).code).toBe("timeout");
+      expect((err as AppError).status).toBe(504);
+      expect(await producer.backlog("idle")).toBe(0);
+    } finally {
+      await producer.close();
+    }
+  });
+});
