@@ -5,3 +5,4 @@ export * from "./media.ts";
 export * from "./query.ts";
 export * from "./schemas.ts";
 export * from "./tensor.ts";
+export * from "./vae-plan.ts";

@@ -1,0 +1,47 @@
+import { AppError, isAppError } from "@hybrid/protocol";
+import type { ErrorRequestHandler, RequestHandler } from "express";
+
+/** Unknown routes answer JSON like every other error. */
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new AppError("not_found", `No route for ${req.method} ${req.path}.`));
+};
+
+/** Body-parser's errors carry a `type`; turn the ones caused by the client into 4xx codes. */
+function fromBodyParser(e: {
+  type?: string;
+  status?: number;
+  limit?: number;
+  message?: string;
+}): AppError | undefined {
+  switch (e.type) {
+    case "entity.too.large":
+      return new AppError("payload_too_large", `The body is larger than the ${e.limit} bytes allowed.`);
+    case "request.aborted":
+    case "request.size.invalid":
+    case "stream.encoding.set":
+    case "encoding.unsupported":
+    case "charset.unsupported":
+    case "entity.parse.failed":
+    case "entity.verify.failed":
+      return new AppError("invalid_request", `The request body could not be read: ${e.message}`);
+    default:
+      return undefined;
+  }
+}
+
+/** The one error middleware: AppErrors keep their status and code; anything else is a logged 500. */
+export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
+  const e = isAppError(err)
+    ? err
+    : (fromBodyParser(err) ?? new AppError("internal", "Internal server error.", { cause: err }));
+  if (e.status >= 500 && e.code === "internal") req.log?.error({ err }, "request failed");
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body: Record<string, unknown> = e.toBody();
+  const jobId = (e.details as { job_id?: unknown } | undefined)?.job_id;
+  if (typeof jobId === "string") body.job_id = jobId;
+  if (e.status === 429 || e.status === 503) res.setHeader("Retry-After", "1");
+  res.status(e.status).json(body);
+};

@@ -1,0 +1,61 @@
+import { resolve } from "node:path";
+import { z } from "zod";
+
+const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const list = z.string().transform((s) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+
+/** The worker's settings, parsed once from the environment. Defaults work on a laptop. */
+export const Env = z.object({
+  /** Redis holding the queues and payloads. */
+  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  /** Key prefix of everything in Redis; API and workers of one deployment must agree. */
+  QUEUE_PREFIX: z.string().min(1).default("hybrid"),
+  /** Directory holding one sub-directory per model in optimum's ONNX layout. */
+  MODELS_DIR: z
+    .string()
+    .default("models")
+    .transform((p) => resolve(p)),
+  /** Models to serve: ids of sub-directories of MODELS_DIR, or `id=/path/to/dir`. Empty: all of MODELS_DIR. */
+  MODELS: list.default([]),
+  /** Write the small generated default models into MODELS_DIR when they are missing. */
+  GENERATE_DEFAULT_MODELS: bool.default(true),
+  /** Session threads (each runs one model call at a time). */
+  SESSION_THREADS: z.coerce.number().int().min(1).max(64).default(1),
+  /** BullMQ jobs in flight per model queue. */
+  CONCURRENCY: z.coerce.number().int().min(1).max(256).default(1),
+  /** onnxruntime execution providers in order of preference; cpu is always the fallback. */
+  EXECUTION_PROVIDERS: list.pipe(z.array(z.enum(["cuda", "tensorrt", "cpu"]))).default(["cuda", "cpu"]),
+  /** Threads onnxruntime uses within one run; 0 = one per physical core. */
+  ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
+  /** Seconds a result payload stays in Redis if the API never collects it. */
+  PAYLOAD_TTL_SECONDS: z.coerce.number().int().positive().default(600),
+  MAX_OUTPUT_PIXELS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(2048 * 2048),
+  MAX_ELEMENTS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(2 ** 26),
+  MAX_FRAMES: z.coerce.number().int().positive().default(129),
+  MAX_BATCH: z.coerce.number().int().positive().default(16),
+  /** Frames per second of mp4 answers. */
+  VIDEO_FPS: z.coerce.number().positive().default(15),
+  /** ffmpeg binary; unset uses the one from the @ffmpeg-installer package. */
+  FFMPEG_PATH: z.string().optional(),
+  /** Port of the worker's own health endpoint (`/health/live`, `/health/ready`); 0 = none. */
+  HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  /** Seconds between directory heartbeats; a worker silent for 3× this drops out. */
+  HEARTBEAT_SECONDS: z.coerce.number().positive().default(5),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+export type Env = z.infer<typeof Env>;
+
+export const loadEnv = (source: NodeJS.ProcessEnv = process.env): Env => Env.parse(source);

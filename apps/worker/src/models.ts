@@ -1,0 +1,33 @@
+import { readdir, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { generateDefaultModels, type ModelSource } from "@hybrid/inference";
+import type { Logger } from "pino";
+import type { Env } from "./env.ts";
+
+/** The models this worker serves, from MODELS / MODELS_DIR (generating the defaults when asked). */
+export async function modelSources(env: Env, log: Logger): Promise<ModelSource[]> {
+  if (env.GENERATE_DEFAULT_MODELS && env.MODELS.length === 0) {
+    const ids = await generateDefaultModels(env.MODELS_DIR);
+    log.info({ dir: env.MODELS_DIR, ids }, "default models ready");
+  }
+  if (env.MODELS.length > 0) {
+    return env.MODELS.map((entry) => {
+      const [id, path] = entry.includes("=")
+        ? (entry.split("=", 2) as [string, string])
+        : [entry, join(env.MODELS_DIR, entry)];
+      return { id, dir: resolve(path) };
+    });
+  }
+  const sources: ModelSource[] = [];
+  for (const name of (await readdir(env.MODELS_DIR).catch(() => [])).sort()) {
+    const dir = join(env.MODELS_DIR, name);
+    if (
+      await stat(join(dir, "vae_decoder", "model.onnx")).then(
+        () => true,
+        () => false,
+      )
+    )
+      sources.push({ id: name, dir });
+  }
+  return sources;
+}

@@ -1,0 +1,57 @@
+import type { VaeRuntime } from "@hybrid/inference";
+import { AppError, isAppError, type JobResult, serializeJobError, VaeJob } from "@hybrid/protocol";
+import type { PayloadStore } from "@hybrid/queue";
+import { type Job, UnrecoverableError } from "bullmq";
+import type { Logger } from "pino";
+
+/**
+ * Runs one job: read its payload, run the model, store the answer bytes, return where they are.
+ * Bad input fails at once (UnrecoverableError); anything else rethrows so BullMQ retries it.
+ */
+export function createProcessor(runtime: VaeRuntime, store: PayloadStore, log: Logger) {
+  return async (job: Job): Promise<JobResult> => {
+    const jlog = log.child({
+      jobId: job.id,
+      queue: job.queueName,
+      model: job.data?.model,
+      attempt: job.attemptsMade + 1,
+    });
+    const started = performance.now();
+    try {
+      const parsed = VaeJob.safeParse(job.data);
+      if (!parsed.success)
+        throw new AppError("invalid_request", "The job data is not a valid VAE job.", {
+          details: parsed.error.issues,
+        });
+      const data = parsed.data;
+      const input = await store.get(data.input);
+      if (!input)
+        throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
+      const answer =
+        data.kind === "decode" ? await runtime.decode(data, input) : await runtime.encode(data, input);
+      const result = await store.put(answer.bytes);
+      jlog.info(
+        { ms: Math.round(performance.now() - started), bytes: answer.bytes.byteLength, kind: data.kind },
+        "job done",
+      );
+      return {
+        result,
+        contentType: answer.contentType,
+        bytes: answer.bytes.byteLength,
+        ...(answer.shape ? { shape: answer.shape } : {}),
+        ...(answer.dtype ? { dtype: answer.dtype } : {}),
+      };
+    } catch (e) {
+      if (isAppError(e) && e.status < 500) {
+        jlog.info({ code: e.code, err: e.message }, "job rejected");
+        throw new UnrecoverableError(serializeJobError(e));
+      }
+      jlog.error({ err: e }, "job failed");
+      const err = new Error(
+        serializeJobError(isAppError(e) ? e : new AppError("internal", "The worker failed to run the job.")),
+      );
+      err.cause = e;
+      throw err;
+    }
+  };
+}

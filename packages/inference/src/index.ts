@@ -1,0 +1,7 @@
+export * from "./generator/index.ts";
+export * from "./image.ts";
+export * from "./registry.ts";
+export type { ExecutionProvider, SessionSettings } from "./session-cache.ts";
+export type { SessionHostOptions } from "./session-host.ts";
+export * from "./vae-runtime.ts";
+export * from "./video.ts";

@@ -1,0 +1,27 @@
+import { randomInt } from "node:crypto";
+
+/** mulberry32: a small, fast, seedable PRNG (uniform in [0, 1)). */
+function mulberry32(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` standard normal samples (Box–Muller); the same seed gives the same samples. */
+export function gaussian(n: number, seed: number | null): Float32Array {
+  const rand = mulberry32(seed ?? randomInt(2 ** 32));
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = 1 - rand();
+    const v = rand();
+    const r = Math.sqrt(-2 * Math.log(u));
+    out[i] = r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}

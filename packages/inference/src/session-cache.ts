@@ -1,0 +1,79 @@
+import * as ort from "onnxruntime-node";
+
+/** Execution providers by preference; `cpu` is always appended as the last resort. */
+export type ExecutionProvider = "cuda" | "tensorrt" | "cpu";
+
+export interface SessionSettings {
+  /** Providers in order of preference. @defaultValue ["cuda", "cpu"] */
+  providers: ExecutionProvider[];
+  /** Threads ORT uses inside one run; 0 lets ORT pick (one per physical core). @defaultValue 0 */
+  intraOpThreads: number;
+}
+
+/** Input/output description of a loaded graph, read from the session's metadata. */
+export interface GraphIO {
+  name: string;
+  type: string;
+  shape: Array<number | string>;
+}
+
+export interface LoadedSession {
+  session: ort.InferenceSession;
+  inputs: GraphIO[];
+  outputs: GraphIO[];
+  /** The providers the session was created with (after any fallback). */
+  providers: string[];
+}
+
+const sessions = new Map<string, Promise<LoadedSession>>();
+
+function describe(meta: readonly ort.InferenceSession.ValueMetadata[]): GraphIO[] {
+  return meta.map((m) =>
+    m.isTensor
+      ? { name: m.name, type: m.type, shape: [...m.shape] }
+      : { name: m.name, type: "non-tensor", shape: [] },
+  );
+}
+
+async function create(path: string, settings: SessionSettings): Promise<LoadedSession> {
+  const wanted = [...new Set<string>([...settings.providers.filter((p) => p !== "cpu"), "cpu"])];
+  const options = (executionProviders: string[]): ort.InferenceSession.SessionOptions => ({
+    executionProviders,
+    graphOptimizationLevel: "all",
+    ...(settings.intraOpThreads > 0 ? { intraOpNumThreads: settings.intraOpThreads } : {}),
+  });
+  let providers = wanted;
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(path, options(wanted));
+  } catch (e) {
+    // A GPU provider whose libraries are absent fails the whole create: serve on CPU instead.
+    if (wanted.length === 1) throw e;
+    providers = ["cpu"];
+    session = await ort.InferenceSession.create(path, options(providers));
+  }
+  return {
+    session,
+    inputs: describe(session.inputMetadata),
+    outputs: describe(session.outputMetadata),
+    providers,
+  };
+}
+
+/** The session of a model file, created once per thread and reused for every run. */
+export function getSession(path: string, settings: SessionSettings): Promise<LoadedSession> {
+  let s = sessions.get(path);
+  if (!s) {
+    s = create(path, settings);
+    // A failed load must not be cached forever: the next job tries again.
+    s.catch(() => sessions.delete(path));
+    sessions.set(path, s);
+  }
+  return s;
+}
+
+export async function releaseSessions(): Promise<void> {
+  const all = [...sessions.values()];
+  sessions.clear();
+  await Promise.all(all.map(async (s) => (await s.catch(() => undefined))?.session.release()));
+}

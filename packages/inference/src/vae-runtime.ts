@@ -1,0 +1,228 @@
+import {
+  AppError,
+  DEFAULT_LIMITS,
+  type DecodeJob,
+  type DType,
+  type EncodeJob,
+  type ModelInfo,
+  planDecode,
+  planEncodeTensor,
+  sniffImageFormat,
+  type TensorLimits,
+} from "@hybrid/protocol";
+import sharp from "sharp";
+import { decodeImage, encodeImage, ImageDecodeError } from "./image.ts";
+import { FAMILY_DEFAULTS, type ModelFiles, type ModelSource, resolveModelDir } from "./registry.ts";
+import { SessionHost, type SessionHostOptions } from "./session-host.ts";
+import type { RunResult } from "./vae-tasks.ts";
+import { encodeMp4 } from "./video.ts";
+
+export interface RuntimeOptions extends SessionHostOptions {
+  limits?: TensorLimits;
+  /** ffmpeg binary for mp4 answers; defaults to the one shipped by @ffmpeg-installer. */
+  ffmpegPath?: string;
+  /** Frames per second of mp4 answers. @defaultValue 15 */
+  fps?: number;
+}
+
+/** One answer: the body bytes and what the HTTP layer needs to describe them. */
+export interface VaeAnswer {
+  bytes: Uint8Array;
+  contentType: string;
+  shape?: number[];
+  dtype?: DType;
+}
+
+interface Served {
+  info: ModelInfo;
+  files: ModelFiles;
+}
+
+/**
+ * The VAE models a worker serves: resolves their directories, loads their sessions in the
+ * session threads (once, at open), and turns jobs into answer bytes. Model runs and the
+ * numeric work happen in the threads; image and mp4 encoding (sharp, ffmpeg) are async I/O here.
+ */
+export class VaeRuntime {
+  private constructor(
+    private readonly host: SessionHost,
+    private readonly served: Map<string, Served>,
+    private readonly opts: RuntimeOptions,
+  ) {}
+
+  static async open(sources: ModelSource[], opts: RuntimeOptions): Promise<VaeRuntime> {
+    const host = new SessionHost(opts);
+    try {
+      const served = new Map<string, Served>();
+      for (const src of sources) {
+        const files = await resolveModelDir(src);
+        served.set(src.id, { files, info: await describeModel(host, files) });
+      }
+      return new VaeRuntime(host, served, opts);
+    } catch (e) {
+      await host.close();
+      throw e;
+    }
+  }
+
+  get models(): ModelInfo[] {
+    return [...this.served.values()].map((s) => s.info);
+  }
+
+  private model(id: string): Served {
+    const s = this.served.get(id);
+    if (!s) throw new AppError("unknown_model", `This worker does not serve model ${id}.`);
+    return s;
+  }
+
+  private get limits() {
+    return this.opts.limits ?? DEFAULT_LIMITS;
+  }
+
+  /** Decodes latents into the answer the job asks for (PROTOCOL.md §1). */
+  async decode(job: DecodeJob, input: Uint8Array): Promise<VaeAnswer> {
+    const { info, files } = this.model(job.model);
+    planDecode(
+      { shape: job.shape, dtype: job.dtype, byteLength: input.byteLength, packed: job.packed },
+      info,
+      this.limits,
+    );
+    const result = await this.host.run({
+      op: "decode",
+      path: files.decoderPath,
+      input,
+      shape: job.shape,
+      dtype: job.dtype,
+      scaling: job.scaling,
+      packed: job.packed,
+      output: job.output,
+    });
+    if (result.kind === "tensor") return tensorAnswer(result);
+    if (job.output.kind === "mp4") {
+      const bytes = await encodeMp4(result.data, {
+        frames: result.frames,
+        width: result.width,
+        height: result.height,
+        fps: this.opts.fps ?? 15,
+        ...(this.opts.ffmpegPath ? { ffmpegPath: this.opts.ffmpegPath } : {}),
+      });
+      return { bytes, contentType: "video/mp4" };
+    }
+    const format = job.output.kind === "image" ? job.output.format : "jpg";
+    const first = result.data.subarray(0, result.width * result.height * 3);
+    const bytes = await encodeImage(first, result.width, result.height, format === "png" ? "png" : "jpeg");
+    return { bytes, contentType: format === "png" ? "image/png" : "image/jpeg" };
+  }
+
+  /** Encodes an image file or an image tensor into latents (PROTOCOL.md §2). */
+  async encode(job: EncodeJob, input: Uint8Array): Promise<VaeAnswer> {
+    const { info, files } = this.model(job.model);
+    if (!files.encoderPath) throw new AppError("unsupported_operation", `Model ${job.model} has no encoder.`);
+    const common = {
+      op: "encode" as const,
+      path: files.encoderPath,
+      scaling: job.scaling,
+      sample: job.sample,
+      seed: job.seed,
+      outputDtype: job.outputDtype,
+    };
+    if (job.tensor) {
+      planEncodeTensor({ ...job.tensor, byteLength: input.byteLength }, info, this.limits);
+      return tensorAnswer(
+        await this.host.run({ ...common, input: { kind: "tensor", bytes: input, ...job.tensor } }),
+      );
+    }
+    const rgb = await this.readImage(input, info.spatial_compression);
+    return tensorAnswer(await this.host.run({ ...common, input: { kind: "rgb", ...rgb } }));
+  }
+
+  /** Decodes an image file to RGB, sized down to multiples of the VAE's compression like diffusers' VaeImageProcessor. */
+  private async readImage(bytes: Uint8Array, multiple: number) {
+    if (!sniffImageFormat(bytes))
+      throw new AppError("invalid_image", "The body is not a PNG, JPEG or WebP image.");
+    let img: Awaited<ReturnType<typeof decodeImage>>;
+    try {
+      img = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
+        maxPixels: this.limits.maxOutputPixels,
+      });
+    } catch (e) {
+      if (e instanceof ImageDecodeError) {
+        if (/pixel limit/i.test(e.message))
+          throw new AppError(
+            "too_large",
+            `The image is over the limit of ${this.limits.maxOutputPixels} pixels.`,
+            { cause: e },
+          );
+        throw new AppError("invalid_image", `The image could not be decoded: ${e.message}`, { cause: e });
+      }
+      throw e;
+    }
+    if (img.width * img.height > this.limits.maxOutputPixels) {
+      throw new AppError(
+        "too_large",
+        `Image ${img.width}x${img.height} is over the limit of ${this.limits.maxOutputPixels} pixels.`,
+      );
+    }
+    const width = img.width - (img.width % multiple);
+    const height = img.height - (img.height % multiple);
+    if (width === 0 || height === 0)
+      throw new AppError("invalid_image", `The image must be at least ${multiple}x${multiple} pixels.`);
+    if (width === img.width && height === img.height) return { data: img.data, width, height };
+    const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+      .resize(width, height, { fit: "fill", kernel: "lanczos3" })
+      .raw()
+      .toBuffer();
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height };
+  }
+
+  async close(): Promise<void> {
+    await this.host.close();
+  }
+}
+
+function tensorAnswer(r: RunResult): VaeAnswer {
+  if (r.kind !== "tensor") throw new AppError("internal", "Expected a tensor from the session thread.");
+  return { bytes: r.bytes, contentType: "tensor/binary", shape: r.shape, dtype: r.dtype };
+}
+
+/** Loads a model's sessions and reads its layout and dtype from their metadata. */
+async function describeModel(host: SessionHost, files: ModelFiles): Promise<ModelInfo> {
+  const decoder = await host.describe(files.decoderPath);
+  const input = decoder.inputs[0];
+  if (!input || decoder.outputs.length === 0)
+    throw new AppError("internal", `Model ${files.id}: the decoder graph has no inputs or outputs.`);
+  const rank = input.shape.length;
+  if (rank !== 4 && rank !== 5)
+    throw new AppError(
+      "internal",
+      `Model ${files.id}: decoder input ${input.name} has rank ${rank}; expected 4 or 5.`,
+    );
+  if (input.type !== "float32" && input.type !== "float16") {
+    throw new AppError(
+      "internal",
+      `Model ${files.id}: decoder input ${input.name} is ${input.type}; expected float32 or float16.`,
+    );
+  }
+  if (files.encoderPath) await host.describe(files.encoderPath);
+  const defaults = FAMILY_DEFAULTS[files.family];
+  const channelsDim = input.shape[1];
+  const latentChannels =
+    typeof channelsDim === "number" && channelsDim > 0
+      ? channelsDim
+      : (files.config.latent_channels ?? defaults.latentChannels);
+  return {
+    id: files.id,
+    family: files.family,
+    task: "vae",
+    operations: files.encoderPath ? ["decode", "encode"] : ["decode"],
+    latent_channels: latentChannels,
+    latent_rank: rank,
+    spatial_compression: files.config.spatial_compression_ratio ?? 8,
+    ...(rank === 5
+      ? { temporal_compression: files.config.temporal_compression_ratio ?? defaults.temporal ?? 4 }
+      : {}),
+    scaling_factor: files.config.scaling_factor ?? defaults.scaling,
+    shift_factor: files.config.shift_factor === undefined ? defaults.shift : files.config.shift_factor,
+    dtype: input.type,
+  };
+}

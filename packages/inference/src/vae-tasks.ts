@@ -1,0 +1,50 @@
+import type { DecodeOutput, InputDType, Scaling } from "@hybrid/protocol";
+import type { GraphIO } from "./session-cache.ts";
+
+/** Messages between the runtime (main thread) and a session thread. Plain data: they are structured-cloned. */
+export type ThreadTask = DescribeTask | DecodeTask | EncodeTask;
+
+export interface DescribeTask {
+  op: "describe";
+  path: string;
+}
+
+export interface DecodeTask {
+  op: "decode";
+  path: string;
+  input: Uint8Array;
+  shape: number[];
+  dtype: InputDType;
+  scaling: Scaling;
+  packed: { height: number; width: number } | null;
+  output: DecodeOutput;
+}
+
+export interface EncodeTask {
+  op: "encode";
+  path: string;
+  /** An image as HWC RGB bytes, or a `[B, 3, H, W]` tensor in [-1, 1]. */
+  input:
+    | { kind: "rgb"; data: Uint8Array; width: number; height: number }
+    | { kind: "tensor"; bytes: Uint8Array; shape: number[]; dtype: InputDType };
+  scaling: Scaling;
+  sample: boolean;
+  seed: number | null;
+  outputDtype: "float32" | "float16" | "bfloat16";
+}
+
+export interface DescribeResult {
+  inputs: GraphIO[];
+  outputs: GraphIO[];
+  providers: string[];
+}
+
+/** Either pixels for the main thread to encode (image, mp4) or a finished wire tensor. */
+export type RunResult =
+  | { kind: "pixels"; data: Uint8Array; frames: number; height: number; width: number }
+  | {
+      kind: "tensor";
+      bytes: Uint8Array;
+      shape: number[];
+      dtype: "float32" | "float16" | "bfloat16" | "uint8";
+    };

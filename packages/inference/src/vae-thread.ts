@@ -1,0 +1,139 @@
+// Entry of a session thread. onnxruntime-node's session.run blocks its thread for the whole run,
+// so every session lives here, and the numeric pre/postprocessing runs here too: the main thread
+// stays free for BullMQ's lock renewal.
+import { workerData } from "node:worker_threads";
+import { AppError, decodeToFloat32, encodeFromFloat32, unpackFluxLatents } from "@hybrid/protocol";
+import { fromOrtTensor, toOrtTensor } from "./ort-tensor.ts";
+import { imageToNCHW, toUint8ChannelsLast, toUnitRangeNCHW } from "./postprocess.ts";
+import { gaussian } from "./random.ts";
+import { getSession, type SessionSettings } from "./session-cache.ts";
+import type { DecodeTask, DescribeResult, EncodeTask, RunResult, ThreadTask } from "./vae-tasks.ts";
+
+const settings = workerData as SessionSettings;
+
+async function describe(path: string): Promise<DescribeResult> {
+  const { inputs, outputs, providers } = await getSession(path, settings);
+  return { inputs, outputs, providers };
+}
+
+async function run(path: string, values: Float32Array, shape: number[]) {
+  const { session, inputs, outputs } = await getSession(path, settings);
+  const input = inputs[0]!;
+  const output = outputs[0]!;
+  const result = await session.run({ [input.name]: toOrtTensor(values, shape, input.type) }, [output.name]);
+  return fromOrtTensor(result[output.name] as Parameters<typeof fromOrtTensor>[0]);
+}
+
+async function decode(t: DecodeTask): Promise<RunResult> {
+  let values = decodeToFloat32(t.input, t.shape, t.dtype);
+  let shape = t.shape;
+  if (t.packed) ({ data: values, shape } = unpackFluxLatents(values, shape, t.packed.height, t.packed.width));
+  if (t.output.kind === "image" && shape[0]! > 1) {
+    // An image answer carries only the first image of the batch: don't decode the others.
+    shape = [1, ...shape.slice(1)];
+    values = values.subarray(0, values.length / t.shape[0]!);
+  }
+  if (t.scaling) {
+    const { scale, shift } = t.scaling;
+    for (let i = 0; i < values.length; i++) values[i] = values[i]! / scale + shift;
+  }
+  const out = await run(t.path, values, shape);
+  switch (t.output.kind) {
+    case "image":
+    case "mp4": {
+      const rgb = toUint8ChannelsLast(out.data, out.shape);
+      const [frames, height, width] = rgb.shape as [number, number, number];
+      return {
+        kind: "pixels",
+        data: rgb.data,
+        frames: t.output.kind === "image" ? 1 : frames,
+        height,
+        width,
+      };
+    }
+    case "uint8": {
+      const rgb = toUint8ChannelsLast(out.data, out.shape);
+      return { kind: "tensor", bytes: rgb.data, shape: rgb.shape, dtype: "uint8" };
+    }
+    case "unit-float16": {
+      const unit = toUnitRangeNCHW(out.data, out.shape);
+      return {
+        kind: "tensor",
+        bytes: encodeFromFloat32(unit.data, "float16"),
+        shape: unit.shape,
+        dtype: "float16",
+      };
+    }
+    case "raw":
+      return {
+        kind: "tensor",
+        bytes: encodeFromFloat32(out.data, t.output.dtype),
+        shape: out.shape,
+        dtype: t.output.dtype,
+      };
+  }
+}
+
+async function encode(t: EncodeTask): Promise<RunResult> {
+  let values: Float32Array;
+  let shape: number[];
+  if (t.input.kind === "rgb") {
+    values = imageToNCHW(t.input.data, t.input.width, t.input.height, 3);
+    shape = [1, 3, t.input.height, t.input.width];
+  } else {
+    values = decodeToFloat32(t.input.bytes, t.input.shape, t.input.dtype);
+    shape = t.input.shape;
+  }
+  const { outputs } = await getSession(t.path, settings);
+  const out = await run(t.path, values, shape);
+  const [b, c2, h, w] = out.shape as [number, number, number, number];
+  let latents: Float32Array;
+  let channels: number;
+  if (outputs[0]!.name === "latent_parameters") {
+    // Mean then log-variance along channels (diffusers' DiagonalGaussianDistribution).
+    channels = c2 / 2;
+    const plane = h * w;
+    latents = new Float32Array(b * channels * plane);
+    const noise = t.sample ? gaussian(latents.length, t.seed) : null;
+    for (let n = 0; n < b; n++) {
+      for (let c = 0; c < channels; c++) {
+        const mean = (n * c2 + c) * plane;
+        const logvar = (n * c2 + channels + c) * plane;
+        const dst = (n * channels + c) * plane;
+        for (let i = 0; i < plane; i++) {
+          let v = out.data[mean + i]!;
+          if (noise)
+            v += Math.exp(0.5 * Math.min(20, Math.max(-30, out.data[logvar + i]!))) * noise[dst + i]!;
+          latents[dst + i] = v;
+        }
+      }
+    }
+  } else {
+    channels = c2;
+    latents = out.data;
+  }
+  if (t.scaling) {
+    const { scale, shift } = t.scaling;
+    for (let i = 0; i < latents.length; i++) latents[i] = (latents[i]! - shift) * scale;
+  }
+  return {
+    kind: "tensor",
+    bytes: encodeFromFloat32(latents, t.outputDtype),
+    shape: [b, channels, h, w],
+    dtype: t.outputDtype,
+  };
+}
+
+/** Piscina calls this for every task sent to the pool. */
+export default async function handle(task: ThreadTask): Promise<DescribeResult | RunResult> {
+  switch (task.op) {
+    case "describe":
+      return describe(task.path);
+    case "decode":
+      return decode(task);
+    case "encode":
+      return encode(task);
+    default:
+      throw new AppError("internal", "Unknown thread task.");
+  }
+}

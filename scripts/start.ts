@@ -1,0 +1,76 @@
+// `pnpm start`: Redis (the given one, the local one, or a child redis-server), the default models,
+// one API and one worker. Ctrl-C stops everything.
+import type { ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { generateDefaultModels } from "@hybrid/inference";
+import { redisAnswers, repoRoot, startApp, startRedisServer, stop, waitFor } from "./lib.ts";
+
+const port = process.env.PORT ?? "8080";
+let redisUrl = process.env.REDIS_URL;
+let redisChild: ChildProcess | undefined;
+
+if (!redisUrl) {
+  if (await redisAnswers("127.0.0.1", 6379)) {
+    redisUrl = "redis://127.0.0.1:6379";
+    console.log("Using the Redis already running on 127.0.0.1:6379.");
+  } else {
+    try {
+      redisChild = await startRedisServer(6379);
+      redisUrl = "redis://127.0.0.1:6379";
+      console.log("Started redis-server on 127.0.0.1:6379 (in memory, stops with this command).");
+    } catch {
+      console.error(
+        [
+          "No Redis answers on 127.0.0.1:6379 and no redis-server binary was found.",
+          "Either point REDIS_URL at a Redis (REDIS_URL=redis://host:6379 pnpm start), or install one:",
+          "  Debian/Ubuntu: sudo apt-get install redis-server",
+          "  macOS:         brew install redis",
+          "  Docker:        docker run -p 6379:6379 redis:7",
+        ].join("\n"),
+      );
+      process.exit(1);
+    }
+  }
+}
+
+const modelsDir = process.env.MODELS_DIR ?? join(repoRoot, "models");
+if (!process.env.MODELS) {
+  const ids = await generateDefaultModels(modelsDir);
+  console.log(`Default models in ${modelsDir}: ${ids.join(", ")}`);
+}
+
+const env = { REDIS_URL: redisUrl, MODELS_DIR: modelsDir, PORT: port };
+const worker = startApp("worker", env);
+const api = startApp("api", env);
+const children = [api, worker];
+
+let stopping = false;
+async function shutdown(code: number) {
+  if (stopping) return;
+  stopping = true;
+  await Promise.all(children.map((c) => stop(c)));
+  await stop(redisChild);
+  process.exit(code);
+}
+for (const c of children) {
+  c.once("exit", (code) => {
+    if (!stopping) {
+      console.error(`A service exited (code ${code}); stopping the others.`);
+      void shutdown(1);
+    }
+  });
+}
+process.on("SIGINT", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
+
+const ready = async () => {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/health/ready`)).ok;
+  } catch {
+    return false;
+  }
+};
+await waitFor(ready, 120_000, "the API to become ready");
+console.log(
+  `\nhybrid-inference is ready on http://localhost:${port}  (GET /v1/models lists the models; Ctrl-C stops)\n`,
+);

@@ -1,0 +1,41 @@
+import { encodeFromFloat32 } from "@hybrid/protocol";
+import type { TorchDType } from "./diffusers-client.ts";
+
+/** Seeded standard-normal values, like torch.randn for latents. */
+export function randn(n: number, seed = 1): Float32Array {
+  let a = seed >>> 0;
+  const rand = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  return out;
+}
+
+export function latents(shape: number[], dtype: TorchDType = "float32", seed = 1) {
+  const values = randn(
+    shape.reduce((a, b) => a * b, 1),
+    seed,
+  );
+  return { values, tensor: { data: encodeFromFloat32(values, dtype), shape, dtype } };
+}
+
+export const isJpeg = (b: Uint8Array) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
+export const isPng = (b: Uint8Array) => b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47;
+export const isMp4 = (b: Uint8Array) => Buffer.from(b.subarray(4, 8)).toString("latin1") === "ftyp";
+
+export function range(values: ArrayLike<number>) {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  let finite = true;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!Number.isFinite(v)) finite = false;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { min, max, finite };
+}

@@ -1,0 +1,56 @@
+// A real stack for end-to-end tests: the machine's Redis (or REDIS_URL), one worker and one API
+// process started from source, under a key prefix of their own.
+import type { ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { generateDefaultModels } from "@hybrid/inference";
+import { freePort, repoRoot, startApp, stop, waitFor } from "../../scripts/lib.ts";
+
+export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+/** Generated once per checkout; node_modules/.cache is ignored by git. */
+export const TEST_MODELS_DIR = join(repoRoot, "node_modules", ".cache", "hybrid-test-models");
+
+export interface Stack {
+  baseUrl: string;
+  prefix: string;
+  api: ChildProcess;
+  worker: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
+  await generateDefaultModels(TEST_MODELS_DIR);
+  const prefix = `e2e-${randomUUID().slice(0, 8)}`;
+  const port = await freePort();
+  const common = { REDIS_URL, QUEUE_PREFIX: prefix, MODELS_DIR: TEST_MODELS_DIR, LOG_LEVEL: "warn", ...env };
+  const worker = startApp("worker", { ...common, HEARTBEAT_SECONDS: "1", GENERATE_DEFAULT_MODELS: "false" });
+  const api = startApp("api", { ...common, PORT: String(port), HOST: "127.0.0.1" });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const stack: Stack = {
+    baseUrl,
+    prefix,
+    api,
+    worker,
+    stop: async () => {
+      await Promise.all([stop(api), stop(worker)]);
+    },
+  };
+  try {
+    await waitFor(
+      async () => {
+        if (api.exitCode !== null || worker.exitCode !== null)
+          throw new Error("a service exited during start-up");
+        return fetch(`${baseUrl}/health/ready`).then(
+          (r) => r.ok,
+          () => false,
+        );
+      },
+      120_000,
+      "the stack to become ready",
+    );
+  } catch (e) {
+    await stack.stop();
+    throw e;
+  }
+  return stack;
+}
