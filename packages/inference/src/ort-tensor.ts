@@ -22,7 +22,8 @@ export function fromOrtTensor(t: ort.Tensor): { data: Float32Array; shape: numbe
     case "float16": {
       const raw = t.data;
       // Node builds with Float16Array hand those out; otherwise the bits come as Uint16Array.
-      const bits = raw instanceof Uint16Array ? raw : new Uint16Array((raw as Uint16Array).buffer);
+      const bits =
+        raw instanceof Uint16Array ? raw : new Uint16Array((raw as unknown as ArrayBufferView).buffer);
       return { data: float16ToFloat32(bits), shape };
     }
     default:

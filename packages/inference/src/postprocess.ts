@@ -14,7 +14,7 @@ export interface Uint8Tensor {
   shape: number[];
 }
 
-/** The decoder output seen as `groups` RGB images of `plane` pixels each. */
+/** The decoder output seen as `images` RGB images of `plane` pixels each. */
 interface PixelLayout {
   /** Images in the answer: the batch for `[B,3,H,W]`, batch × frames for `[B,3,F,H,W]`. */
   images: number;
@@ -54,8 +54,8 @@ function pixelLayout(x: Float32Array, shape: readonly number[]): PixelLayout {
  */
 export function denormalizeValue(x: number): number {
   const v = x * 0.5 + 0.5;
-  // Written so that every comparison with NaN is false and falls through to 0.
-  return v > 0 ? (v < 1 ? v : 1) : 0;
+  // `v > 0` is false for NaN, which therefore falls through to 0.
+  return v > 0 ? Math.min(v, 1) : 0;
 }
 
 /** {@link denormalizeValue} over a whole tensor, into a new array (layout unchanged). */
@@ -63,7 +63,7 @@ export function denormalize(x: Float32Array): Float32Array {
   const out = new Float32Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const v = x[i]! * 0.5 + 0.5;
-    out[i] = v > 0 ? (v < 1 ? v : 1) : 0;
+    out[i] = v > 0 ? Math.min(v, 1) : 0;
   }
   return out;
 }
@@ -97,7 +97,10 @@ export function toUint8ChannelsLast(x: Float32Array, shape: readonly number[]): 
       out[o++] = Math.fround(Math.fround(x[b0 + i]! * 0.5 + 0.5) * 255);
     }
   }
-  return { data: new Uint8Array(out.buffer, out.byteOffset, out.byteLength), shape: [images, height, width, 3] };
+  return {
+    data: new Uint8Array(out.buffer, out.byteOffset, out.byteLength),
+    shape: [images, height, width, 3],
+  };
 }
 
 /**
@@ -118,7 +121,7 @@ export function toUnitRangeNCHW(x: Float32Array, shape: readonly number[]): Floa
       const end = src + plane;
       for (let i = src; i < end; i++) {
         const v = x[i]! * 0.5 + 0.5;
-        out[o++] = v > 0 ? (v < 1 ? v : 1) : 0;
+        out[o++] = v > 0 ? Math.min(v, 1) : 0;
       }
     }
   }
@@ -134,8 +137,10 @@ export function sliceFirst<T extends Float32Array | Uint8Array>(
   shape: readonly number[],
 ): { data: T; shape: number[] } {
   const batch = shape[0];
-  if (batch === undefined || batch < 1) throw new RangeError(`Cannot take the first of shape [${shape.join(", ")}].`);
-  if (x.length % batch !== 0) throw new RangeError(`${x.length} values do not split into ${batch} batch entries.`);
+  if (batch === undefined || batch < 1)
+    throw new RangeError(`Cannot take the first of shape [${shape.join(", ")}].`);
+  if (x.length % batch !== 0)
+    throw new RangeError(`${x.length} values do not split into ${batch} batch entries.`);
   return { data: x.subarray(0, x.length / batch) as T, shape: [1, ...shape.slice(1)] };
 }
 
@@ -156,7 +161,9 @@ export function imageToNCHW(rgb: Uint8Array, width: number, height: number, chan
   if (channels !== 3 && channels !== 4) throw new RangeError(`Expected 3 or 4 channels, got ${channels}.`);
   const plane = width * height;
   if (rgb.length !== plane * channels) {
-    throw new RangeError(`A ${width}x${height}x${channels} image needs ${plane * channels} bytes, got ${rgb.length}.`);
+    throw new RangeError(
+      `A ${width}x${height}x${channels} image needs ${plane * channels} bytes, got ${rgb.length}.`,
+    );
   }
   const out = new Float32Array(plane * 3);
   const lut = UNIT_FROM_BYTE;

@@ -7,7 +7,6 @@ import {
   type ModelInfo,
   planDecode,
   planEncodeTensor,
-  sniffImageFormat,
   type TensorLimits,
 } from "@hybrid/protocol";
 import sharp from "sharp";
@@ -138,30 +137,19 @@ export class VaeRuntime {
 
   /** Decodes an image file to RGB, sized down to multiples of the VAE's compression like diffusers' VaeImageProcessor. */
   private async readImage(bytes: Uint8Array, multiple: number) {
-    if (!sniffImageFormat(bytes))
-      throw new AppError("invalid_image", "The body is not a PNG, JPEG or WebP image.");
     let img: Awaited<ReturnType<typeof decodeImage>>;
     try {
-      img = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
-        maxPixels: this.limits.maxOutputPixels,
-      });
+      img = await decodeImage(bytes, { maxPixels: this.limits.maxOutputPixels });
     } catch (e) {
-      if (e instanceof ImageDecodeError) {
-        if (/pixel limit/i.test(e.message))
-          throw new AppError(
-            "too_large",
-            `The image is over the limit of ${this.limits.maxOutputPixels} pixels.`,
-            { cause: e },
-          );
-        throw new AppError("invalid_image", `The image could not be decoded: ${e.message}`, { cause: e });
+      if (!(e instanceof ImageDecodeError)) throw e;
+      if (e.reason === "too_large") {
+        throw new AppError(
+          "too_large",
+          `The image is over the limit of ${this.limits.maxOutputPixels} pixels.`,
+          { cause: e },
+        );
       }
-      throw e;
-    }
-    if (img.width * img.height > this.limits.maxOutputPixels) {
-      throw new AppError(
-        "too_large",
-        `Image ${img.width}x${img.height} is over the limit of ${this.limits.maxOutputPixels} pixels.`,
-      );
+      throw new AppError("invalid_image", `The image could not be decoded: ${e.message}`, { cause: e });
     }
     const width = img.width - (img.width % multiple);
     const height = img.height - (img.height % multiple);
