@@ -1,3 +1,6 @@
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 
 /** Execution providers by preference; `cpu` is always appended as the last resort. */
@@ -35,8 +38,30 @@ function describe(meta: readonly ort.InferenceSession.ValueMetadata[]): GraphIO[
   );
 }
 
+// onnxruntime-node loads GPU providers from libraries beside its binding; the npm package ships
+// only the CPU ones (its install script downloads the CUDA ones). Asking for a provider whose
+// library is absent fails the session and logs an error, so only ask for those that are there.
+const bindingDir = join(
+  dirname(createRequire(import.meta.url).resolve("onnxruntime-node")),
+  "..",
+  "bin",
+  "napi-v6",
+  process.platform,
+  process.arch,
+);
+const providerLibrary: Record<string, string> = {
+  cuda: "libonnxruntime_providers_cuda.so",
+  tensorrt: "libonnxruntime_providers_tensorrt.so",
+};
+const available = (p: string) => {
+  const lib = providerLibrary[p];
+  return lib !== undefined && existsSync(join(bindingDir, lib));
+};
+
 async function create(path: string, settings: SessionSettings): Promise<LoadedSession> {
-  const wanted = [...new Set<string>([...settings.providers.filter((p) => p !== "cpu"), "cpu"])];
+  const wanted = [
+    ...new Set<string>([...settings.providers.filter((p) => p !== "cpu" && available(p)), "cpu"]),
+  ];
   const options = (executionProviders: string[]): ort.InferenceSession.SessionOptions => ({
     executionProviders,
     graphOptimizationLevel: "all",

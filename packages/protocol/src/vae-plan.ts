@@ -1,7 +1,7 @@
 import { AppError } from "./errors.ts";
 import { unpackedFluxShape } from "./flux.ts";
 import type { DecodeOutput, DecodeQuery, ModelInfo, Scaling } from "./schemas.ts";
-import { checkTensorBytes, DEFAULT_LIMITS, type DType, type TensorLimits } from "./tensor.ts";
+import { checkTensorBytes, DEFAULT_LIMITS, type DType, elementCount, type TensorLimits } from "./tensor.ts";
 
 /** Shapes a validated decode will have. */
 export interface DecodePlan {
@@ -28,8 +28,15 @@ export function planDecode(
 ): DecodePlan {
   if (req.dtype === "uint8")
     throw new AppError("invalid_dtype", "Latents must be float32, float16 or bfloat16, not uint8.");
-  checkTensorBytes(req.byteLength, req.shape, req.dtype, limits);
+  elementCount(req.shape, limits);
   let latent = req.shape;
+  if (latent.length < 3 || latent.length > 5) {
+    throw new AppError(
+      "invalid_shape",
+      `Latents must be 3-D (packed), 4-D or 5-D, got ${latent.length}-D ${JSON.stringify(latent)}.`,
+    );
+  }
+  checkTensorBytes(req.byteLength, req.shape, req.dtype, limits);
   if (latent.length === 3) {
     if (!req.packed) {
       throw new AppError(
