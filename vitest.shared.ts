@@ -10,7 +10,6 @@ export const shared: ViteUserConfig = {
       "@hybrid/protocol": src("protocol"),
       "@hybrid/queue": src("queue"),
       "@hybrid/inference": src("inference"),
-      "@hybrid/client": src("client"),
     },
   },
   test: {
