@@ -52,12 +52,16 @@ try {
       },
     );
     const feeds = { latent_sample: new ort.Tensor("float32", values, shape) };
+    // ORT's threads spin for a while after a run: let them settle so neither path slows the other.
+    const settle = () => new Promise((r) => setTimeout(r, 50));
     const inProcess = async () => {
+      await settle();
       const t0 = performance.now();
       await session.run(feeds);
       return performance.now() - t0;
     };
     const endToEnd = async () => {
+      await settle();
       const t0 = performance.now();
       const res = await fetch(`${stack.baseUrl}/v1/vae/${m.id}/decode?${query}`, {
         method: "POST",

@@ -32,6 +32,8 @@ export const Env = z.object({
   EXECUTION_PROVIDERS: list.pipe(z.array(z.enum(["cuda", "tensorrt", "cpu"]))).default(["cuda", "cpu"]),
   /** Threads onnxruntime uses within one run; 0 = one per physical core. */
   ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
+  /** Let onnxruntime's idle threads spin between ops (its default: lower latency, busier cores). */
+  ORT_ALLOW_SPINNING: bool.default(true),
   /** Seconds a result payload stays in Redis if the API never collects it. */
   PAYLOAD_TTL_SECONDS: z.coerce.number().int().positive().default(600),
   MAX_OUTPUT_PIXELS: z.coerce

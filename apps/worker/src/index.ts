@@ -25,6 +25,7 @@ const runtime = await VaeRuntime.open(sources, {
   threads: env.SESSION_THREADS,
   providers: env.EXECUTION_PROVIDERS,
   intraOpThreads: env.ORT_INTRA_OP_THREADS,
+  allowSpinning: env.ORT_ALLOW_SPINNING,
   limits: {
     maxElements: env.MAX_ELEMENTS,
     maxOutputPixels: env.MAX_OUTPUT_PIXELS,

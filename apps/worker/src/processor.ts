@@ -27,11 +27,21 @@ export function createProcessor(runtime: VaeRuntime, store: PayloadStore, log: L
       const input = await store.get(data.input);
       if (!input)
         throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
+      const read = performance.now();
       const answer =
         data.kind === "decode" ? await runtime.decode(data, input) : await runtime.encode(data, input);
+      const ran = performance.now();
       const result = await store.put(answer.bytes);
+      const done = performance.now();
       jlog.info(
-        { ms: Math.round(performance.now() - started), bytes: answer.bytes.byteLength, kind: data.kind },
+        {
+          kind: data.kind,
+          bytes: answer.bytes.byteLength,
+          queuedMs: Date.now() - job.timestamp - Math.round(done - started),
+          readMs: Math.round(read - started),
+          runMs: Math.round(ran - read),
+          writeMs: Math.round(done - ran),
+        },
         "job done",
       );
       return {
