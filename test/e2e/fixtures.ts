@@ -1,19 +1,9 @@
+import { gaussian } from "@hybrid/inference";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import type { TorchDType } from "./diffusers-client.ts";
 
 /** Seeded standard-normal values, like torch.randn for latents. */
-export function randn(n: number, seed = 1): Float32Array {
-  let a = seed >>> 0;
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  return out;
-}
+export const randn = (n: number, seed = 1) => gaussian(n, seed);
 
 export function latents(shape: number[], dtype: TorchDType = "float32", seed = 1) {
   const values = randn(

@@ -1,4 +1,4 @@
-import { createRedis, JobProducer, PayloadStore, WorkerDirectory } from "@hybrid/queue";
+import { createRedis, JobProducer, limitsOf, PayloadStore, WorkerDirectory } from "@hybrid/queue";
 import { pino } from "pino";
 import { createApp } from "./app.ts";
 import { loadEnv } from "./env.ts";
@@ -19,12 +19,7 @@ const app = createApp({
   producer,
   directory: new WorkerDirectory(redis, env.QUEUE_PREFIX),
   logger,
-  limits: {
-    maxElements: env.MAX_ELEMENTS,
-    maxOutputPixels: env.MAX_OUTPUT_PIXELS,
-    maxFrames: env.MAX_FRAMES,
-    maxBatch: env.MAX_BATCH,
-  },
+  limits: limitsOf(env),
   requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
   maxBodyBytes: env.MAX_BODY_BYTES,
 });

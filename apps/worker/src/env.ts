@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { SharedEnv } from "@hybrid/queue";
 import { z } from "zod";
 
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
@@ -11,10 +12,7 @@ const list = z.string().transform((s) =>
 
 /** The worker's settings, parsed once from the environment. Defaults work on a laptop. */
 export const Env = z.object({
-  /** Redis holding the queues and payloads. */
-  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
-  /** Key prefix of everything in Redis; API and workers of one deployment must agree. */
-  QUEUE_PREFIX: z.string().min(1).default("hybrid"),
+  ...SharedEnv,
   /** Directory holding one sub-directory per model in optimum's ONNX layout. */
   MODELS_DIR: z
     .string()
@@ -34,20 +32,6 @@ export const Env = z.object({
   ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
   /** Let onnxruntime's idle threads spin between ops (its default: lower latency, busier cores). */
   ORT_ALLOW_SPINNING: bool.default(true),
-  /** Seconds a result payload stays in Redis if the API never collects it. */
-  PAYLOAD_TTL_SECONDS: z.coerce.number().int().positive().default(600),
-  MAX_OUTPUT_PIXELS: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(2048 * 2048),
-  MAX_ELEMENTS: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(2 ** 26),
-  MAX_FRAMES: z.coerce.number().int().positive().default(129),
-  MAX_BATCH: z.coerce.number().int().positive().default(16),
   /** Frames per second of mp4 answers. */
   VIDEO_FPS: z.coerce.number().positive().default(15),
   /** ffmpeg binary; unset uses the one from the @ffmpeg-installer package. */
@@ -56,7 +40,6 @@ export const Env = z.object({
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   /** Seconds between directory heartbeats; a worker silent for 3× this drops out. */
   HEARTBEAT_SECONDS: z.coerce.number().positive().default(5),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 export type Env = z.infer<typeof Env>;
 

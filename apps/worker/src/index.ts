@@ -2,7 +2,14 @@ import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { hostname } from "node:os";
 import { VaeRuntime } from "@hybrid/inference";
-import { bullConnection, createRedis, PayloadStore, queueName, WorkerDirectory } from "@hybrid/queue";
+import {
+  bullConnection,
+  createRedis,
+  limitsOf,
+  PayloadStore,
+  queueName,
+  WorkerDirectory,
+} from "@hybrid/queue";
 import { Worker } from "bullmq";
 import { pino } from "pino";
 import { loadEnv } from "./env.ts";
@@ -26,12 +33,7 @@ const runtime = await VaeRuntime.open(sources, {
   providers: env.EXECUTION_PROVIDERS,
   intraOpThreads: env.ORT_INTRA_OP_THREADS,
   allowSpinning: env.ORT_ALLOW_SPINNING,
-  limits: {
-    maxElements: env.MAX_ELEMENTS,
-    maxOutputPixels: env.MAX_OUTPUT_PIXELS,
-    maxFrames: env.MAX_FRAMES,
-    maxBatch: env.MAX_BATCH,
-  },
+  limits: limitsOf(env),
   fps: env.VIDEO_FPS,
   ...(env.FFMPEG_PATH ? { ffmpegPath: env.FFMPEG_PATH } : {}),
 });

@@ -1,7 +1,10 @@
 import { randomInt } from "node:crypto";
 
-/** mulberry32: a small, fast, seedable PRNG (uniform in [0, 1)). */
-function mulberry32(seed: number) {
+/**
+ * mulberry32: a small, fast, seedable PRNG (uniform in [0, 1)). The same seed gives the same
+ * stream on every machine, which the model generator relies on for byte-identical models.
+ */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

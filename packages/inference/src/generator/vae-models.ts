@@ -1,3 +1,4 @@
+import { mulberry32 } from "../random.ts";
 import { DataType, type Dim, OnnxGraphBuilder } from "./onnx-builder.ts";
 
 export type Family = "sd-v1" | "sdxl" | "flux" | "hunyuan-video";
@@ -83,18 +84,6 @@ export function vaeConfig(family: Family, arch: Arch): Record<string, unknown> {
 
 // ---------------------------------------------------------------------------------------------
 // Deterministic weights
-
-/** mulberry32: tiny and seedable, so the same seed gives byte-identical models on every machine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Separate streams for encoder and decoder, so adding an encoder does not change the decoder. */
 function streamSeed(seed: number, label: string): number {
