@@ -110,7 +110,7 @@ describe.each(IMAGE_FAMILIES)("decode $model", ({ model, channels, scaling, shif
     const input = latents(shape).tensor;
     const viaDoScaling = await ok(model, { tensor: input, do_scaling: true, output_type: "pt" });
     const viaFactors = await ok(model, { tensor: input, output_type: "pt", ...scaled });
-    const unscaled = await ok(model, { tensor: input, output_type: "pt" });
+    const unscaled = await ok(model, { tensor: input, output_type: "pt", do_scaling: false });
     expect(Buffer.from(viaDoScaling.bytes).equals(Buffer.from(viaFactors.bytes))).toBe(true);
     expect(Buffer.from(unscaled.bytes).equals(Buffer.from(viaFactors.bytes))).toBe(false);
   });
@@ -128,6 +128,7 @@ describe.each(IMAGE_FAMILIES)("decode $model", ({ model, channels, scaling, shif
     const b = await ok(model, {
       tensor: { data: new Uint8Array(pre.buffer), shape, dtype: "float32" },
       output_type: "pt",
+      do_scaling: false,
     });
     expect(Buffer.from(a.bytes).equals(Buffer.from(b.bytes))).toBe(true);
   });
@@ -274,5 +275,52 @@ describe("GET /v1/models", () => {
       latent_rank: 5,
       operations: ["decode"],
     });
+  });
+});
+
+describe("decode as diffusers main sends it today (no Content-Type, Accept */*)", () => {
+  const noHeaders = async (model: string, args: RemoteDecodeArgs) => {
+    const { res, bytes } = await remoteDecode(endpoint(model), args, "no-headers");
+    if (res.status !== 200) throw new Error(`${res.status}: ${Buffer.from(bytes).toString()}`);
+    return { res, bytes };
+  };
+
+  it.each(IMAGE_FAMILIES)(
+    "$model: pil answers an image in image_format; pt answers tensors",
+    async ({ model, channels }) => {
+      const shape = [1, channels, 4, 6];
+      const jpg = await noHeaders(model, { tensor: latents(shape).tensor });
+      expect(jpg.res.headers.get("content-type")).toBe("image/jpeg");
+      expect(isJpeg(jpg.bytes)).toBe(true);
+      const png = await noHeaders(model, { tensor: latents(shape).tensor, image_format: "png" });
+      expect(isPng(png.bytes)).toBe(true);
+      const u8 = await noHeaders(model, {
+        tensor: latents(shape).tensor,
+        output_type: "pt",
+        partial_postprocess: true,
+      });
+      expect(readTensor(u8.bytes, u8.res.headers).shape).toEqual([1, 32, 48, 3]);
+    },
+  );
+
+  it("hunyuan-video: pil answers the float16 frames a VideoProcessor finishes; mp4 answers a video", async () => {
+    const shape = [1, 16, 2, 4, 4];
+    const pil = await noHeaders("hunyuan-video-tiny", { tensor: latents(shape).tensor, processor: true });
+    const t = readTensor(pil.bytes, pil.res.headers);
+    expect([t.dtype, t.shape]).toEqual(["float16", [5, 3, 32, 32]]);
+    const mp4 = await noHeaders("hunyuan-video-tiny", { tensor: latents(shape).tensor, output_type: "mp4" });
+    expect(isMp4(mp4.bytes)).toBe(true);
+  });
+
+  it("do_scaling=True with only shift_factor keeps the model's scale and the given shift", async () => {
+    const input = latents([1, 16, 4, 4]).tensor;
+    const a = await noHeaders("flux-tiny", { tensor: input, output_type: "pt", shift_factor: 0.1159 });
+    const b = await noHeaders("flux-tiny", {
+      tensor: input,
+      output_type: "pt",
+      scaling_factor: 0.3611,
+      shift_factor: 0.1159,
+    });
+    expect(Buffer.from(a.bytes).equals(Buffer.from(b.bytes))).toBe(true);
   });
 });

@@ -30,9 +30,18 @@ export function pythonQuery(params: Record<string, unknown>): string {
   return q.toString();
 }
 
-export function prepareDecode(a: RemoteDecodeArgs) {
+/**
+ * The two generations of diffusers' client. "accept-headers" (PROTOCOL.md §1) sends
+ * `Content-Type: tensor/binary` and picks `Accept` from output_type/image_format/processor;
+ * "no-headers" (diffusers main today) sends neither, so `requests` accepts anything.
+ */
+export type ClientGeneration = "accept-headers" | "no-headers";
+
+export function prepareDecode(a: RemoteDecodeArgs, generation: ClientGeneration = "accept-headers") {
   const output_type = a.output_type ?? "pil";
   const image_format = a.image_format ?? "jpg";
+  // diffusers' default is do_scaling=True (deprecated, but still the default).
+  const doScaling = a.do_scaling ?? true;
   const params: Record<string, unknown> = {
     image_format,
     output_type,
@@ -40,13 +49,21 @@ export function prepareDecode(a: RemoteDecodeArgs) {
     shape: a.tensor.shape,
     dtype: a.tensor.dtype,
   };
-  if ((a.do_scaling ?? false) && a.scaling_factor === undefined) params.do_scaling = a.do_scaling;
-  else if (a.scaling_factor !== undefined) params.scaling_factor = a.scaling_factor;
-  if (a.shift_factor !== undefined) params.shift_factor = a.shift_factor;
+  if (generation === "accept-headers") {
+    if (doScaling && a.scaling_factor === undefined) params.do_scaling = doScaling;
+    else if (a.scaling_factor !== undefined) params.scaling_factor = a.scaling_factor;
+    if (a.shift_factor !== undefined) params.shift_factor = a.shift_factor;
+  } else {
+    if (doScaling && a.scaling_factor !== undefined) params.scaling_factor = a.scaling_factor;
+    if (doScaling && a.shift_factor !== undefined) params.shift_factor = a.shift_factor;
+    if (doScaling && a.scaling_factor === undefined) params.do_scaling = doScaling;
+  }
   if (a.height !== undefined && a.width !== undefined) {
     params.height = a.height;
     params.width = a.width;
   }
+  if (generation === "no-headers")
+    return { query: pythonQuery(params), headers: { Accept: "*/*" }, body: a.tensor.data };
   let accept = "tensor/binary";
   if (output_type === "pil" && image_format === "jpg" && !a.processor) accept = "image/jpeg";
   else if (output_type === "pil" && image_format === "png" && !a.processor) accept = "image/png";
@@ -87,8 +104,8 @@ export function readTensor(bytes: Uint8Array, headers: Headers): DecodedTensor {
   return { shape, dtype, values };
 }
 
-export async function remoteDecode(endpoint: string, a: RemoteDecodeArgs) {
-  const { query, headers, body } = prepareDecode(a);
+export async function remoteDecode(endpoint: string, a: RemoteDecodeArgs, generation?: ClientGeneration) {
+  const { query, headers, body } = prepareDecode(a, generation);
   const res = await fetch(`${endpoint}?${query}`, { method: "POST", headers, body });
   return { res, bytes: new Uint8Array(await res.arrayBuffer()) };
 }

@@ -128,6 +128,7 @@ describe("scalingFor", () => {
     expect(scalingFor({ scaling_factor: 0.5, shift_factor: 0.1 }, flux)).toEqual({ scale: 0.5, shift: 0.1 });
     expect(scalingFor({ do_scaling: true }, flux)).toEqual({ scale: 0.3611, shift: 0.1159 });
     expect(scalingFor({ do_scaling: true }, sd)).toEqual({ scale: 0.18215, shift: 0 });
+    expect(scalingFor({ do_scaling: true, shift_factor: 0.2 }, flux)).toEqual({ scale: 0.3611, shift: 0.2 });
     expect(scalingFor({}, sd)).toBeNull();
     expect(codeOf(() => scalingFor({ scaling_factor: 0 }, sd))).toBe("invalid_parameter");
   });

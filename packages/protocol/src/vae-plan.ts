@@ -117,22 +117,19 @@ export function decodeOutputFor(
 }
 
 /**
- * Scaling from the query: explicit factors win; `do_scaling=True` alone uses the model's own;
- * otherwise none (the caller already scaled).
+ * Scaling from the query, as diffusers' client sends it: an explicit `scaling_factor` wins (with
+ * `shift_factor` if given); `do_scaling=True` without a factor uses the model's own factors (an
+ * explicit `shift_factor` still wins over the model's shift); otherwise none (already scaled).
  */
 export function scalingFor(
-  q: {
-    scaling_factor?: number | undefined;
-    shift_factor?: number | undefined;
-    do_scaling?: boolean | undefined;
-  },
+  q: { scaling_factor?: number | undefined; shift_factor?: number | undefined; do_scaling?: boolean | undefined },
   model: ModelInfo,
 ): Scaling {
   if (q.scaling_factor !== undefined) {
     if (q.scaling_factor === 0) throw new AppError("invalid_parameter", "scaling_factor must not be 0.");
     return { scale: q.scaling_factor, shift: q.shift_factor ?? 0 };
   }
-  if (q.do_scaling) return { scale: model.scaling_factor, shift: model.shift_factor ?? 0 };
+  if (q.do_scaling) return { scale: model.scaling_factor, shift: q.shift_factor ?? model.shift_factor ?? 0 };
   if (q.shift_factor !== undefined) return { scale: 1, shift: q.shift_factor };
   return null;
 }
