@@ -59,11 +59,11 @@ const workers = runtime.models.map((m) => {
 });
 await Promise.all(workers.map((w) => w.waitUntilReady()));
 
+const startedAt = new Date().toISOString();
 const announce = () =>
   directory
     .announce({ workerId, hostname: hostname(), pid: process.pid, startedAt, models: runtime.models })
     .catch((err: Error) => log.warn({ err: err.message }, "heartbeat failed"));
-const startedAt = new Date().toISOString();
 await announce();
 const heartbeat = setInterval(announce, env.HEARTBEAT_SECONDS * 1000);
 log.info({ workerId, queues: runtime.models.map((m) => queueName(m.id)) }, "worker ready");

@@ -41,11 +41,6 @@ export class SessionHost {
     return this.pool.run(task);
   }
 
-  /** Tasks running or waiting for a thread. */
-  get pending(): number {
-    return this.pool.queueSize + (this.pool.utilization > 0 ? 1 : 0);
-  }
-
   async close(): Promise<void> {
     await this.pool.destroy();
   }

@@ -4,7 +4,7 @@
 import { workerData } from "node:worker_threads";
 import { AppError, decodeToFloat32, encodeFromFloat32, unpackFluxLatents } from "@hybrid/protocol";
 import { fromOrtTensor, toOrtTensor } from "./ort-tensor.ts";
-import { imageToNCHW, toUint8ChannelsLast, toUnitRangeNCHW } from "./postprocess.ts";
+import { imageToNCHW, sliceFirst, toUint8ChannelsLast, toUnitRangeNCHW } from "./postprocess.ts";
 import { gaussian } from "./random.ts";
 import { getSession, type SessionSettings } from "./session-cache.ts";
 import type { DecodeTask, DescribeResult, EncodeTask, RunResult, ThreadTask } from "./vae-tasks.ts";
@@ -28,11 +28,8 @@ async function decode(t: DecodeTask): Promise<RunResult> {
   let values = decodeToFloat32(t.input, t.shape, t.dtype);
   let shape = t.shape;
   if (t.packed) ({ data: values, shape } = unpackFluxLatents(values, shape, t.packed.height, t.packed.width));
-  if (t.output.kind === "image" && shape[0]! > 1) {
-    // An image answer carries only the first image of the batch: don't decode the others.
-    shape = [1, ...shape.slice(1)];
-    values = values.subarray(0, values.length / t.shape[0]!);
-  }
+  // An image answer carries only the first image of the batch: don't decode the others.
+  if (t.output.kind === "image") ({ data: values, shape } = sliceFirst(values, shape));
   if (t.scaling) {
     const { scale, shift } = t.scaling;
     for (let i = 0; i < values.length; i++) values[i] = values[i]! / scale + shift;

@@ -122,7 +122,11 @@ export function decodeOutputFor(
  * explicit `shift_factor` still wins over the model's shift); otherwise none (already scaled).
  */
 export function scalingFor(
-  q: { scaling_factor?: number | undefined; shift_factor?: number | undefined; do_scaling?: boolean | undefined },
+  q: {
+    scaling_factor?: number | undefined;
+    shift_factor?: number | undefined;
+    do_scaling?: boolean | undefined;
+  },
   model: ModelInfo,
 ): Scaling {
   if (q.scaling_factor !== undefined) {
