@@ -29,12 +29,28 @@ function fromBodyParser(e: {
   }
 }
 
+/** ioredis gives up on a command when Redis is unreachable: that is an outage, not a bug. */
+function fromRedis(e: { name?: string; message?: string; code?: string }): AppError | undefined {
+  const m = e.message ?? "";
+  if (
+    e.name === "MaxRetriesPerRequestError" ||
+    /Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(m) ||
+    e.code === "ECONNREFUSED"
+  ) {
+    return new AppError("unavailable", "The queue is unavailable; try again shortly.", { cause: e });
+  }
+  return undefined;
+}
+
 /** The one error middleware: AppErrors keep their status and code; anything else is a logged 500. */
 export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const e = isAppError(err)
     ? err
-    : (fromBodyParser(err) ?? new AppError("internal", "Internal server error.", { cause: err }));
-  if (e.status >= 500 && e.code === "internal") req.log?.error({ err }, "request failed");
+    : (fromBodyParser(err) ??
+      fromRedis(err) ??
+      new AppError("internal", "Internal server error.", { cause: err }));
+  if (e.code === "internal") req.log?.error({ err }, "request failed");
+  else if (e.code === "unavailable") req.log?.warn({ err: (err as Error).message }, "redis unavailable");
   if (res.headersSent) {
     res.destroy();
     return;

@@ -20,6 +20,7 @@ export const ErrorCode = z.enum([
   "overloaded",
   "model_loading",
   "no_workers",
+  "unavailable",
   "timeout",
   "payload_expired",
   "internal",
@@ -47,6 +48,8 @@ export const errorStatus: Record<ErrorCode, number> = {
   overloaded: 429,
   model_loading: 503,
   no_workers: 503,
+  // A dependency (Redis) is down: retrying is the right move, as HF clients do on 503.
+  unavailable: 503,
   timeout: 504,
   payload_expired: 410,
   internal: 500,

@@ -24,12 +24,17 @@ export class JobProducer {
     if (!entry) {
       const connection = bullConnection(this.opts.redisUrl);
       const name = queueName(model);
-      const queue = new Queue(name, { connection, prefix: this.opts.prefix });
+      // Adding a job fails fast when Redis is down (BullMQ's advice for producers); the event
+      // stream is a blocking reader and keeps reconnecting.
+      const queue = new Queue(name, {
+        connection: { ...connection, maxRetriesPerRequest: 1, enableOfflineQueue: false },
+        prefix: this.opts.prefix,
+      });
       const events = new QueueEvents(name, { connection, prefix: this.opts.prefix });
       // Errors surface through the calls that use them; an unhandled 'error' event would crash.
       queue.on("error", () => {});
       events.on("error", () => {});
-      entry = { queue, events, ready: events.waitUntilReady() };
+      entry = { queue, events, ready: Promise.all([queue.waitUntilReady(), events.waitUntilReady()]) };
       this.queues.set(model, entry);
     }
     return entry;
