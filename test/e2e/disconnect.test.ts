@@ -19,8 +19,13 @@ describe("a client that hangs up while its job waits", () => {
     const url = `${stack.baseUrl}/v1/vae/sd-v1-tiny/decode`;
     // Keep the worker busy for a while (CONCURRENCY=1) so the next job waits.
     const busy = remoteDecode(url, { tensor: latents([2, 4, 128, 128]).tensor, output_type: "pt" });
-    const wait = `${stack.prefix}:model-sd-v1-tiny:wait`;
-    const waiting = async () => redis.llen(wait);
+    const key = (list: string) => `${stack.prefix}:model-sd-v1-tiny:${list}`;
+    const waiting = async () => redis.llen(key("wait"));
+    const until = async (check: () => Promise<boolean>) => {
+      for (let i = 0; i < 250 && !(await check()); i++) await new Promise((r) => setTimeout(r, 20));
+    };
+    await until(async () => (await redis.llen(key("active"))) === 1);
+    expect(await redis.llen(key("active"))).toBe(1);
 
     const abort = new AbortController();
     const { query, headers, body } = prepareDecode({
@@ -30,20 +35,12 @@ describe("a client that hangs up while its job waits", () => {
     const gone = fetch(`${url}?${query}`, { method: "POST", headers, body, signal: abort.signal }).catch(
       (e: Error) => e.name,
     );
-    let queued = 0;
-    for (let i = 0; i < 100 && queued === 0; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      queued = await waiting();
-    }
-    expect(queued).toBe(1);
+    await until(async () => (await waiting()) === 1);
+    expect(await waiting()).toBe(1);
     abort.abort();
     expect(await gone).toBe("AbortError");
-    let left = 1;
-    for (let i = 0; i < 50 && left > 0; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      left = await waiting();
-    }
-    expect(left).toBe(0);
+    await until(async () => (await waiting()) === 0);
+    expect(await waiting()).toBe(0);
     expect((await busy).res.status).toBe(200);
   }, 60_000);
 });

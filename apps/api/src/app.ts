@@ -82,11 +82,19 @@ export function createApp(deps: AppDeps): Express {
     let result: JobResult | undefined;
     try {
       const queued = await deps.producer.enqueue({ ...job, input } as VaeJob, jobId);
-      // A client that hangs up leaves nobody to answer: withdraw the job if no worker has it yet.
-      res.on("close", () => {
-        if (!res.writableEnded) void queued.remove().catch(() => {});
+      // A client that hangs up leaves nobody to answer: withdraw the job if no worker has it
+      // yet, and stop waiting for it.
+      const hungUp = new Promise<never>((_, reject) => {
+        res.on("close", () => {
+          if (res.writableEnded) return;
+          void queued.remove().catch(() => {});
+          reject(
+            new AppError("invalid_request", "The client closed the connection before the answer was ready."),
+          );
+        });
       });
-      result = await deps.producer.waitForResult(queued, deps.requestTimeoutMs);
+      hungUp.catch(() => {});
+      result = await Promise.race([deps.producer.waitForResult(queued, deps.requestTimeoutMs), hungUp]);
       const bytes = await deps.store.get(result.result);
       if (!bytes) throw new AppError("payload_expired", "The job's result expired before it could be sent.");
       res.status(200).setHeader("Content-Type", result.contentType);

@@ -51,7 +51,7 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
       new AppError("internal", "Internal server error.", { cause: err }));
   if (e.code === "internal") req.log?.error({ err }, "request failed");
   else if (e.code === "unavailable") req.log?.warn({ err: (err as Error).message }, "redis unavailable");
-  if (res.headersSent) {
+  if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
