@@ -24,6 +24,11 @@ export const Env = z.object({
   GENERATE_DEFAULT_MODELS: bool.default(true),
   /** Session threads (each runs one model call at a time). */
   SESSION_THREADS: z.coerce.number().int().min(1).max(64).default(1),
+  /**
+   * BullMQ job lock, in ms; renewed every half of it by the main thread. A job whose lock lapses
+   * (a blocked event loop, a dead worker) is handed to another worker.
+   */
+  LOCK_DURATION_MS: z.coerce.number().int().min(100).default(30_000),
   /** BullMQ jobs in flight per model queue. */
   CONCURRENCY: z.coerce.number().int().min(1).max(256).default(1),
   /** onnxruntime execution providers in order of preference; cpu is always the fallback. */

@@ -53,6 +53,7 @@ const workers = runtime.models.map((m) => {
     connection: bullConnection(env.REDIS_URL),
     prefix: env.QUEUE_PREFIX,
     concurrency: env.CONCURRENCY,
+    lockDuration: env.LOCK_DURATION_MS,
   });
   w.on("error", (err) => log.warn({ err: err.message, model: m.id }, "queue error"));
   return w;
