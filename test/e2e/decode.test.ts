@@ -324,3 +324,27 @@ describe("decode as diffusers main sends it today (no Content-Type, Accept */*)"
     expect(Buffer.from(a.bytes).equals(Buffer.from(b.bytes))).toBe(true);
   });
 });
+
+describe("many requests at once", () => {
+  it("answers every one of 24 concurrent decodes across models, none lost or mixed up", async () => {
+    const families = [...IMAGE_FAMILIES];
+    const calls = Array.from({ length: 24 }, async (_, i) => {
+      const f = families[i % families.length]!;
+      const side = 2 + (i % 5); // distinct sizes tell answers apart
+      const { res, bytes } = await remoteDecode(endpoint(f.model), {
+        tensor: latents([1, f.channels, side, side + 1], "float32", i).tensor,
+        output_type: "pt",
+        partial_postprocess: true,
+      });
+      return {
+        status: res.status,
+        shape: res.status === 200 ? readTensor(bytes, res.headers).shape : null,
+        side,
+      };
+    });
+    for (const r of await Promise.all(calls)) {
+      expect(r.status).toBe(200);
+      expect(r.shape).toEqual([1, r.side * 8, (r.side + 1) * 8, 3]);
+    }
+  });
+});
