@@ -7,6 +7,7 @@ const script = fileURLToPath(new URL("./python/remote_decode_check.py", import.m
 const probe = spawnSync("python3", ["-c", "import requests, numpy"], { encoding: "utf8" });
 const havePython = probe.status === 0;
 if (!havePython) {
+  // biome-ignore lint/suspicious/noConsole: a skipped suite must say why in the test output
   console.warn(
     `python-client tests skipped: python3 with requests and numpy is not available (${probe.error?.message ?? probe.stderr.trim()})`,
   );

@@ -95,14 +95,3 @@ export async function resolveModelDir(src: ModelSource): Promise<ModelFiles> {
     encoderPath: (await exists(encoderPath)) ? encoderPath : null,
   };
 }
-
-/** Defaults of each family, used when a config omits them (values from the diffusers configs). */
-export const FAMILY_DEFAULTS: Record<
-  Family,
-  { latentChannels: number; scaling: number; shift: number | null; temporal?: number }
-> = {
-  "sd-v1": { latentChannels: 4, scaling: 0.18215, shift: null },
-  sdxl: { latentChannels: 4, scaling: 0.13025, shift: null },
-  flux: { latentChannels: 16, scaling: 0.3611, shift: 0.1159 },
-  "hunyuan-video": { latentChannels: 16, scaling: 0.476986, shift: null, temporal: 4 },
-};

@@ -4,6 +4,7 @@ import {
   type DecodeJob,
   type DType,
   type EncodeJob,
+  FAMILIES,
   type ModelInfo,
   planDecode,
   planEncodeTensor,
@@ -11,7 +12,7 @@ import {
 } from "@hybrid/protocol";
 import sharp from "sharp";
 import { decodeImage, encodeImage, ImageDecodeError } from "./image.ts";
-import { FAMILY_DEFAULTS, type ModelFiles, type ModelSource, resolveModelDir } from "./registry.ts";
+import { type ModelFiles, type ModelSource, resolveModelDir } from "./registry.ts";
 import { SessionHost, type SessionHostOptions } from "./session-host.ts";
 import type { RunResult } from "./vae-tasks.ts";
 import { encodeMp4 } from "./video.ts";
@@ -192,7 +193,7 @@ async function describeModel(host: SessionHost, files: ModelFiles): Promise<Mode
     );
   }
   if (files.encoderPath) await host.describe(files.encoderPath);
-  const defaults = FAMILY_DEFAULTS[files.family];
+  const defaults = FAMILIES[files.family];
   const channelsDim = input.shape[1];
   const latentChannels =
     typeof channelsDim === "number" && channelsDim > 0
@@ -207,10 +208,10 @@ async function describeModel(host: SessionHost, files: ModelFiles): Promise<Mode
     latent_rank: rank,
     spatial_compression: files.config.spatial_compression_ratio ?? 8,
     ...(rank === 5
-      ? { temporal_compression: files.config.temporal_compression_ratio ?? defaults.temporal ?? 4 }
+      ? { temporal_compression: files.config.temporal_compression_ratio ?? defaults.temporalCompression ?? 4 }
       : {}),
-    scaling_factor: files.config.scaling_factor ?? defaults.scaling,
-    shift_factor: files.config.shift_factor === undefined ? defaults.shift : files.config.shift_factor,
+    scaling_factor: files.config.scaling_factor ?? defaults.scalingFactor,
+    shift_factor: files.config.shift_factor === undefined ? defaults.shiftFactor : files.config.shift_factor,
     dtype: input.type,
   };
 }

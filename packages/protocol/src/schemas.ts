@@ -6,6 +6,49 @@ import { DType, InputDType } from "./tensor.ts";
 export const Family = z.enum(["sd-v1", "sdxl", "flux", "hunyuan-video"]);
 export type Family = z.infer<typeof Family>;
 
+/** What each family's real diffusers export declares (values from the published configs). */
+export interface FamilySpec {
+  latentChannels: number;
+  scalingFactor: number;
+  shiftFactor: number | null;
+  /** Temporal compression of video VAEs (frames = (f - 1) * t + 1); absent for images. */
+  temporalCompression?: number;
+  pipelineClass: string;
+  vaeClass: string;
+}
+
+export const FAMILIES: Readonly<Record<Family, FamilySpec>> = {
+  "sd-v1": {
+    latentChannels: 4,
+    scalingFactor: 0.18215,
+    shiftFactor: null,
+    pipelineClass: "StableDiffusionPipeline",
+    vaeClass: "AutoencoderKL",
+  },
+  sdxl: {
+    latentChannels: 4,
+    scalingFactor: 0.13025,
+    shiftFactor: null,
+    pipelineClass: "StableDiffusionXLPipeline",
+    vaeClass: "AutoencoderKL",
+  },
+  flux: {
+    latentChannels: 16,
+    scalingFactor: 0.3611,
+    shiftFactor: 0.1159,
+    pipelineClass: "FluxPipeline",
+    vaeClass: "AutoencoderKL",
+  },
+  "hunyuan-video": {
+    latentChannels: 16,
+    scalingFactor: 0.476986,
+    shiftFactor: null,
+    temporalCompression: 4,
+    pipelineClass: "HunyuanVideoPipeline",
+    vaeClass: "AutoencoderKLHunyuanVideo",
+  },
+};
+
 const dtypeParam = z.preprocess(
   (v) => (Array.isArray(v) ? v[v.length - 1] : v),
   z.string().pipe(InputDType.or(z.literal("uint8"))),

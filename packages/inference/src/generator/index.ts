@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { buildDecoder, buildEncoder, FAMILY_SPECS, type Family, vaeConfig } from "./vae-models.ts";
-
-export type { Family } from "./vae-models.ts";
+import type { Family } from "@hybrid/protocol";
+import { buildDecoder, buildEncoder, FAMILY_SPECS, vaeConfig } from "./vae-models.ts";
 
 export interface GenerateVaeOptions {
   family: Family;

@@ -1,55 +1,15 @@
+import { FAMILIES, Family, type FamilySpec } from "@hybrid/protocol";
 import { mulberry32 } from "../random.ts";
 import { DataType, type Dim, OnnxGraphBuilder } from "./onnx-builder.ts";
 
-export type Family = "sd-v1" | "sdxl" | "flux" | "hunyuan-video";
 export type Arch = "tiny" | "taesd";
 export type EncoderOutput = "latent_sample" | "latent_parameters";
 export type IoDtype = "float32" | "float16";
 
-/** What each family's real diffusers export declares; the values are from the published configs. */
-export interface FamilySpec {
-  latentChannels: number;
-  scalingFactor: number;
-  shiftFactor: number | null;
-  pipelineClass: string;
-  vaeClass: string;
-  video: boolean;
-}
-
-export const FAMILY_SPECS: Readonly<Record<Family, FamilySpec>> = {
-  "sd-v1": {
-    latentChannels: 4,
-    scalingFactor: 0.18215,
-    shiftFactor: null,
-    pipelineClass: "StableDiffusionPipeline",
-    vaeClass: "AutoencoderKL",
-    video: false,
-  },
-  sdxl: {
-    latentChannels: 4,
-    scalingFactor: 0.13025,
-    shiftFactor: null,
-    pipelineClass: "StableDiffusionXLPipeline",
-    vaeClass: "AutoencoderKL",
-    video: false,
-  },
-  flux: {
-    latentChannels: 16,
-    scalingFactor: 0.3611,
-    shiftFactor: 0.1159,
-    pipelineClass: "FluxPipeline",
-    vaeClass: "AutoencoderKL",
-    video: false,
-  },
-  "hunyuan-video": {
-    latentChannels: 16,
-    scalingFactor: 0.476986,
-    shiftFactor: null,
-    pipelineClass: "HunyuanVideoPipeline",
-    vaeClass: "AutoencoderKLHunyuanVideo",
-    video: true,
-  },
-};
+/** The protocol's family constants, plus whether the family is a video VAE. */
+export const FAMILY_SPECS: Readonly<Record<Family, FamilySpec & { video: boolean }>> = Object.fromEntries(
+  Family.options.map((f) => [f, { ...FAMILIES[f], video: FAMILIES[f].temporalCompression !== undefined }]),
+) as Record<Family, FamilySpec & { video: boolean }>;
 
 export const TEMPORAL_COMPRESSION = 4;
 export const SPATIAL_COMPRESSION = 8;
