@@ -12,8 +12,8 @@ import { pythonQuery } from "../e2e/diffusers-client.ts";
 import { startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
 
 const models = [
-  { id: "bench-tiny", arch: "tiny" as const, rounds: Number(process.env.BENCH_ROUNDS_TINY ?? 40) },
-  { id: "bench-taesd", arch: "taesd" as const, rounds: Number(process.env.BENCH_ROUNDS_TAESD ?? 8) },
+  { id: "bench-tiny", arch: "tiny" as const, rounds: Number(process.env.BENCH_ROUNDS_TINY ?? 30) },
+  { id: "bench-taesd", arch: "taesd" as const, rounds: Number(process.env.BENCH_ROUNDS_TAESD ?? 16) },
 ];
 for (const m of models) {
   const dir = join(TEST_MODELS_DIR, m.id);
