@@ -4,6 +4,7 @@ import type { ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { generateDefaultModels } from "@hybrid/inference";
+import { Redis } from "ioredis";
 import { freePort, repoRoot, startApp, stop, waitFor } from "../../scripts/lib.ts";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -16,6 +17,22 @@ export interface Stack {
   api: ChildProcess;
   worker: ChildProcess;
   stop(): Promise<void>;
+}
+
+/** Deletes everything a test stack left under its prefix (queues, events, payloads). */
+async function dropPrefix(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
 }
 
 export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
@@ -33,6 +50,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     worker,
     stop: async () => {
       await Promise.all([stop(api), stop(worker)]);
+      await dropPrefix(common.REDIS_URL, prefix).catch(() => {});
     },
   };
   try {
