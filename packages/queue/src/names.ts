@@ -9,3 +9,5 @@ export const queueName = (modelId: string) => `model-${modelId}`;
 
 export const payloadKey = (prefix: string, id: string) => `${prefix}:payload:${id}`;
 export const workerKey = (prefix: string, workerId: string) => `${prefix}:worker:${workerId}`;
+/** The set of worker ids that have announced themselves (dead ones are pruned on read). */
+export const workersKey = (prefix: string) => `${prefix}:workers`;

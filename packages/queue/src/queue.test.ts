@@ -69,6 +69,21 @@ describe("WorkerDirectory", () => {
     await dir.withdraw("w1");
     expect((await dir.models()).size).toBe(0);
   });
+
+  it("drops a worker whose heartbeat expired, without trusting any clock", async () => {
+    const dir = new WorkerDirectory(redis, prefix, 1, 0);
+    await dir.announce({
+      workerId: "w2",
+      hostname: "h",
+      pid: 2,
+      startedAt: new Date().toISOString(),
+      models: [],
+    });
+    expect((await dir.list()).map((w) => w.workerId)).toEqual(["w2"]);
+    await new Promise((r) => setTimeout(r, 1300));
+    expect(await dir.list()).toEqual([]);
+    expect(await redis.smembers(`${prefix}:workers`)).toEqual([]);
+  });
 });
 
 describe("JobProducer", () => {

@@ -1,7 +1,7 @@
 import { type ModelInfo, ModelInfo as ModelInfoSchema } from "@hybrid/protocol";
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import { workerKey } from "./names.ts";
+import { workerKey, workersKey } from "./names.ts";
 
 /** What a live worker announces: who it is and the models it serves. */
 export const WorkerAnnouncement = z.object({
@@ -30,29 +30,39 @@ export class WorkerDirectory {
   ) {}
 
   async announce(a: WorkerAnnouncement): Promise<void> {
-    await this.redis.set(workerKey(this.prefix, a.workerId), JSON.stringify(a), "EX", this.ttlSeconds);
+    await this.redis
+      .multi()
+      .set(workerKey(this.prefix, a.workerId), JSON.stringify(a), "EX", this.ttlSeconds)
+      .sadd(workersKey(this.prefix), a.workerId)
+      .exec();
   }
 
   async withdraw(workerId: string): Promise<void> {
-    await this.redis.del(workerKey(this.prefix, workerId));
+    await this.redis
+      .multi()
+      .del(workerKey(this.prefix, workerId))
+      .srem(workersKey(this.prefix), workerId)
+      .exec();
   }
 
+  /**
+   * Live workers. A set of ids plus one key per worker whose TTL Redis enforces: no clock of
+   * ours is trusted, and the cost is O(workers), never a scan of the keyspace.
+   */
   async list(fresh = false): Promise<WorkerAnnouncement[]> {
     if (!fresh && this.cache && Date.now() - this.cache.at < this.cacheMs) return this.cache.workers;
-    const keys: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, batch] = await this.redis.scan(cursor, "MATCH", workerKey(this.prefix, "*"), "COUNT", 200);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== "0");
-    const values = keys.length > 0 ? await this.redis.mget(...keys) : [];
+    const ids = await this.redis.smembers(workersKey(this.prefix));
+    const values =
+      ids.length > 0 ? await this.redis.mget(...ids.map((id) => workerKey(this.prefix, id))) : [];
     const workers: WorkerAnnouncement[] = [];
-    for (const v of values) {
-      if (!v) continue;
-      const parsed = WorkerAnnouncement.safeParse(JSON.parse(v));
-      if (parsed.success) workers.push(parsed.data);
-    }
+    const gone: string[] = [];
+    values.forEach((v, i) => {
+      const parsed = v ? WorkerAnnouncement.safeParse(JSON.parse(v)) : undefined;
+      if (parsed?.success) workers.push(parsed.data);
+      else if (!v) gone.push(ids[i]!);
+    });
+    // Workers that died without withdrawing: their key expired, drop them from the set.
+    if (gone.length > 0) await this.redis.srem(workersKey(this.prefix), ...gone);
     this.cache = { at: Date.now(), workers };
     return workers;
   }
