@@ -235,6 +235,23 @@ describe("decode hunyuan-video", () => {
     expect(probe.stdout.length).toBe(F * H * W * 3);
   });
 
+  it("an image request answers the first frame as a PNG", async () => {
+    const { res, bytes } = await ok(model, { tensor: latents(shape).tensor, image_format: "png" });
+    expect(res.headers.get("content-type")).toBe("image/png");
+    const meta = await sharp(bytes).metadata();
+    expect([meta.width, meta.height]).toEqual([W, H]);
+    const firstFrame = await ok(model, {
+      tensor: latents(shape).tensor,
+      output_type: "pt",
+      partial_postprocess: true,
+    });
+    const frame0 = (readTensor(firstFrame.bytes, firstFrame.res.headers).values as Uint8Array).subarray(
+      0,
+      H * W * 3,
+    );
+    expect((await sharp(bytes).raw().toBuffer()).equals(Buffer.from(frame0))).toBe(true);
+  });
+
   it("one latent frame decodes to one frame", async () => {
     const { bytes, res } = await ok(model, {
       tensor: latents([1, 16, 1, 4, 5]).tensor,

@@ -6,6 +6,7 @@ import {
   decodeOutputFor,
   type EncodeJob,
   EncodeQuery,
+  type InputDType,
   type JobResult,
   type ModelInfo,
   parseOrThrow,
@@ -126,7 +127,7 @@ export function createApp(deps: AppDeps): Express {
       kind: "decode",
       model: m.id,
       shape: q.shape,
-      dtype: q.dtype === "uint8" ? "float32" : q.dtype,
+      dtype: q.dtype,
       scaling: scalingFor(q, m),
       packed: q.shape.length === 3 ? packed : null,
       output,
@@ -139,11 +140,10 @@ export function createApp(deps: AppDeps): Express {
     if (!m.operations.includes("encode"))
       throw new AppError("unsupported_operation", `Model ${m.id} has no encoder.`);
     const body = bodyOf(req);
-    let tensor: { shape: number[]; dtype: "float32" | "float16" | "bfloat16" } | null = null;
+    let tensor: { shape: number[]; dtype: InputDType } | null = null;
     if (q.shape) {
-      const dtype = q.dtype ?? "float32";
-      planEncodeTensor({ shape: q.shape, dtype, byteLength: body.length }, m, deps.limits);
-      tensor = { shape: q.shape, dtype: dtype === "uint8" ? "float32" : dtype };
+      tensor = { shape: q.shape, dtype: q.dtype ?? "float32" };
+      planEncodeTensor({ ...tensor, byteLength: body.length }, m, deps.limits);
     } else if (!sniffImageFormat(body)) {
       throw new AppError(
         "invalid_image",
@@ -185,7 +185,7 @@ export function createApp(deps: AppDeps): Express {
       (r) => r === "PONG",
       () => false,
     );
-    if (!redisOk) throw new AppError("no_workers", "Redis is not reachable.");
+    if (!redisOk) throw new AppError("unavailable", "Redis is not reachable.");
     const workers = await deps.directory.list(true);
     const models = new Set(workers.flatMap((w) => w.models.map((m) => m.id)));
     if (workers.length === 0 || models.size === 0)

@@ -108,10 +108,9 @@ export class VaeRuntime {
       });
       return { bytes, contentType: "video/mp4" };
     }
-    const format = job.output.kind === "image" ? job.output.format : "jpg";
-    const first = result.data.subarray(0, result.width * result.height * 3);
-    const bytes = await encodeImage(first, result.width, result.height, format === "png" ? "png" : "jpeg");
-    return { bytes, contentType: format === "png" ? "image/png" : "image/jpeg" };
+    const png = job.output.kind === "image" && job.output.format === "png";
+    const bytes = await encodeImage(result.data, result.width, result.height, png ? "png" : "jpeg");
+    return { bytes, contentType: png ? "image/png" : "image/jpeg" };
   }
 
   /** Encodes an image file or an image tensor into latents (PROTOCOL.md §2). */

@@ -16,12 +16,13 @@ async function describe(path: string): Promise<DescribeResult> {
   return { inputs, outputs, providers };
 }
 
+/** Runs a graph's first input → first output; returns the output as float32 with its name. */
 async function run(path: string, values: Float32Array, shape: number[]) {
   const { session, inputs, outputs } = await getSession(path, settings);
   const input = inputs[0]!;
   const output = outputs[0]!;
   const result = await session.run({ [input.name]: toOrtTensor(values, shape, input.type) }, [output.name]);
-  return fromOrtTensor(result[output.name] as Parameters<typeof fromOrtTensor>[0]);
+  return { name: output.name, ...fromOrtTensor(result[output.name] as Parameters<typeof fromOrtTensor>[0]) };
 }
 
 async function decode(t: DecodeTask): Promise<RunResult> {
@@ -38,15 +39,11 @@ async function decode(t: DecodeTask): Promise<RunResult> {
   switch (t.output.kind) {
     case "image":
     case "mp4": {
-      const rgb = toUint8ChannelsLast(out.data, out.shape);
+      let rgb = toUint8ChannelsLast(out.data, out.shape);
+      // A video model asked for an image answers its first frame: send back only that one.
+      if (t.output.kind === "image") rgb = sliceFirst(rgb.data, rgb.shape);
       const [frames, height, width] = rgb.shape as [number, number, number];
-      return {
-        kind: "pixels",
-        data: rgb.data,
-        frames: t.output.kind === "image" ? 1 : frames,
-        height,
-        width,
-      };
+      return { kind: "pixels", data: rgb.data, frames, height, width };
     }
     case "uint8": {
       const rgb = toUint8ChannelsLast(out.data, out.shape);
@@ -81,12 +78,11 @@ async function encode(t: EncodeTask): Promise<RunResult> {
     values = decodeToFloat32(t.input.bytes, t.input.shape, t.input.dtype);
     shape = t.input.shape;
   }
-  const { outputs } = await getSession(t.path, settings);
   const out = await run(t.path, values, shape);
   const [b, c2, h, w] = out.shape as [number, number, number, number];
   let latents: Float32Array;
   let channels: number;
-  if (outputs[0]!.name === "latent_parameters") {
+  if (out.name === "latent_parameters") {
     // Mean then log-variance along channels (diffusers' DiagonalGaussianDistribution).
     channels = c2 / 2;
     const plane = h * w;

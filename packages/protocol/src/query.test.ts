@@ -60,6 +60,11 @@ describe("DecodeQuery", () => {
     expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&shape=0")))).toBe("invalid_shape");
     expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&shape=x")))).toBe("invalid_shape");
     expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&shape=4&dtype=int64")))).toBe("invalid_dtype");
+    // uint8 is an answer dtype only: latents come as floats.
+    expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&shape=4&dtype=uint8")))).toBe("invalid_dtype");
+    expect(codeOf(() => parseOrThrow(EncodeQuery, q("shape=1&shape=3&shape=8&shape=8&dtype=uint8")))).toBe(
+      "invalid_dtype",
+    );
     expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&output_type=gif")))).toBe("invalid_parameter");
     expect(codeOf(() => parseOrThrow(DecodeQuery, q("shape=1&scaling_factor=abc")))).toBe(
       "invalid_parameter",

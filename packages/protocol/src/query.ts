@@ -15,16 +15,17 @@ export const QueryBool = z.union([z.string(), z.boolean()]).transform((v, ctx) =
   return z.NEVER;
 });
 
-const single = (v: unknown) => (Array.isArray(v) ? v[v.length - 1] : v);
+/** A repeated query key arrives as an array: the last value wins. */
+export const lastValue = (v: unknown) => (Array.isArray(v) ? v[v.length - 1] : v);
 
 /** A finite number given as a query string. Repeated keys: the last one wins. */
 export const QueryNumber = z.preprocess(
-  single,
+  lastValue,
   z.string().trim().min(1).pipe(z.coerce.number<string>().refine(Number.isFinite, "must be a finite number")),
 );
 /** A positive integer given as a query string. */
 export const QueryPositiveInt = z.preprocess(
-  single,
+  lastValue,
   z
     .string()
     .trim()

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { QueryBool, QueryNumber, QueryPositiveInt, QueryShape } from "./query.ts";
+import { lastValue, QueryBool, QueryNumber, QueryPositiveInt, QueryShape } from "./query.ts";
 import { DType, InputDType } from "./tensor.ts";
 
 /** Model families we know the latent layout of. */
@@ -49,10 +49,8 @@ export const FAMILIES: Readonly<Record<Family, FamilySpec>> = {
   },
 };
 
-const dtypeParam = z.preprocess(
-  (v) => (Array.isArray(v) ? v[v.length - 1] : v),
-  z.string().pipe(InputDType.or(z.literal("uint8"))),
-);
+// uint8 is an answer dtype only: latents and images to encode come as floats.
+const dtypeParam = z.preprocess(lastValue, InputDType);
 
 /** Query of `POST /v1/vae/{model}/decode`, exactly as diffusers' `remote_decode` forms it (PROTOCOL.md §1). */
 export const DecodeQuery = z.looseObject({

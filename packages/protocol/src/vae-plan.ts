@@ -1,7 +1,13 @@
 import { AppError } from "./errors.ts";
 import { unpackedFluxShape } from "./flux.ts";
 import type { DecodeOutput, DecodeQuery, ModelInfo, Scaling } from "./schemas.ts";
-import { checkTensorBytes, DEFAULT_LIMITS, type DType, elementCount, type TensorLimits } from "./tensor.ts";
+import {
+  checkTensorBytes,
+  DEFAULT_LIMITS,
+  elementCount,
+  type InputDType,
+  type TensorLimits,
+} from "./tensor.ts";
 
 /** Shapes a validated decode will have. */
 export interface DecodePlan {
@@ -19,15 +25,13 @@ export interface DecodePlan {
 export function planDecode(
   req: {
     shape: number[];
-    dtype: DType;
+    dtype: InputDType;
     byteLength: number;
     packed: { height: number; width: number } | null;
   },
   model: ModelInfo,
   limits: TensorLimits = DEFAULT_LIMITS,
 ): DecodePlan {
-  if (req.dtype === "uint8")
-    throw new AppError("invalid_dtype", "Latents must be float32, float16 or bfloat16, not uint8.");
   elementCount(req.shape, limits);
   let latent = req.shape;
   if (latent.length < 3 || latent.length > 5) {
@@ -140,12 +144,10 @@ export function scalingFor(
 
 /** Checks a raw image tensor sent for encoding: `[B, 3, H, W]`, sides multiples of the compression. */
 export function planEncodeTensor(
-  req: { shape: number[]; dtype: DType; byteLength: number },
+  req: { shape: number[]; dtype: InputDType; byteLength: number },
   model: ModelInfo,
   limits: TensorLimits = DEFAULT_LIMITS,
 ): void {
-  if (req.dtype === "uint8")
-    throw new AppError("invalid_dtype", "Image tensors must be float32, float16 or bfloat16 in [-1, 1].");
   checkTensorBytes(req.byteLength, req.shape, req.dtype, limits);
   const [b, c, h, w] = req.shape as [number, number, number, number];
   const s = model.spatial_compression;
