@@ -39,7 +39,8 @@ if (!process.env.MODELS) {
   console.log(`Default models in ${modelsDir}: ${ids.join(", ")}`);
 }
 
-const env = { REDIS_URL: redisUrl, MODELS_DIR: modelsDir, PORT: port };
+// The models were just generated here; the worker need not check them again.
+const env = { REDIS_URL: redisUrl, MODELS_DIR: modelsDir, PORT: port, GENERATE_DEFAULT_MODELS: "false" };
 const worker = startApp("worker", env);
 const api = startApp("api", env);
 const children = [api, worker];

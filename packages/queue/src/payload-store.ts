@@ -24,14 +24,19 @@ export class PayloadStore {
     return key;
   }
 
+  /** Only keys this store made are read or deleted: a job cannot point it at other keys. */
+  private ours(key: string): boolean {
+    return key.startsWith(payloadKey(this.prefix, ""));
+  }
+
   /** The bytes, or null when the key expired or never existed. */
   async get(key: string): Promise<Buffer | null> {
-    if (!key.startsWith(`${this.prefix}:payload:`)) return null;
+    if (!this.ours(key)) return null;
     return this.redis.getBuffer(key);
   }
 
   async delete(...keys: string[]): Promise<void> {
-    const ours = keys.filter((k) => k.startsWith(`${this.prefix}:payload:`));
+    const ours = keys.filter((k) => this.ours(k));
     if (ours.length > 0) await this.redis.del(...ours);
   }
 }
