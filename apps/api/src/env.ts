@@ -15,8 +15,30 @@ export const Env = z.object({
     .int()
     .positive()
     .default(64 * 1024 * 1024),
-  /** Tries per job for transient worker failures (bad input is never retried). */
-  JOB_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
+  /**
+   * The API keys file (`pnpm keys create ...` writes it). With keys in it, every route but
+   * /health/* needs `Authorization: Bearer <key>`; without, the service is open to anyone.
+   */
+  API_KEYS_FILE: z.string().default("keys.json"),
+  /** Jobs waiting in one queue beyond which new work is refused with 429 and a Retry-After. */
+  MAX_QUEUE_BACKLOG: z.coerce.number().int().positive().default(1000),
+  /** Seconds an Idempotency-Key keeps pointing at the job it created. */
+  IDEMPOTENCY_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(24 * 3600),
+  /** Signs webhooks (`whsec_...`) when the service runs without API keys (each key has its own). */
+  WEBHOOK_SECRET: z.string().startsWith("whsec_").optional(),
+  /**
+   * Hosts webhooks may target even though they resolve to loopback or private addresses
+   * (comma-separated, e.g. `127.0.0.1,hooks.internal`). Everything else private is refused.
+   */
+  WEBHOOK_ALLOWED_HOSTS: z.string().default(""),
+  /** Per-attempt timeout of a webhook delivery, in ms. */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  /** Webhook deliveries this API process makes at once. */
+  WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
 });
 export type Env = z.infer<typeof Env>;
 

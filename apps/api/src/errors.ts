@@ -58,6 +58,6 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const body: Record<string, unknown> = e.toBody();
   const jobId = (e.details as { job_id?: unknown } | undefined)?.job_id;
   if (typeof jobId === "string") body.job_id = jobId;
-  if (e.status === 429 || e.status === 503) res.setHeader("Retry-After", "1");
+  if (e.status === 429 || e.status === 503) res.setHeader("Retry-After", String(e.retryAfterSeconds ?? 1));
   res.status(e.status).json(body);
 };

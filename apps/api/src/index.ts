@@ -1,27 +1,75 @@
-import { createRedis, JobProducer, limitsOf, PayloadStore, WorkerDirectory } from "@hybrid/queue";
-import { pino } from "pino";
+import { resolve } from "node:path";
+import {
+  bullConnection,
+  catalogSettingsOf,
+  createLogger,
+  createRedis,
+  JobEventHub,
+  JobProducer,
+  JobStore,
+  limitsOf,
+  PayloadStore,
+  Queues,
+  WorkerDirectory,
+} from "@hybrid/queue";
 import { createApp } from "./app.ts";
 import { loadEnv } from "./env.ts";
+import { KeyStore } from "./keys.ts";
+import { KeyRateLimiter } from "./rate-limit.ts";
+import { parseAllowedHosts } from "./webhook-guard.ts";
+import { startWebhookWorker } from "./webhook-worker.ts";
 
 const env = loadEnv();
-const logger = pino({ level: env.LOG_LEVEL, base: { app: "api" } });
+const logger = createLogger("api", env.LOG_LEVEL);
+const keysFile = resolve(env.API_KEYS_FILE);
+const keys = await KeyStore.open(keysFile, {
+  onError: (err) => logger.error({ file: keysFile, err: err.message }, "keys file not reloaded"),
+});
+if (keys.enabled) logger.info({ file: keysFile, keys: keys.size }, "API keys required");
+else
+  logger.warn(
+    { file: keysFile },
+    "NO API KEYS: this service is open to anyone who can reach it. Create one with `pnpm keys create NAME`.",
+  );
+
 const redis = createRedis(env.REDIS_URL, "command");
 redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
-const producer = new JobProducer({
-  redisUrl: env.REDIS_URL,
-  prefix: env.QUEUE_PREFIX,
-  attempts: env.JOB_ATTEMPTS,
-});
+const subscriber = createRedis(env.REDIS_URL, "blocking");
+subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
+const catalog = catalogSettingsOf(env);
+const queues = new Queues(env.REDIS_URL, env.QUEUE_PREFIX);
+const store = new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS);
+const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, catalog });
+const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
+const producer = new JobProducer(queues, catalog);
+const allowedHosts = parseAllowedHosts(env.WEBHOOK_ALLOWED_HOSTS);
 
 const app = createApp({
   redis,
-  store: new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS),
+  store,
+  jobs,
+  hub,
   producer,
+  keys,
+  limiter: new KeyRateLimiter(redis, env.QUEUE_PREFIX),
   directory: new WorkerDirectory(redis, env.QUEUE_PREFIX),
   logger,
   limits: limitsOf(env),
   requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
   maxBodyBytes: env.MAX_BODY_BYTES,
+  maxBacklog: env.MAX_QUEUE_BACKLOG,
+  idempotencyTtlSeconds: env.IDEMPOTENCY_TTL_SECONDS,
+  webhookAllowedHosts: allowedHosts,
+  canSignWebhooks: (p) => (p.key ? true : env.WEBHOOK_SECRET !== undefined),
+  sse: { keepAliveMs: 15_000, staleMs: 10_000 },
+});
+const webhooks = startWebhookWorker(keys, logger, {
+  connection: bullConnection(env.REDIS_URL),
+  prefix: env.QUEUE_PREFIX,
+  concurrency: env.WEBHOOK_CONCURRENCY,
+  timeoutMs: env.WEBHOOK_TIMEOUT_MS,
+  allowedHosts,
+  defaultSecret: env.WEBHOOK_SECRET,
 });
 
 const server = app.listen(env.PORT, env.HOST, () => {
@@ -37,8 +85,12 @@ async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, "shutting down");
+  // SSE streams would hold the server open: close them with it.
+  server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  await producer.close();
+  await webhooks.close();
+  await queues.close();
+  hub.close();
   redis.disconnect();
   process.exit(0);
 }

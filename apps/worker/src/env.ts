@@ -29,6 +29,11 @@ export const Env = z.object({
    * (a blocked event loop, a dead worker) is handed to another worker.
    */
   LOCK_DURATION_MS: z.coerce.number().int().min(100).default(30_000),
+  /**
+   * On SIGTERM, ms to let jobs in flight finish; what is still running then is handed back to
+   * its queue for another worker.
+   */
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
   /** BullMQ jobs in flight per model queue. */
   CONCURRENCY: z.coerce.number().int().min(1).max(256).default(1),
   /** onnxruntime execution providers in order of preference; cpu is always the fallback. */

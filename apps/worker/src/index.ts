@@ -4,20 +4,25 @@ import { hostname } from "node:os";
 import { VaeRuntime } from "@hybrid/inference";
 import {
   bullConnection,
+  cancelChannel,
+  catalogSettingsOf,
+  createLogger,
   createRedis,
+  JobStore,
+  jobCatalog,
   limitsOf,
   PayloadStore,
-  queueName,
+  Queues,
   WorkerDirectory,
 } from "@hybrid/queue";
-import { Worker } from "bullmq";
-import { pino } from "pino";
+import { type Job, Worker } from "bullmq";
 import { loadEnv } from "./env.ts";
+import { attachLifecycle } from "./lifecycle.ts";
 import { modelSources } from "./models.ts";
 import { createProcessor } from "./processor.ts";
 
 const env = loadEnv();
-const log = pino({ level: env.LOG_LEVEL, base: { app: "worker" } });
+const log = createLogger("worker", env.LOG_LEVEL);
 const workerId = `${hostname()}-${process.pid}-${randomUUID().slice(0, 6)}`;
 
 const sources = await modelSources(env, log);
@@ -45,20 +50,50 @@ log.info(
 const redis = createRedis(env.REDIS_URL, "command");
 redis.on("error", (err) => log.warn({ err: err.message }, "redis error"));
 const store = new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS);
-const directory = new WorkerDirectory(redis, env.QUEUE_PREFIX, Math.ceil(env.HEARTBEAT_SECONDS * 3));
-const processor = createProcessor(runtime, store, log);
-
-const workers = runtime.models.map((m) => {
-  const w = new Worker(queueName(m.id), processor, {
-    connection: bullConnection(env.REDIS_URL),
-    prefix: env.QUEUE_PREFIX,
-    concurrency: env.CONCURRENCY,
-    lockDuration: env.LOCK_DURATION_MS,
-  });
-  w.on("error", (err) => log.warn({ err: err.message, model: m.id }, "queue error"));
-  return w;
+const queues = new Queues(env.REDIS_URL, env.QUEUE_PREFIX);
+const jobs = new JobStore(redis, queues, store, {
+  prefix: env.QUEUE_PREFIX,
+  catalog: catalogSettingsOf(env),
 });
+const directory = new WorkerDirectory(redis, env.QUEUE_PREFIX, Math.ceil(env.HEARTBEAT_SECONDS * 3));
+const process_ = createProcessor(runtime, store, jobs, log);
+
+// Jobs in flight and their lock tokens, to hand them back if a shutdown outlasts its grace.
+const inFlight = new Map<string, { job: Job; token: string }>();
+const processor = async (job: Job, token?: string, signal?: AbortSignal) => {
+  const key = `${job.queueName}/${job.id}`;
+  if (token) inFlight.set(key, { job, token });
+  try {
+    return await process_(job, token, signal);
+  } finally {
+    inFlight.delete(key);
+  }
+};
+
+// One queue per (kind, model) this worker can serve.
+const workers = runtime.models.flatMap((m) =>
+  m.operations.map((kind) => {
+    const w = new Worker(jobCatalog.queue(kind, m.id), processor, {
+      connection: bullConnection(env.REDIS_URL),
+      prefix: env.QUEUE_PREFIX,
+      concurrency: env.CONCURRENCY,
+      ...jobCatalog.workerOptions(env.LOCK_DURATION_MS),
+    });
+    w.on("error", (err) => log.warn({ err: err.message, queue: w.name }, "queue error"));
+    attachLifecycle(w, jobs, store, log);
+    return w;
+  }),
+);
 await Promise.all(workers.map((w) => w.waitUntilReady()));
+
+// A cancel of a running job reaches every worker; the one running it aborts it.
+const cancels = createRedis(env.REDIS_URL, "blocking");
+cancels.on("error", (err) => log.warn({ err: err.message }, "redis error"));
+cancels.on("message", (_channel: string, jobId: string) => {
+  for (const w of workers)
+    if (w.cancelJob(jobId, "canceled")) log.info({ jobId, queue: w.name }, "cancel asked");
+});
+await cancels.subscribe(cancelChannel(env.QUEUE_PREFIX));
 
 const startedAt = new Date().toISOString();
 const announce = () =>
@@ -67,7 +102,7 @@ const announce = () =>
     .catch((err: Error) => log.warn({ err: err.message }, "heartbeat failed"));
 await announce();
 const heartbeat = setInterval(announce, env.HEARTBEAT_SECONDS * 1000);
-log.info({ workerId, queues: runtime.models.map((m) => queueName(m.id)) }, "worker ready");
+log.info({ workerId, queues: workers.map((w) => w.name) }, "worker ready");
 
 const health =
   env.HEALTH_PORT > 0
@@ -86,12 +121,30 @@ let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
-  log.info({ signal }, "shutting down: finishing jobs in flight");
+  log.info(
+    { signal, inFlight: inFlight.size, graceMs: env.SHUTDOWN_GRACE_MS },
+    "shutting down: finishing jobs in flight",
+  );
   clearInterval(heartbeat);
   health?.close();
+  cancels.disconnect();
   await directory.withdraw(workerId).catch(() => {});
-  await Promise.all(workers.map((w) => w.close()));
+  const closed = Promise.all(workers.map((w) => w.close()));
+  const graceOver = new Promise<"late">((r) => setTimeout(() => r("late"), env.SHUTDOWN_GRACE_MS).unref());
+  if ((await Promise.race([closed, graceOver])) === "late") {
+    // Hand what still runs back to its queue now, rather than after its lock lapses.
+    await Promise.all(
+      [...inFlight.values()].map(({ job, token }) =>
+        job.moveToWait(token).then(
+          () => log.info({ jobId: job.id, queue: job.queueName }, "job handed back"),
+          (err: Error) => log.warn({ jobId: job.id, err: err.message }, "job not handed back"),
+        ),
+      ),
+    );
+    await Promise.all(workers.map((w) => w.close(true)));
+  }
   await runtime.close();
+  await queues.close();
   redis.disconnect();
   log.info("worker stopped");
   process.exit(0);

@@ -1,15 +1,19 @@
 import type { VaeRuntime } from "@hybrid/inference";
-import { AppError, isAppError, type JobResult, serializeJobError, VaeJob } from "@hybrid/protocol";
-import type { PayloadStore } from "@hybrid/queue";
+import { AppError, isAppError, JobData, type JobResult, serializeJobError } from "@hybrid/protocol";
+import type { JobStore, PayloadStore } from "@hybrid/queue";
 import { type Job, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
 
+const canceled = () => new AppError("canceled", "The job was canceled.");
+
 /**
  * Runs one job: read its payload, run the model, store the answer bytes, return where they are.
- * Bad input fails at once (UnrecoverableError); anything else rethrows so BullMQ retries it.
+ * Bad input (and a cancel) fails at once (UnrecoverableError); anything else rethrows so BullMQ
+ * retries it. `signal` aborts when the job is canceled while it runs: a VAE run cannot stop
+ * half-way, so its result is discarded.
  */
-export function createProcessor(runtime: VaeRuntime, store: PayloadStore, log: Logger) {
-  return async (job: Job): Promise<JobResult> => {
+export function createProcessor(runtime: VaeRuntime, store: PayloadStore, jobs: JobStore, log: Logger) {
+  return async (job: Job, _token?: string, signal?: AbortSignal): Promise<JobResult> => {
     const jlog = log.child({
       jobId: job.id,
       queue: job.queueName,
@@ -18,18 +22,25 @@ export function createProcessor(runtime: VaeRuntime, store: PayloadStore, log: L
     });
     const started = performance.now();
     try {
-      const parsed = VaeJob.safeParse(job.data);
+      const parsed = JobData.safeParse(job.data);
       if (!parsed.success)
-        throw new AppError("invalid_request", "The job data is not a valid VAE job.", {
+        throw new AppError("invalid_request", "The job data is not a valid job of any kind.", {
           details: parsed.error.issues,
         });
       const data = parsed.data;
+      const meta = job.id ? await jobs.meta(job.id) : null;
+      if (meta?.canceledAt) throw canceled();
+      if (meta) {
+        const object = await jobs.build(meta, job, "active");
+        if (object) await jobs.publish(meta, "started", object);
+      }
       const input = await store.get(data.input);
       if (!input)
         throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
       const read = performance.now();
       const answer =
         data.kind === "decode" ? await runtime.decode(data, input) : await runtime.encode(data, input);
+      if (signal?.aborted) throw canceled();
       const ran = performance.now();
       const result = await store.put(answer.bytes);
       const done = performance.now();
@@ -53,7 +64,7 @@ export function createProcessor(runtime: VaeRuntime, store: PayloadStore, log: L
       };
     } catch (e) {
       if (isAppError(e) && e.status < 500) {
-        jlog.info({ code: e.code, err: e.message }, "job rejected");
+        jlog.info({ code: e.code, err: e.message }, e.code === "canceled" ? "job canceled" : "job rejected");
         throw new UnrecoverableError(serializeJobError(e));
       }
       jlog.error({ err: e }, "job failed");

@@ -3,6 +3,8 @@ import { z } from "zod";
 /** Every error the service can answer with. Stable: clients branch on these strings. */
 export const ErrorCode = z.enum([
   "invalid_request",
+  "unauthorized",
+  "forbidden",
   "invalid_parameter",
   "invalid_shape",
   "invalid_dtype",
@@ -18,6 +20,12 @@ export const ErrorCode = z.enum([
   "not_found",
   "method_not_allowed",
   "overloaded",
+  "rate_limited",
+  "too_many_queued",
+  "job_not_finished",
+  "canceled",
+  "idempotency_conflict",
+  "invalid_webhook",
   "model_loading",
   "no_workers",
   "unavailable",
@@ -30,6 +38,9 @@ export type ErrorCode = z.infer<typeof ErrorCode>;
 /** The one code → HTTP status table. Bad input is always 4xx. */
 export const errorStatus: Record<ErrorCode, number> = {
   invalid_request: 400,
+  unauthorized: 401,
+  // A valid key that may not use this model.
+  forbidden: 403,
   invalid_parameter: 400,
   invalid_shape: 400,
   invalid_dtype: 400,
@@ -46,6 +57,13 @@ export const errorStatus: Record<ErrorCode, number> = {
   method_not_allowed: 405,
   // 429, not 503: HF clients re-send a 503 at once and forever; 503 only means "model loading".
   overloaded: 429,
+  rate_limited: 429,
+  too_many_queued: 429,
+  job_not_finished: 409,
+  canceled: 409,
+  // Same Idempotency-Key, different request.
+  idempotency_conflict: 422,
+  invalid_webhook: 400,
   model_loading: 503,
   no_workers: 503,
   // A dependency (Redis) is down: retrying is the right move, as HF clients do on 503.
@@ -68,6 +86,8 @@ export interface AppErrorOptions {
   status?: number;
   cause?: unknown;
   details?: unknown;
+  /** Seconds a client should wait before trying again (the `Retry-After` header of a 429/503). */
+  retryAfterSeconds?: number;
 }
 
 /** The single error type of the project: a stable code, an HTTP status and a human sentence. */
@@ -75,6 +95,7 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly details: unknown;
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -82,6 +103,7 @@ export class AppError extends Error {
     this.code = code;
     this.status = options.status ?? errorStatus[code];
     this.details = options.details;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   toBody(): ErrorBody {

@@ -1,6 +1,7 @@
 export * from "./errors.ts";
 export * from "./flux.ts";
 export * from "./half.ts";
+export * from "./jobs.ts";
 export * from "./media.ts";
 export * from "./query.ts";
 export * from "./schemas.ts";

@@ -147,9 +147,6 @@ export const EncodeJob = z.object({
 });
 export type EncodeJob = z.infer<typeof EncodeJob>;
 
-export const VaeJob = z.discriminatedUnion("kind", [DecodeJob, EncodeJob]);
-export type VaeJob = z.infer<typeof VaeJob>;
-
 /** A job's return value: where the answer bytes are and the headers that describe them. */
 export const JobResult = z.object({
   result: PayloadRef,

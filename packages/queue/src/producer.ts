@@ -1,86 +1,134 @@
-import { AppError, JobResult, parseJobError, type VaeJob } from "@hybrid/protocol";
-import { type Job, Queue, QueueEvents } from "bullmq";
-import { bullConnection } from "./connection.ts";
-import { queueName } from "./names.ts";
+import { AppError, type JobData, JobResult, parseJobError } from "@hybrid/protocol";
+import type { Job } from "bullmq";
+import { type CatalogSettings, jobCatalog } from "./catalog.ts";
+import type { Queues } from "./queues.ts";
 
-export interface ProducerOptions {
-  redisUrl: string;
-  prefix: string;
-  /** Tries per job for transient failures (bad input is never retried). @defaultValue 3 */
-  attempts?: number;
-}
+/** How far back completions count toward a queue's observed drain rate. */
+const DRAIN_WINDOW_MS = 60_000;
 
 /**
- * The API's side of the queues: enqueue a job on its model's queue and wait for its result.
- * Queues and their event streams are opened on first use and kept.
+ * The API's side of the job queues: add a job to its (kind, model) queue with the catalog's
+ * options, wait for its result, and tell how full and how fast-draining a queue is.
  */
 export class JobProducer {
-  private readonly queues = new Map<string, { queue: Queue; events: QueueEvents; ready: Promise<unknown> }>();
+  /** Per queue: how fast it has been draining. */
+  private readonly drained = new Map<string, RateMeter>();
 
-  constructor(private readonly opts: ProducerOptions) {}
+  constructor(
+    private readonly queues: Queues,
+    private readonly settings: CatalogSettings,
+  ) {}
 
-  private open(model: string) {
-    let entry = this.queues.get(model);
-    if (!entry) {
-      const connection = bullConnection(this.opts.redisUrl);
-      const name = queueName(model);
-      // Adding a job fails fast when Redis is down (BullMQ's advice for producers); the event
-      // stream is a blocking reader and keeps reconnecting.
-      const queue = new Queue(name, {
-        connection: { ...connection, maxRetriesPerRequest: 1, enableOfflineQueue: false },
-        prefix: this.opts.prefix,
-      });
-      const events = new QueueEvents(name, { connection, prefix: this.opts.prefix });
-      // Errors surface through the calls that use them; an unhandled 'error' event would crash.
-      queue.on("error", () => {});
-      events.on("error", () => {});
-      entry = { queue, events, ready: Promise.all([queue.waitUntilReady(), events.waitUntilReady()]) };
-      this.queues.set(model, entry);
-    }
-    return entry;
+  /** The queue a job of this data goes to. */
+  queueOf(data: Pick<JobData, "kind" | "model">): string {
+    return jobCatalog.queue(data.kind, data.model);
   }
 
-  /** Adds the job to its model's queue. Job data must stay small: BullMQ copies it as JSON. */
-  async enqueue(data: VaeJob, jobId: string): Promise<Job> {
-    const { queue, ready } = this.open(data.model);
-    await ready;
-    return queue.add(data.kind, data, {
-      jobId,
-      attempts: this.opts.attempts ?? 3,
-      backoff: { type: "exponential", delay: 500 },
-      removeOnComplete: { age: 3600, count: 1000 },
-      removeOnFail: { age: 24 * 3600, count: 5000 },
-    });
+  /** Adds the job to its queue. Job data must stay small: BullMQ copies it as JSON. */
+  async enqueue(data: JobData, jobId: string): Promise<Job> {
+    const name = this.queueOf(data);
+    const queue = this.queues.queue(name);
+    await queue.waitUntilReady();
+    void this.watch(name);
+    return queue.add(data.kind, data, { ...jobCatalog.jobOptions(data.kind, this.settings), jobId });
   }
 
   /**
-   * Waits until the job completes and returns its result; throws the job's AppError when it
-   * failed, or `timeout` (504) after `timeoutMs`, when a job still waiting is withdrawn.
+   * Waits until the job finishes and returns its result; throws the job's AppError when it
+   * failed, or `timeout` (504, with the job id) after `timeoutMs`. The job itself goes on: it
+   * stays fetchable at `/v1/jobs/{id}`.
    */
   async waitForResult(job: Job, timeoutMs: number): Promise<JobResult> {
-    const { events } = this.open(job.data.model);
+    const events = await this.queues.events(job.queueName);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new AppError(
+              "timeout",
+              `The job did not finish within ${timeoutMs} ms; it goes on: GET /v1/jobs/${job.id} follows it.`,
+              {
+                details: { job_id: job.id },
+              },
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    // BullMQ's own deadline, a little later than ours, only releases its listener.
+    const finished = job.waitUntilFinished(events, timeoutMs + 1000).then(
+      (value: unknown) => JobResult.parse(value),
+      (e: unknown) => {
+        throw parseJobError(e instanceof Error ? e.message : String(e));
+      },
+    );
+    finished.catch(() => {});
     try {
-      return JobResult.parse(await job.waitUntilFinished(events, timeoutMs));
-    } catch (e) {
-      const message = e instanceof Error ? e.message : String(e);
-      if (message.includes("timed out before finishing")) {
-        // Nobody will read the answer: don't spend a GPU on it if it has not started.
-        await job.remove().catch(() => {});
-        throw new AppError("timeout", `The job did not finish within ${timeoutMs} ms.`, {
-          details: { job_id: job.id },
-        });
-      }
-      throw parseJobError(message);
+      return await Promise.race([finished, timedOut]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
-  /** Jobs waiting (not yet picked up) per model queue: the backlog. */
-  async backlog(model: string): Promise<number> {
-    return this.open(model).queue.getWaitingCount();
+  /** Jobs waiting for a worker in a queue: the backlog. */
+  async backlog(queue: string): Promise<number> {
+    void this.watch(queue);
+    return this.queues.queue(queue).getWaitingCount();
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].flatMap((q) => [q.queue.close(), q.events.close()]));
-    this.queues.clear();
+  /**
+   * Seconds until `jobs` more jobs of a queue have been taken, from the rate it drained at
+   * over the last minute; `fallback` when nothing finished lately.
+   */
+  secondsToDrain(queue: string, jobs: number, fallback = 10): number {
+    const meter = this.drained.get(queue);
+    const perSecond = meter?.rate() ?? 0;
+    if (perSecond <= 0) return fallback;
+    return Math.min(3600, Math.max(1, Math.ceil(jobs / perSecond)));
+  }
+
+  /** Starts counting a queue's completions (once per queue). */
+  private async watch(queue: string): Promise<void> {
+    if (this.drained.has(queue)) return;
+    const meter = new RateMeter(DRAIN_WINDOW_MS);
+    this.drained.set(queue, meter);
+    const events = await this.queues.events(queue).catch(() => undefined);
+    events?.on("completed", () => meter.tick());
+    events?.on("failed", () => meter.tick());
+  }
+}
+
+/** Events per second over a sliding window, in one-second buckets (O(1) per event). */
+export class RateMeter {
+  private readonly counts: number[];
+  private readonly seconds: number[];
+  private readonly started = Date.now();
+
+  constructor(private readonly windowMs: number) {
+    const n = Math.max(1, Math.ceil(windowMs / 1000));
+    this.counts = new Array(n).fill(0);
+    this.seconds = new Array(n).fill(-1);
+  }
+
+  tick(now = Date.now()): void {
+    const s = Math.floor(now / 1000);
+    const i = s % this.counts.length;
+    if (this.seconds[i] !== s) {
+      this.seconds[i] = s;
+      this.counts[i] = 0;
+    }
+    this.counts[i]!++;
+  }
+
+  /** Events per second over the window (or since the meter started, if that is shorter). */
+  rate(now = Date.now()): number {
+    const s = Math.floor(now / 1000);
+    let total = 0;
+    for (let i = 0; i < this.counts.length; i++) {
+      if (this.seconds[i]! > s - this.counts.length) total += this.counts[i]!;
+    }
+    const spanMs = Math.min(this.windowMs, Math.max(1000, now - this.started));
+    return (total * 1000) / spanMs;
   }
 }

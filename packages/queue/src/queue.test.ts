@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { AppError, type DecodeJob, serializeJobError } from "@hybrid/protocol";
 import { UnrecoverableError, Worker } from "bullmq";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { jobCatalog } from "./catalog.ts";
 import { bullConnection, createRedis } from "./connection.ts";
-import { queueName } from "./names.ts";
 import { PayloadStore } from "./payload-store.ts";
-import { JobProducer } from "./producer.ts";
+import { JobProducer, RateMeter } from "./producer.ts";
+import { Queues } from "./queues.ts";
 import { WorkerDirectory } from "./worker-directory.ts";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -86,7 +87,14 @@ describe("WorkerDirectory", () => {
   });
 });
 
+const settings = { attempts: 3, retentionSeconds: 60, webhookAttempts: 3, webhookBackoffMs: 100 };
+let queues: Queues;
+
 describe("JobProducer", () => {
+  beforeEach(() => {
+    queues = new Queues(redisUrl, prefix);
+  });
+
   const job = (model: string): DecodeJob => ({
     kind: "decode",
     model,
@@ -99,9 +107,9 @@ describe("JobProducer", () => {
   });
 
   it("round-trips a job through a real BullMQ worker", async () => {
-    const producer = new JobProducer({ redisUrl, prefix });
+    const producer = new JobProducer(queues, settings);
     const worker = new Worker(
-      queueName("echo"),
+      jobCatalog.queue("decode", "echo"),
       async (j) => ({
         result: j.data.input,
         contentType: "tensor/binary",
@@ -123,15 +131,15 @@ describe("JobProducer", () => {
       });
     } finally {
       await worker.close();
-      await producer.close();
+      await queues.close();
     }
   });
 
   it("carries a worker's AppError code back, without retrying bad input", async () => {
-    const producer = new JobProducer({ redisUrl, prefix });
+    const producer = new JobProducer(queues, settings);
     let calls = 0;
     const worker = new Worker(
-      queueName("bad"),
+      jobCatalog.queue("decode", "bad"),
       async () => {
         calls++;
         throw new UnrecoverableError(serializeJobError(new AppError("invalid_image", "not an image")));
@@ -146,20 +154,34 @@ describe("JobProducer", () => {
       expect(calls).toBe(1);
     } finally {
       await worker.close();
-      await producer.close();
+      await queues.close();
     }
   });
 
-  it("times out with 504 and withdraws a job nobody picked up", async () => {
-    const producer = new JobProducer({ redisUrl, prefix });
+  it("times out with 504 naming the job, which stays queued for a worker to come", async () => {
+    const producer = new JobProducer(queues, settings);
     try {
       const j = await producer.enqueue(job("idle"), randomUUID());
       const err = await producer.waitForResult(j, 300).catch((e: unknown) => e);
       expect((err as AppError).code).toBe("timeout");
       expect((err as AppError).status).toBe(504);
-      expect(await producer.backlog("idle")).toBe(0);
+      expect((err as AppError).details).toEqual({ job_id: j.id });
+      expect(await producer.backlog(jobCatalog.queue("decode", "idle"))).toBe(1);
     } finally {
-      await producer.close();
+      await queues.close();
     }
+  });
+
+  it("estimates the time to drain a queue from the completions it saw", () => {
+    const meter = new RateMeter(60_000);
+    const t0 = Date.now();
+    expect(meter.rate(t0)).toBe(0);
+    for (let i = 0; i < 30; i++) meter.tick(t0 + i * 100);
+    // 30 events over at least the second the meter has lived: 30/s at most, and more than 0.
+    const r = meter.rate(t0 + 3000);
+    expect(r).toBeGreaterThan(5);
+    expect(r).toBeLessThanOrEqual(30);
+    // Events older than the window no longer count.
+    expect(meter.rate(t0 + 120_000)).toBe(0);
   });
 });

@@ -1,5 +1,6 @@
 import { DEFAULT_LIMITS, type TensorLimits } from "@hybrid/protocol";
 import { z } from "zod";
+import type { CatalogSettings } from "./catalog.ts";
 
 /**
  * Settings the API and the workers share, as a zod shape each app spreads into its own env
@@ -10,8 +11,23 @@ export const SharedEnv = {
   REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
   /** Key prefix of everything in Redis; API and workers of one deployment must agree. */
   QUEUE_PREFIX: z.string().min(1).default("hybrid"),
-  /** Seconds a payload (input or result) stays in Redis if nobody collects it. */
-  PAYLOAD_TTL_SECONDS: z.coerce.number().int().positive().default(600),
+  /**
+   * Seconds payloads live in Redis: an input waiting for a worker, and a result waiting to be
+   * fetched (`GET /v1/jobs/{id}/result` answers 410 after that).
+   */
+  PAYLOAD_TTL_SECONDS: z.coerce.number().int().positive().default(3600),
+  /** Seconds a job (its status, events, error) stays readable after it was submitted. */
+  JOB_RETENTION_SECONDS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(24 * 3600),
+  /** Tries per job for transient worker failures (bad input is never retried). */
+  JOB_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
+  /** Tries per webhook delivery (network errors, 429 and 5xx are retried). */
+  WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(30).default(12),
+  /** First retry delay of a webhook delivery in ms; it doubles each try (12 tries span ~2.8 h). */
+  WEBHOOK_BACKOFF_MS: z.coerce.number().int().positive().default(5000),
   /** Max pixels of one output image or frame (and of an image to encode). */
   MAX_OUTPUT_PIXELS: z.coerce.number().int().positive().default(DEFAULT_LIMITS.maxOutputPixels),
   /** Max elements of one input tensor. */
@@ -24,6 +40,14 @@ export const SharedEnv = {
 };
 
 type Shared = { [K in keyof typeof SharedEnv]: z.infer<(typeof SharedEnv)[K]> };
+
+/** The job catalog's tunables out of parsed settings. */
+export const catalogSettingsOf = (env: Shared): CatalogSettings => ({
+  attempts: env.JOB_ATTEMPTS,
+  retentionSeconds: env.JOB_RETENTION_SECONDS,
+  webhookAttempts: env.WEBHOOK_ATTEMPTS,
+  webhookBackoffMs: env.WEBHOOK_BACKOFF_MS,
+});
 
 /** The tensor limits out of parsed settings. */
 export const limitsOf = (env: Shared): TensorLimits => ({

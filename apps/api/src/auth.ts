@@ -1,0 +1,40 @@
+import { AppError } from "@hybrid/protocol";
+import type { RequestHandler, Response } from "express";
+import { type ApiKeyRecord, bearerToken, type KeyStore } from "./keys.ts";
+
+/** Who is calling: the owner id their jobs are filed under, and their key when keys are on. */
+export interface Principal {
+  owner: string;
+  key: ApiKeyRecord | null;
+}
+
+/** The owner of every job when the service runs without API keys. */
+export const ANONYMOUS = "anonymous";
+
+/**
+ * With keys in the keys file, a request needs `Authorization: Bearer <key>` (401 otherwise);
+ * without, everyone is the anonymous principal.
+ */
+export function authenticate(keys: KeyStore): RequestHandler {
+  return async (req, res, next) => {
+    await keys.refresh();
+    if (!keys.enabled) {
+      res.locals.principal = { owner: ANONYMOUS, key: null } satisfies Principal;
+      return next();
+    }
+    const key = keys.authenticate(bearerToken(req.headers.authorization));
+    if (!key) {
+      res.setHeader("WWW-Authenticate", 'Bearer realm="hybrid-inference"');
+      throw new AppError(
+        "unauthorized",
+        req.headers.authorization
+          ? "The API key is not valid."
+          : "This service needs an API key: send Authorization: Bearer <key>.",
+      );
+    }
+    res.locals.principal = { owner: key.id, key } satisfies Principal;
+    next();
+  };
+}
+
+export const principalOf = (res: Response): Principal => res.locals.principal as Principal;

@@ -1,0 +1,269 @@
+import { createHash, randomUUID } from "node:crypto";
+import {
+  AppError,
+  type JobData,
+  type JobObject,
+  type JobResult,
+  parseJobError,
+  WebhookEventFilter,
+  type WebhookSpec,
+} from "@hybrid/protocol";
+import type { JobMeta, JobProducer, JobStore, PayloadStore } from "@hybrid/queue";
+import type { Job } from "bullmq";
+import type { Request, Response } from "express";
+import { type Principal, principalOf } from "./auth.ts";
+import { parsePrefer } from "./prefer.ts";
+import type { KeyRateLimiter } from "./rate-limit.ts";
+import { checkWebhookUrl } from "./webhook-guard.ts";
+
+export interface SubmitDeps {
+  store: PayloadStore;
+  jobs: JobStore;
+  producer: JobProducer;
+  limiter: KeyRateLimiter;
+  /** ms a request without `Prefer` waits for its job before 504. */
+  requestTimeoutMs: number;
+  /** Jobs waiting in one queue beyond which submissions get 429. */
+  maxBacklog: number;
+  idempotencyTtlSeconds: number;
+  webhookAllowedHosts: readonly string[];
+  /** Whether deliveries for this principal can be signed (a key's secret, or WEBHOOK_SECRET). */
+  canSignWebhooks: (p: Principal) => boolean;
+}
+
+/** The result bytes of a job exactly as the synchronous call answers them. */
+export function writeResult(res: Response, result: JobResult, bytes: Buffer): void {
+  res.status(200).setHeader("Content-Type", result.contentType);
+  if (result.shape) res.setHeader("shape", `[${result.shape.join(", ")}]`);
+  if (result.dtype) res.setHeader("dtype", result.dtype);
+  res.setHeader("Content-Length", bytes.length);
+  res.end(bytes);
+}
+
+/** The job's answer bytes, or 410 when they expired (or were delivered and dropped). */
+export async function resultBytes(store: PayloadStore, result: JobResult): Promise<Buffer> {
+  const bytes = await store.get(result.result);
+  if (!bytes)
+    throw new AppError("payload_expired", "The job's result has expired (or was delivered and removed).");
+  return bytes;
+}
+
+/** The AppError a finished-but-failed BullMQ job answers with. */
+export const jobFailure = (job: Job): AppError => parseJobError(job.failedReason);
+
+/** Job data before its payload is stored: what a route hands to {@link submitJob}. */
+export type JobRequest = JobData extends infer T ? (T extends JobData ? Omit<T, "input"> : never) : never;
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/**
+ * The one submit path of every inference endpoint: limits, idempotency, payload, record,
+ * enqueue — then the answer the client asked for with `Prefer`: the result (sync, the default,
+ * exactly what HF clients expect), 202 with the job (`respond-async`), or the result if it is
+ * ready within `wait=N` seconds and 202 otherwise.
+ */
+export async function submitJob(
+  deps: SubmitDeps,
+  req: Request,
+  res: Response,
+  data: JobRequest,
+  body: Buffer,
+): Promise<void> {
+  const principal = principalOf(res);
+  const { key } = principal;
+  if (key?.models && !key.models.includes(data.model))
+    throw new AppError("forbidden", `This API key may not use model ${data.model}.`);
+  const webhook = await webhookOf(req, deps, principal);
+  const prefer = parsePrefer(req.headers.prefer);
+  if (key) await deps.limiter.consume(key);
+
+  const idemHeader = req.headers["idempotency-key"];
+  const idemKey = typeof idemHeader === "string" ? idemHeader.trim() : undefined;
+  if (idemKey !== undefined && !IDEMPOTENCY_KEY.test(idemKey))
+    throw new AppError("invalid_parameter", "Idempotency-Key must be 1 to 255 visible ASCII characters.");
+
+  const queue = deps.producer.queueOf(data);
+  let jobId: string = randomUUID();
+  let job: Job | undefined;
+  let meta: JobMeta | undefined;
+  if (idemKey) {
+    const fingerprint = fingerprintOf(req, body);
+    const prior = await deps.jobs.claimIdempotencyKey(
+      principal.owner,
+      idemKey,
+      jobId,
+      fingerprint,
+      deps.idempotencyTtlSeconds,
+    );
+    if (prior && prior.fingerprint !== fingerprint)
+      throw new AppError(
+        "idempotency_conflict",
+        "This Idempotency-Key was used for a different request; use a new key for a new request.",
+        { details: { job_id: prior.jobId } },
+      );
+    if (prior) {
+      jobId = prior.jobId;
+      job = await existingJob(deps, prior.jobId);
+    }
+  }
+  if (!job) {
+    try {
+      ({ job, meta } = await createJob(deps, principal, queue, jobId, data, body, webhook));
+    } catch (e) {
+      if (idemKey) await deps.jobs.releaseIdempotencyKey(principal.owner, idemKey).catch(() => {});
+      throw e;
+    }
+  }
+  res.setHeader("x-job-id", jobId);
+
+  if (prefer.async && prefer.waitSeconds === null) {
+    res.setHeader("Preference-Applied", "respond-async");
+    return accepted(deps, res, jobId);
+  }
+  if (prefer.waitSeconds !== null) {
+    const waitMs = Math.min(prefer.waitSeconds * 1000, deps.requestTimeoutMs);
+    const result = await deps.producer.waitForResult(job, waitMs).catch((e: unknown) => {
+      if (e instanceof AppError && e.code === "timeout") return null;
+      throw e;
+    });
+    res.setHeader("Preference-Applied", `wait=${prefer.waitSeconds}`);
+    if (!result) return accepted(deps, res, jobId);
+    return writeResult(res, result, await resultBytes(deps.store, result));
+  }
+
+  // Synchronous: a client that hangs up leaves nobody to answer, so its job is canceled
+  // (withdrawn if waiting, its result discarded if running) — unless an Idempotency-Key says
+  // the client means to come back for it.
+  const hungUp = new Promise<never>((_, reject) => {
+    res.on("close", () => {
+      if (res.writableEnded) return;
+      if (meta && !idemKey) void deps.jobs.cancel(meta).catch(() => {});
+      reject(
+        new AppError("invalid_request", "The client closed the connection before the answer was ready."),
+      );
+    });
+  });
+  hungUp.catch(() => {});
+  const result = await Promise.race([deps.producer.waitForResult(job, deps.requestTimeoutMs), hungUp]);
+  writeResult(res, result, await resultBytes(deps.store, result));
+  // Delivered: nobody will read it again (a 504'd job's result stays for /v1/jobs/{id}/result).
+  if (!idemKey) await deps.store.delete(result.result).catch(() => {});
+}
+
+async function accepted(deps: SubmitDeps, res: Response, jobId: string): Promise<void> {
+  const object = await deps.jobs.describe(jobId);
+  if (!object) throw new AppError("internal", "The job vanished right after it was created.");
+  res.status(202).setHeader("Location", object.urls.self);
+  res.json(object satisfies JobObject);
+}
+
+/** Admission, payload, record, `queued` event, enqueue — in that order, so no reader misses a step. */
+async function createJob(
+  deps: SubmitDeps,
+  principal: Principal,
+  queue: string,
+  jobId: string,
+  data: JobRequest,
+  body: Buffer,
+  webhook: WebhookSpec | null,
+): Promise<{ job: Job; meta: JobMeta }> {
+  const waiting = await deps.producer.backlog(queue);
+  if (waiting >= deps.maxBacklog)
+    throw new AppError(
+      "overloaded",
+      `The ${queue} queue is full (${waiting} jobs waiting); try again later.`,
+      {
+        retryAfterSeconds: deps.producer.secondsToDrain(queue, waiting - deps.maxBacklog + 1),
+      },
+    );
+  const cap = principal.key?.max_queued;
+  if (cap) {
+    const active = await deps.jobs.activeCount(principal.owner);
+    if (active >= cap)
+      throw new AppError(
+        "too_many_queued",
+        `This API key already has ${active} unfinished jobs (its limit is ${cap}); wait for some to finish.`,
+        { retryAfterSeconds: deps.producer.secondsToDrain(queue, 1) },
+      );
+  }
+  const input = await deps.store.put(body);
+  const meta: JobMeta = {
+    id: jobId,
+    kind: data.kind,
+    model: data.model,
+    queue,
+    owner: principal.owner,
+    createdAt: Date.now(),
+    webhook,
+    canceledAt: null,
+  };
+  await deps.jobs.create(meta);
+  try {
+    const queued = await deps.jobs.build(meta, null, "pending");
+    if (queued) await deps.jobs.publish(meta, "queued", queued);
+    return { job: await deps.producer.enqueue({ ...data, input } as JobData, jobId), meta };
+  } catch (e) {
+    await deps.jobs.discard(meta).catch(() => {});
+    await deps.store.delete(input).catch(() => {});
+    throw e;
+  }
+}
+
+/** The job an idempotent retry points at; its creator may still be adding it. */
+async function existingJob(deps: SubmitDeps, jobId: string): Promise<Job> {
+  for (let i = 0; i < 40; i++) {
+    const meta = await deps.jobs.meta(jobId);
+    const found = meta ? (await deps.jobs.bullJob(meta)).job : null;
+    if (found) return found;
+    if (meta?.canceledAt)
+      throw new AppError("canceled", `Job ${jobId} of this Idempotency-Key was canceled.`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new AppError("payload_expired", `Job ${jobId} of this Idempotency-Key is no longer available.`);
+}
+
+/** What makes two submissions "the same request" for Idempotency-Key. */
+function fingerprintOf(req: Request, body: Buffer): string {
+  const h = createHash("sha256");
+  for (const part of [
+    req.method,
+    req.path,
+    JSON.stringify(Object.entries(req.query).sort(([a], [b]) => a.localeCompare(b))),
+    String(req.headers["content-type"] ?? ""),
+    String(req.headers.accept ?? ""),
+    String(req.headers["x-webhook-url"] ?? ""),
+    String(req.headers["x-webhook-events"] ?? ""),
+  ])
+    h.update(part).update("\0");
+  return h.update(body).digest("hex");
+}
+
+/** `X-Webhook-Url` (+ `X-Webhook-Events`, comma-separated: start, progress, completed). */
+async function webhookOf(req: Request, deps: SubmitDeps, principal: Principal): Promise<WebhookSpec | null> {
+  const url = req.headers["x-webhook-url"];
+  if (url === undefined) return null;
+  if (typeof url !== "string" || url.trim() === "")
+    throw new AppError("invalid_webhook", "X-Webhook-Url must be one absolute http(s) URL.");
+  const raw = req.headers["x-webhook-events"];
+  const names =
+    typeof raw === "string"
+      ? raw
+          .split(",")
+          .map((s) => s.trim().toLowerCase())
+          .filter(Boolean)
+      : [];
+  const events = names.length > 0 ? names : ["completed"];
+  const parsed = WebhookEventFilter.array().safeParse(events);
+  if (!parsed.success)
+    throw new AppError(
+      "invalid_webhook",
+      `X-Webhook-Events must list some of start, progress, completed; got "${String(raw)}".`,
+    );
+  if (!deps.canSignWebhooks(principal))
+    throw new AppError(
+      "invalid_webhook",
+      "Webhooks are off: this service has no WEBHOOK_SECRET to sign them with (or API keys).",
+    );
+  const checked = await checkWebhookUrl(url.trim(), deps.webhookAllowedHosts);
+  return { url: checked.href, events: [...new Set(parsed.data)] };
+}

@@ -1,0 +1,85 @@
+import { AppError, isTerminal, JobResult, parseOrThrow } from "@hybrid/protocol";
+import { type JobEventHub, type JobMeta, type JobStore, jobNotFound, type PayloadStore } from "@hybrid/queue";
+import { type Request, type Response, Router } from "express";
+import { z } from "zod";
+import { principalOf } from "../auth.ts";
+import { jobFailure, resultBytes, writeResult } from "../job-submit.ts";
+import { type SseOptions, streamJobEvents } from "../sse.ts";
+
+export interface JobRouteDeps {
+  jobs: JobStore;
+  hub: JobEventHub;
+  store: PayloadStore;
+  sse: SseOptions;
+}
+
+const ListQuery = z.looseObject({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().min(1).max(200).optional(),
+});
+
+/** The job resource: read, list, fetch the result, stream events, cancel. */
+export function jobRoutes(deps: JobRouteDeps): Router {
+  const router = Router();
+
+  /** The record of a job the caller owns; another owner's job is as absent as a missing one. */
+  const ownJob = async (req: Request, res: Response): Promise<JobMeta> => {
+    const id = req.params.id as string;
+    const meta = await deps.jobs.meta(id);
+    if (!meta || meta.owner !== principalOf(res).owner) throw jobNotFound(id);
+    return meta;
+  };
+
+  router.get("/v1/jobs", async (req, res) => {
+    const q = parseOrThrow(ListQuery, req.query);
+    const page = await deps.jobs.list(principalOf(res).owner, q.limit, q.cursor);
+    res.json({ object: "list", data: page.jobs, next_cursor: page.next });
+  });
+
+  router.get("/v1/jobs/:id", async (req, res) => {
+    const meta = await ownJob(req, res);
+    const { job, state } = await deps.jobs.bullJob(meta);
+    const object = await deps.jobs.build(meta, job, state);
+    if (!object) throw jobNotFound(meta.id);
+    res.json(object);
+  });
+
+  router.get("/v1/jobs/:id/result", async (req, res) => {
+    const meta = await ownJob(req, res);
+    const { job, state } = await deps.jobs.bullJob(meta);
+    const object = await deps.jobs.build(meta, job, state);
+    if (!object || !job) {
+      if (meta.canceledAt) throw new AppError("canceled", `Job ${meta.id} was canceled.`);
+      throw jobNotFound(meta.id);
+    }
+    res.setHeader("x-job-id", meta.id);
+    if (!isTerminal(object.status))
+      throw new AppError(
+        "job_not_finished",
+        `Job ${meta.id} is ${object.status}; its result is not ready yet.`,
+        {
+          details: { status: object.status },
+        },
+      );
+    if (object.status === "canceled") throw new AppError("canceled", `Job ${meta.id} was canceled.`);
+    if (object.status === "failed") throw jobFailure(job);
+    const result = JobResult.parse(job.returnvalue);
+    writeResult(res, result, await resultBytes(deps.store, result));
+  });
+
+  router.post("/v1/jobs/:id/cancel", async (req, res) => {
+    const meta = await ownJob(req, res);
+    const object = await deps.jobs.cancel(meta);
+    if (!object) throw jobNotFound(meta.id);
+    // 202: canceled, or the cancel is on its way to the worker; 200: it had already finished.
+    const finishedBefore = isTerminal(object.status) && object.status !== "canceled";
+    res.status(finishedBefore ? 200 : 202).json(object);
+  });
+
+  router.get("/v1/jobs/:id/events", async (req, res) => {
+    const meta = await ownJob(req, res);
+    await streamJobEvents(req, res, meta, deps, deps.sse);
+  });
+
+  return router;
+}

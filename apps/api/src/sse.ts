@@ -1,0 +1,82 @@
+import { isTerminal, type JobEventName } from "@hybrid/protocol";
+import type { JobEvent, JobEventHub, JobMeta, JobStore } from "@hybrid/queue";
+import type { Request, Response } from "express";
+
+const TERMINAL: ReadonlySet<JobEventName> = new Set(["succeeded", "failed", "canceled"]);
+
+/** Stream ids are `ms-n`: compare them as numbers, not strings. */
+export function compareSeq(a: string, b: string): number {
+  const [am = 0n, an = 0n] = a.split("-").map((x) => BigInt(x));
+  const [bm = 0n, bn = 0n] = b.split("-").map((x) => BigInt(x));
+  return am === bm ? Number(an - bn) : am < bm ? -1 : 1;
+}
+
+const SEQ = /^\d{1,20}-\d{1,20}$/;
+
+export interface SseOptions {
+  /** ms between keep-alive comments (proxies close silent connections). */
+  keepAliveMs: number;
+  /**
+   * A job that ended without writing its terminal event (its worker died after BullMQ failed it
+   * for stalling too often) gets one written by the stream after this many ms.
+   */
+  staleMs: number;
+}
+
+/**
+ * `GET /v1/jobs/{id}/events`: replays the job's event log after `Last-Event-ID` (or from the
+ * start), then follows new events live, and ends after the terminal one.
+ */
+export async function streamJobEvents(
+  req: Request,
+  res: Response,
+  meta: JobMeta,
+  deps: { jobs: JobStore; hub: JobEventHub },
+  opts: SseOptions,
+): Promise<void> {
+  const header = req.headers["last-event-id"] ?? req.query.last_event_id;
+  let last = typeof header === "string" && SEQ.test(header.trim()) ? header.trim() : undefined;
+  let ended = false;
+  let live = false;
+  const early: JobEvent[] = [];
+
+  res.writeHead(200, {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache, no-transform",
+    Connection: "keep-alive",
+    "X-Accel-Buffering": "no",
+  });
+  res.flushHeaders();
+
+  const send = (e: JobEvent) => {
+    if (ended || (last && compareSeq(e.seq, last) <= 0)) return;
+    res.write(`id: ${e.seq}\nevent: ${e.event}\ndata: ${JSON.stringify(e.job)}\n\n`);
+    last = e.seq;
+    if (TERMINAL.has(e.event)) end();
+  };
+  // Listen before reading the log, so nothing published in between is missed.
+  const unlisten = await deps.hub.listen(meta.id, (e) => (live ? send(e) : early.push(e)));
+  const timer = setInterval(() => {
+    res.write(": keep-alive\n\n");
+    void checkStale();
+  }, opts.keepAliveMs);
+  function end() {
+    if (ended) return;
+    ended = true;
+    clearInterval(timer);
+    unlisten();
+    res.end();
+  }
+  async function checkStale() {
+    const job = await deps.jobs.describe(meta.id).catch(() => null);
+    if (!job || ended || !isTerminal(job.status)) return;
+    const at = job.completed_at ? Date.parse(job.completed_at) : 0;
+    if (Date.now() - at >= opts.staleMs) await deps.jobs.publish(meta, job.status as JobEventName, job);
+  }
+  req.on("close", end);
+
+  for (const e of await deps.jobs.events(meta.id, last)) send(e);
+  live = true;
+  for (const e of early) send(e);
+  early.length = 0;
+}

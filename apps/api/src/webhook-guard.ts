@@ -1,0 +1,225 @@
+import dns from "node:dns";
+import { BlockList, isIP } from "node:net";
+import { AppError } from "@hybrid/protocol";
+
+/** Longest webhook URL accepted, in characters. */
+export const MAX_WEBHOOK_URL_LENGTH = 2048;
+
+type Family = "ipv4" | "ipv6";
+
+// One BlockList per reason, so a refusal can say *why* an address is off limits.
+const blockedRanges: ReadonlyArray<
+  readonly [reason: string, ranges: ReadonlyArray<[string, number, Family]>]
+> = [
+  [
+    "a loopback address",
+    [
+      ["127.0.0.0", 8, "ipv4"],
+      ["::1", 128, "ipv6"],
+    ],
+  ],
+  [
+    "an unspecified address",
+    [
+      ["0.0.0.0", 8, "ipv4"],
+      ["::", 128, "ipv6"],
+    ],
+  ],
+  [
+    "a private address",
+    [
+      ["10.0.0.0", 8, "ipv4"],
+      ["172.16.0.0", 12, "ipv4"],
+      ["192.168.0.0", 16, "ipv4"],
+      // Unique local; also holds the AWS IMDS IPv6 endpoint fd00:ec2::254.
+      ["fc00::", 7, "ipv6"],
+      // Deprecated site-local, still routed inside some networks.
+      ["fec0::", 10, "ipv6"],
+    ],
+  ],
+  [
+    // Holds the cloud metadata endpoint 169.254.169.254.
+    "a link-local address",
+    [
+      ["169.254.0.0", 16, "ipv4"],
+      ["fe80::", 10, "ipv6"],
+    ],
+  ],
+  ["a carrier-grade NAT address", [["100.64.0.0", 10, "ipv4"]]],
+  [
+    "a multicast address",
+    [
+      ["224.0.0.0", 4, "ipv4"],
+      ["ff00::", 8, "ipv6"],
+    ],
+  ],
+  [
+    "a reserved address",
+    [
+      // 240/4 includes the broadcast address 255.255.255.255.
+      ["240.0.0.0", 4, "ipv4"],
+      // IETF protocol assignments and the benchmarking net: never a real receiver.
+      ["192.0.0.0", 24, "ipv4"],
+      ["198.18.0.0", 15, "ipv4"],
+    ],
+  ],
+];
+
+const blockLists: ReadonlyArray<readonly [string, BlockList]> = blockedRanges.map(([reason, ranges]) => {
+  const list = new BlockList();
+  for (const [network, prefix, family] of ranges) list.addSubnet(network, prefix, family);
+  return [reason, list] as const;
+});
+
+function matchBlocked(address: string, family: Family): string | undefined {
+  for (const [reason, list] of blockLists) if (list.check(address, family)) return reason;
+  return undefined;
+}
+
+/** The eight 16-bit groups of an IPv6 address (no zone id), via the WHATWG URL canonical form. */
+function ipv6Groups(address: string): number[] | undefined {
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
+  // The canonical form is lower-case hex, with at most one "::" and no dotted tail.
+  const [left = "", right] = canonical.split("::");
+  const head = left ? left.split(":") : [];
+  const tail = right ? right.split(":") : [];
+  const groups =
+    right === undefined
+      ? head
+      : [...head, ...Array<string>(8 - head.length - tail.length).fill("0"), ...tail];
+  return groups.length === 8 ? groups.map((g) => Number.parseInt(g, 16)) : undefined;
+}
+
+const dotted = (hi: number, lo: number): string => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+
+/**
+ * The IPv4 address carried inside an IPv6 one, for the forms that carry it in plain bits:
+ * IPv4-mapped (::ffff:0:0/96), IPv4-translated (::ffff:0:0:0/96), IPv4-compatible (::/96),
+ * NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 (2002::/16). Teredo obfuscates its address: skipped.
+ */
+function embeddedIpv4(g: readonly number[]): string | undefined {
+  const [g0, g1, g2, g3, g4, g5, g6, g7] = g as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  if (g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0) {
+    if (g4 === 0 && (g5 === 0 || g5 === 0xffff)) return dotted(g6, g7);
+    if (g4 === 0xffff && g5 === 0) return dotted(g6, g7);
+  }
+  if (g0 === 0x64 && g1 === 0xff9b && (g2 === 1 || (g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0))) {
+    return dotted(g6, g7);
+  }
+  if (g0 === 0x2002) return dotted(g1, g2);
+  return undefined;
+}
+
+/**
+ * Why an IP address may not receive webhooks, or `undefined` when it is a public address.
+ *
+ * @param address - an IPv4 or IPv6 literal without brackets; an IPv6 zone id (`%eth0`) is ignored.
+ * @returns a phrase such as `"a loopback address"`, or `"not an IP address"` for anything else.
+ */
+export function blockedAddressReason(address: string): string | undefined {
+  const bare = address.replace(/%.*$/, "");
+  const version = isIP(bare);
+  if (version === 4) return matchBlocked(bare, "ipv4");
+  if (version !== 6) return "not an IP address";
+  const direct = matchBlocked(bare, "ipv6");
+  if (direct) return direct;
+  const groups = ipv6Groups(bare);
+  if (!groups) return "not an IP address";
+  const v4 = embeddedIpv4(groups);
+  const embedded = v4 === undefined ? undefined : matchBlocked(v4, "ipv4");
+  return embedded && `${embedded} (embedded IPv4 ${v4})`;
+}
+
+/**
+ * Hosts exempt from the address check, from a comma-separated setting such as
+ * `WEBHOOK_ALLOWED_HOSTS="127.0.0.1,hooks.internal"`.
+ *
+ * @returns trimmed, lower-cased host names; empty entries dropped; `[]` for `undefined`.
+ */
+export function parseAllowedHosts(csv: string | undefined): string[] {
+  if (!csv) return [];
+  return csv
+    .split(",")
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h !== "");
+}
+
+function refuse(message: string, cause?: unknown): AppError {
+  return new AppError("invalid_webhook", message, cause === undefined ? {} : { cause });
+}
+
+/**
+ * Checks that a webhook URL is safe for the service to call, so a client cannot make it reach
+ * internal services or cloud metadata (SSRF).
+ *
+ * The URL must be absolute `http:`/`https:`, without credentials and at most
+ * {@link MAX_WEBHOOK_URL_LENGTH} characters. A host in `allowedHosts` (exact, case-insensitive; IPv6
+ * without brackets) is accepted as is; any other host is resolved and refused if any of its
+ * addresses is loopback, unspecified, private, link-local, carrier-grade NAT, multicast or reserved,
+ * including those addresses embedded in IPv6 (mapped, compatible, NAT64, 6to4).
+ *
+ * This checks at one moment only: DNS may answer differently when the request is sent, so the
+ * sender checks again just before each delivery.
+ *
+ * @param raw - the URL as the client sent it.
+ * @param allowedHosts - lower-cased host names exempt from the address check (see {@link parseAllowedHosts}).
+ * @returns the parsed URL.
+ * @throws AppError `invalid_webhook` when the URL is malformed, refused, or its host does not resolve.
+ */
+export async function checkWebhookUrl(raw: string, allowedHosts: readonly string[]): Promise<URL> {
+  if (raw.length > MAX_WEBHOOK_URL_LENGTH) {
+    throw refuse(`The webhook URL is longer than ${MAX_WEBHOOK_URL_LENGTH} characters.`);
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch (e) {
+    throw refuse("The webhook URL is not a valid absolute URL.", e);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw refuse(`The webhook URL must use http or https, not ${url.protocol.slice(0, -1)}.`);
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw refuse("The webhook URL must not contain credentials (user:password@).");
+  }
+  const host = url.hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  if (host === "") throw refuse("The webhook URL has no host.");
+  if (allowedHosts.some((h) => h.toLowerCase() === host)) return url;
+
+  let addresses: readonly string[];
+  if (isIP(host) !== 0) {
+    addresses = [host];
+  } else {
+    try {
+      // dns.promises is read at call time, so tests can stub it without touching the network.
+      const found = await dns.promises.lookup(host, { all: true, verbatim: true });
+      addresses = found.map((a) => a.address);
+    } catch (e) {
+      throw refuse(`The webhook host ${host} could not be resolved.`, e);
+    }
+    if (addresses.length === 0) throw refuse(`The webhook host ${host} could not be resolved.`);
+  }
+  // Every address counts: the HTTP client may pick any of them, so one internal address is enough to refuse.
+  for (const address of addresses) {
+    const reason = blockedAddressReason(address);
+    if (reason) {
+      const where = address === host ? host : `${host} (resolves to ${address})`;
+      throw refuse(`The webhook host ${where} is ${reason}; webhooks must go to a public address.`);
+    }
+  }
+  return url;
+}

@@ -1,0 +1,54 @@
+import { jobCatalog, type WebhookJobData } from "@hybrid/queue";
+import { UnrecoverableError, Worker, type WorkerOptions } from "bullmq";
+import type { Logger } from "pino";
+import { ANONYMOUS } from "./auth.ts";
+import type { KeyStore } from "./keys.ts";
+import { deliverWebhook } from "./webhook-sender.ts";
+
+export interface WebhookWorkerOptions {
+  connection: WorkerOptions["connection"];
+  prefix: string;
+  concurrency: number;
+  timeoutMs: number;
+  allowedHosts: readonly string[];
+  /** Signs deliveries of jobs made without an API key. */
+  defaultSecret: string | undefined;
+}
+
+/**
+ * Delivers queued webhooks, signed per the Standard Webhooks spec. It runs in the API process,
+ * which holds the keys file and so the per-key secrets; BullMQ retries failed attempts with
+ * exponential backoff (network errors, 429 and 5xx), keeping the message id across them.
+ */
+export function startWebhookWorker(keys: KeyStore, log: Logger, opts: WebhookWorkerOptions): Worker {
+  const worker = new Worker(
+    jobCatalog.webhookQueue,
+    async (job) => {
+      const d = job.data as WebhookJobData;
+      const secret = d.owner === ANONYMOUS ? opts.defaultSecret : keys.byId(d.owner)?.webhook_secret;
+      if (!secret) throw new UnrecoverableError("No secret to sign with: the API key was revoked.");
+      const { status } = await deliverWebhook(
+        { url: d.url, msgId: d.msgId, payload: d.payload, secret },
+        { timeoutMs: opts.timeoutMs, allowedHosts: opts.allowedHosts },
+      );
+      log.info(
+        { jobId: d.jobId, event: d.event, msgId: d.msgId, status, attempt: job.attemptsMade + 1 },
+        "webhook delivered",
+      );
+    },
+    { connection: opts.connection, prefix: opts.prefix, concurrency: opts.concurrency },
+  );
+  worker.on("failed", (job, err) =>
+    log.warn(
+      {
+        msgId: job?.id,
+        attempt: job ? job.attemptsMade : undefined,
+        final: Boolean(job?.finishedOn),
+        err: err.message,
+      },
+      "webhook attempt failed",
+    ),
+  );
+  worker.on("error", (err) => log.warn({ err: err.message }, "webhook queue error"));
+  return worker;
+}

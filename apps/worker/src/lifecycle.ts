@@ -1,0 +1,28 @@
+import { isTerminal, type JobEventName } from "@hybrid/protocol";
+import type { JobStore, PayloadStore } from "@hybrid/queue";
+import type { Job, Worker } from "bullmq";
+import type { Logger } from "pino";
+
+/**
+ * Publishes a job's terminal event (SSE readers, webhooks) once BullMQ has recorded its end, and
+ * frees its input payload then — not before: a retry or a crash recovery still needs it.
+ */
+export function attachLifecycle(worker: Worker, jobs: JobStore, payloads: PayloadStore, log: Logger): void {
+  const finish = async (job: Job, state: "completed" | "failed") => {
+    const meta = job.id ? await jobs.meta(job.id) : null;
+    await payloads.delete(String((job.data as { input?: unknown })?.input ?? ""));
+    if (!meta) return;
+    const object = await jobs.build(meta, job, state);
+    // A finished job's status (succeeded, failed, canceled) is also the name of its last event.
+    if (object && isTerminal(object.status)) await jobs.publish(meta, object.status as JobEventName, object);
+  };
+  const report = (job: Job) => (err: unknown) =>
+    log.warn({ jobId: job.id, queue: job.queueName, err: (err as Error).message }, "job event not published");
+  worker.on("completed", (job) => {
+    finish(job, "completed").catch(report(job));
+  });
+  worker.on("failed", (job) => {
+    // Only a final failure ends the job; a retry will run again.
+    if (job?.finishedOn) finish(job, "failed").catch(report(job));
+  });
+}

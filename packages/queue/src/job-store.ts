@@ -1,0 +1,351 @@
+import { createHash } from "node:crypto";
+import {
+  AppError,
+  isTerminal,
+  type JobEventName,
+  type JobKind,
+  JobKind as JobKindSchema,
+  type JobObject,
+  JobProgress,
+  type JobStatus,
+  parseJobError,
+  WebhookSpec,
+  webhookFilterOf,
+} from "@hybrid/protocol";
+import type { Job } from "bullmq";
+import type { Redis } from "ioredis";
+import { type CatalogSettings, jobCatalog } from "./catalog.ts";
+import {
+  cancelChannel,
+  idempotencyKey,
+  jobEventsChannel,
+  jobEventsKey,
+  jobKey,
+  ownerActiveKey,
+  ownerJobsKey,
+} from "./names.ts";
+import type { PayloadStore } from "./payload-store.ts";
+import type { Queues } from "./queues.ts";
+
+/** What the service records about a job beside BullMQ's own hash. */
+export interface JobMeta {
+  id: string;
+  kind: JobKind;
+  model: string;
+  queue: string;
+  /** Who may see it: an API key's id, or "anonymous" when the service runs without keys. */
+  owner: string;
+  /** ms since the epoch. */
+  createdAt: number;
+  webhook: WebhookSpec | null;
+  /** ms since the epoch when a cancel was asked for. */
+  canceledAt: number | null;
+}
+
+/** One entry of a job's event log. `seq` is the Redis stream id, also the SSE event id. */
+export interface JobEvent {
+  seq: string;
+  event: JobEventName;
+  job: JobObject;
+}
+
+/** A webhook delivery as queued: everything but the secret, which the deliverer looks up. */
+export interface WebhookJobData {
+  msgId: string;
+  jobId: string;
+  owner: string;
+  url: string;
+  event: JobEventName;
+  payload: string;
+}
+
+export interface JobStoreOptions {
+  prefix: string;
+  catalog: CatalogSettings;
+}
+
+const EVENT_LOG_MAX = 2000;
+
+/**
+ * The job resource: what a client reads at `/v1/jobs/{id}`, lists, streams and cancels. BullMQ
+ * keeps each job's state, timestamps, progress and result; this store adds what BullMQ does not
+ * know (owner, webhook, cancel), a per-job event log (a Redis stream, so late SSE readers replay
+ * it), per-owner indexes, and publishes every event to SSE readers and webhooks.
+ */
+export class JobStore {
+  private readonly prefix: string;
+  private readonly retention: number;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly queues: Queues,
+    private readonly payloads: PayloadStore,
+    private readonly opts: JobStoreOptions,
+  ) {
+    this.prefix = opts.prefix;
+    this.retention = opts.catalog.retentionSeconds;
+  }
+
+  /** Records a new job (before it is enqueued, so a fast worker always finds its record). */
+  async create(meta: JobMeta): Promise<void> {
+    const fields: Record<string, string> = {
+      kind: meta.kind,
+      model: meta.model,
+      queue: meta.queue,
+      owner: meta.owner,
+      createdAt: String(meta.createdAt),
+    };
+    if (meta.webhook) fields.webhook = JSON.stringify(meta.webhook);
+    const jobs = ownerJobsKey(this.prefix, meta.owner);
+    const active = ownerActiveKey(this.prefix, meta.owner);
+    const oldest = Date.now() - this.retention * 1000;
+    await this.redis
+      .multi()
+      .hset(jobKey(this.prefix, meta.id), fields)
+      .expire(jobKey(this.prefix, meta.id), this.retention)
+      .zadd(jobs, meta.createdAt, meta.id)
+      .zremrangebyscore(jobs, "-inf", oldest)
+      .expire(jobs, this.retention)
+      .zadd(active, meta.createdAt, meta.id)
+      .expire(active, this.retention)
+      .exec();
+  }
+
+  /** Forgets a job that never made it into its queue (the enqueue failed). */
+  async discard(meta: JobMeta): Promise<void> {
+    await this.redis
+      .multi()
+      .del(jobKey(this.prefix, meta.id))
+      .zrem(ownerJobsKey(this.prefix, meta.owner), meta.id)
+      .zrem(ownerActiveKey(this.prefix, meta.owner), meta.id)
+      .exec();
+  }
+
+  async meta(id: string): Promise<JobMeta | null> {
+    const h = await this.redis.hgetall(jobKey(this.prefix, id));
+    const kind = JobKindSchema.safeParse(h.kind);
+    if (!kind.success || !h.queue || !h.owner) return null;
+    return {
+      id,
+      kind: kind.data,
+      model: h.model ?? "",
+      queue: h.queue,
+      owner: h.owner,
+      createdAt: Number(h.createdAt),
+      webhook: h.webhook ? WebhookSpec.parse(JSON.parse(h.webhook)) : null,
+      canceledAt: h.canceledAt ? Number(h.canceledAt) : null,
+    };
+  }
+
+  /** The job's BullMQ job (null once removed) and its state. */
+  async bullJob(meta: JobMeta): Promise<{ job: Job | null; state: string }> {
+    const job = (await this.queues.queue(meta.queue).getJob(meta.id)) ?? null;
+    return { job, state: job ? await job.getState() : "missing" };
+  }
+
+  /** The job object of `GET /v1/jobs/{id}`, or null when there is no such job (never was, or past its retention). */
+  async describe(id: string): Promise<JobObject | null> {
+    const meta = await this.meta(id);
+    if (!meta) return null;
+    const { job, state } = await this.bullJob(meta);
+    return this.build(meta, job, state);
+  }
+
+  /** The job object from a record and a BullMQ job the caller already holds (a worker in its handlers). */
+  async build(meta: JobMeta, job: Job | null, state: string): Promise<JobObject | null> {
+    // "pending": recorded, about to be added to its queue (the `queued` event is written first).
+    if (!job && state !== "pending" && meta.canceledAt === null) return null;
+    const error = job?.failedReason && state === "failed" ? parseJobError(job.failedReason) : null;
+    let status: JobStatus;
+    if (!job) status = state === "pending" && meta.canceledAt === null ? "queued" : "canceled";
+    else if (error?.code === "canceled") status = "canceled";
+    else if (state === "completed") status = "succeeded";
+    else if (state === "failed") status = "failed";
+    else if (state === "active") status = "running";
+    else status = "queued";
+    const progress = JobProgress.safeParse(job?.progress);
+    const startedAt = status === "queued" ? null : (job?.processedOn ?? null);
+    const finishedAt = job?.finishedOn ?? (status === "canceled" ? meta.canceledAt : null);
+    const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
+    const self = `/v1/jobs/${encodeURIComponent(meta.id)}`;
+    return {
+      id: meta.id,
+      kind: meta.kind,
+      model: meta.model,
+      status,
+      queue_position: status === "queued" && state === "waiting" ? await this.position(meta) : null,
+      progress: progress.success ? progress.data : null,
+      created_at: iso(meta.createdAt)!,
+      started_at: iso(startedAt),
+      completed_at: isTerminal(status) ? iso(finishedAt) : null,
+      attempts: job?.attemptsMade ?? 0,
+      metrics: {
+        queue_ms: startedAt ? Math.max(0, startedAt - meta.createdAt) : null,
+        run_ms: startedAt && finishedAt && isTerminal(status) ? Math.max(0, finishedAt - startedAt) : null,
+      },
+      error:
+        status === "canceled"
+          ? { code: "canceled", message: "The job was canceled." }
+          : error && { code: error.code, message: error.message },
+      urls: { self, result: `${self}/result`, events: `${self}/events`, cancel: `${self}/cancel` },
+    };
+  }
+
+  /** Jobs ahead of this one. BullMQ pushes new jobs at the head of `wait` and takes from the tail. */
+  private async position(meta: JobMeta): Promise<number | null> {
+    const wait = this.queues.queue(meta.queue).toKey("wait");
+    const [pos, len] = (await this.redis.multi().lpos(wait, meta.id).llen(wait).exec()) ?? [];
+    const i = pos?.[1];
+    const n = len?.[1];
+    return typeof i === "number" && typeof n === "number" ? Math.max(0, n - 1 - i) : null;
+  }
+
+  /** An owner's jobs, newest first. The cursor is the id of the last job of the previous page. */
+  async list(
+    owner: string,
+    limit: number,
+    cursor?: string,
+  ): Promise<{ jobs: JobObject[]; next: string | null }> {
+    const key = ownerJobsKey(this.prefix, owner);
+    await this.redis.zremrangebyscore(key, "-inf", Date.now() - this.retention * 1000);
+    let start = 0;
+    if (cursor) {
+      const rank = await this.redis.zrevrank(key, cursor);
+      if (rank === null) return { jobs: [], next: null };
+      start = rank + 1;
+    }
+    // One more than asked tells whether there is a next page.
+    const ids = await this.redis.zrevrange(key, start, start + limit);
+    const page = ids.slice(0, limit);
+    const jobs = (await Promise.all(page.map((id) => this.describe(id)))).filter(
+      (j): j is JobObject => j !== null,
+    );
+    return { jobs, next: ids.length > limit ? (page[page.length - 1] ?? null) : null };
+  }
+
+  /** Unfinished jobs of an owner (for the per-key cap); entries past retention are dropped. */
+  async activeCount(owner: string): Promise<number> {
+    const key = ownerActiveKey(this.prefix, owner);
+    const [, count] = (await this.redis
+      .multi()
+      .zremrangebyscore(key, "-inf", Date.now() - this.retention * 1000)
+      .zcard(key)
+      .exec()) ?? [
+      [null, 0],
+      [null, 0],
+    ];
+    return Number(count?.[1] ?? 0);
+  }
+
+  /**
+   * Appends an event to the job's log, tells SSE readers, and queues a webhook delivery when the
+   * job has a webhook that asked for this kind of event. A terminal event also takes the job
+   * off its owner's unfinished set.
+   */
+  async publish(meta: JobMeta, event: JobEventName, job: JobObject): Promise<string> {
+    const data = JSON.stringify(job);
+    const events = jobEventsKey(this.prefix, meta.id);
+    const tx = this.redis
+      .multi()
+      .xadd(events, "MAXLEN", "~", EVENT_LOG_MAX, "*", "event", event, "data", data)
+      .expire(events, this.retention);
+    if (isTerminal(job.status)) tx.zrem(ownerActiveKey(this.prefix, meta.owner), meta.id);
+    const res = await tx.exec();
+    const seq = String(res?.[0]?.[1]);
+    await this.redis.publish(
+      jobEventsChannel(this.prefix),
+      JSON.stringify({ id: meta.id, seq, event, data }),
+    );
+    const filter = webhookFilterOf(event);
+    if (meta.webhook && filter && meta.webhook.events.includes(filter)) {
+      const msgId = `msg_${meta.id}_${seq}`;
+      const delivery: WebhookJobData = {
+        msgId,
+        jobId: meta.id,
+        owner: meta.owner,
+        url: meta.webhook.url,
+        event,
+        payload: data,
+      };
+      const q = this.queues.queue(jobCatalog.webhookQueue);
+      await q.waitUntilReady();
+      // The message id is the BullMQ job id: retries keep it, and a repeat publish is a no-op.
+      await q.add(event, delivery, { ...jobCatalog.webhookOptions(this.opts.catalog), jobId: msgId });
+    }
+    return seq;
+  }
+
+  /** The job's events after `after` (a seq), oldest first. */
+  async events(id: string, after?: string): Promise<JobEvent[]> {
+    const entries = await this.redis.xrange(jobEventsKey(this.prefix, id), after ? `(${after}` : "-", "+");
+    return entries.map(([seq, fields]) => parseEvent(seq, fields));
+  }
+
+  /**
+   * Cancels a job: a queued one is removed at once; a running one is flagged and its worker told
+   * to stop at its next checkpoint; a finished one is left as it is. Returns the job as it is now.
+   */
+  async cancel(meta: JobMeta): Promise<JobObject | null> {
+    const { job, state } = await this.bullJob(meta);
+    if (!job || state === "completed" || state === "failed") return this.build(meta, job, state);
+    const canceledAt = Date.now();
+    await this.redis.hset(jobKey(this.prefix, meta.id), "canceledAt", String(canceledAt));
+    const flagged = { ...meta, canceledAt };
+    if (state !== "active") {
+      // Fails when a worker took the job meanwhile: then it is running and is told below.
+      const removed = await job.remove().then(
+        () => true,
+        () => false,
+      );
+      if (removed) {
+        await this.payloads.delete(String((job.data as { input?: unknown }).input ?? ""));
+        const object = await this.build(flagged, null, "missing");
+        if (object) await this.publish(flagged, "canceled", object);
+        return object;
+      }
+    }
+    await this.redis.publish(cancelChannel(this.prefix), meta.id);
+    const now = await this.bullJob(flagged);
+    return this.build(flagged, now.job, now.state);
+  }
+
+  /** Whether a cancel was asked for (a worker checks before it starts a job). */
+  async isCanceled(id: string): Promise<boolean> {
+    return (await this.redis.hexists(jobKey(this.prefix, id), "canceledAt")) === 1;
+  }
+
+  /**
+   * Claims an idempotency key for a new job: returns null when the claim is ours, or the job id
+   * and request fingerprint that claimed it before (for 24 h).
+   */
+  async claimIdempotencyKey(
+    owner: string,
+    key: string,
+    jobId: string,
+    fingerprint: string,
+    ttlSeconds: number,
+  ): Promise<{ jobId: string; fingerprint: string } | null> {
+    const k = idempotencyKey(this.prefix, owner, createHash("sha256").update(key).digest("hex"));
+    const value = JSON.stringify({ jobId, fingerprint });
+    const set = await this.redis.set(k, value, "EX", ttlSeconds, "NX");
+    if (set === "OK") return null;
+    const prior = await this.redis.get(k);
+    if (!prior) return null;
+    return JSON.parse(prior) as { jobId: string; fingerprint: string };
+  }
+
+  /** Frees an idempotency key whose job could not be created. */
+  async releaseIdempotencyKey(owner: string, key: string): Promise<void> {
+    await this.redis.del(idempotencyKey(this.prefix, owner, createHash("sha256").update(key).digest("hex")));
+  }
+}
+
+export function parseEvent(seq: string, fields: string[]): JobEvent {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+  return { seq, event: f.event as JobEventName, job: JSON.parse(f.data ?? "null") as JobObject };
+}
+
+/** Thrown where a job id names nothing the caller may see. */
+export const jobNotFound = (id: string) =>
+  new AppError("not_found", `No job ${id} (it never existed, expired, or belongs to another key).`);

@@ -1,0 +1,31 @@
+import { type Logger, pino } from "pino";
+import pretty from "pino-pretty";
+
+/** Header and field names whose values never reach a log line, wherever they appear. */
+export const REDACTED_PATHS = [
+  "authorization",
+  "headers.authorization",
+  "req.headers.authorization",
+  "*.authorization",
+  "key",
+  "*.key",
+  "apiKey",
+  "*.apiKey",
+  "secret",
+  "*.secret",
+  "webhook_secret",
+  "*.webhook_secret",
+  "webhookSecret",
+  "*.webhookSecret",
+];
+
+/**
+ * The logger of an app: JSON lines (one object per line) for machines, or human-readable lines
+ * when stdout is a terminal. Secrets (bearer keys, webhook secrets) are redacted.
+ */
+export function createLogger(app: string, level: string, tty = process.stdout.isTTY === true): Logger {
+  const opts = { level, base: { app }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
+  return tty
+    ? pino(opts, pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" }))
+    : pino(opts);
+}
