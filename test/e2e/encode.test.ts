@@ -2,7 +2,7 @@ import { encodeFromFloat32 } from "@hybrid/protocol";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pythonQuery, readTensor, remoteDecode, remoteEncode } from "./diffusers-client.ts";
-import { isPng, randn } from "./fixtures.ts";
+import { isPng, pngOf, randn } from "./fixtures.ts";
 import { type Stack, startStack } from "./stack.ts";
 
 let stack: Stack;
@@ -14,23 +14,6 @@ afterAll(async () => {
 });
 
 const url = (model: string, op: "encode" | "decode") => `${stack.baseUrl}/v1/vae/${model}/${op}`;
-
-/** A PIL-like RGB image saved as PNG, of width x height. */
-async function pngOf(width: number, height: number) {
-  const rgb = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++)
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 3;
-      rgb[i] = (x * 255) / width;
-      rgb[i + 1] = (y * 255) / height;
-      rgb[i + 2] = ((x + y) * 7) & 0xff;
-    }
-  return new Uint8Array(
-    await sharp(rgb, { raw: { width, height, channels: 3 } })
-      .png()
-      .toBuffer(),
-  );
-}
 
 describe.each([
   { model: "sd-v1-tiny", channels: 4 },

@@ -1,5 +1,6 @@
 import { gaussian } from "@hybrid/inference";
 import { encodeFromFloat32 } from "@hybrid/protocol";
+import sharp from "sharp";
 import type { TorchDType } from "./diffusers-client.ts";
 
 /** Seeded standard-normal values, like torch.randn for latents. */
@@ -28,4 +29,21 @@ export function range(values: ArrayLike<number>) {
     if (v > max) max = v;
   }
   return { min, max, finite };
+}
+
+/** A PIL-like RGB image saved as PNG, of width x height. */
+export async function pngOf(width: number, height: number) {
+  const rgb = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3;
+      rgb[i] = (x * 255) / width;
+      rgb[i + 1] = (y * 255) / height;
+      rgb[i + 2] = ((x + y) * 7) & 0xff;
+    }
+  return new Uint8Array(
+    await sharp(rgb, { raw: { width, height, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
 }

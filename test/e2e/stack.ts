@@ -1,4 +1,4 @@
-// A real stack for end-to-end tests: the machine's Redis (or REDIS_URL), one worker and one API
+// A real stack for end-to-end tests: the machine's Redis (or REDIS_URL), workers and one API
 // process started from source, under a key prefix of their own.
 import type { ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -11,11 +11,26 @@ export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 /** Generated once per checkout; node_modules/.cache is ignored by git. */
 export const TEST_MODELS_DIR = join(repoRoot, "node_modules", ".cache", "hybrid-test-models");
 
+export interface StackOptions {
+  /** Settings of the API only. */
+  api?: Record<string, string>;
+  /** Settings of the workers only. */
+  worker?: Record<string, string>;
+  /** Keep the API's output (JSON log lines) in `apiLog()` instead of passing it through. */
+  captureApiLog?: boolean;
+}
+
 export interface Stack {
   baseUrl: string;
   prefix: string;
   api: ChildProcess;
+  /** The first worker. */
   worker: ChildProcess;
+  workers: ChildProcess[];
+  /** Starts one more worker with the stack's settings; resolves once it serves its queues. */
+  addWorker(env?: Record<string, string>): Promise<ChildProcess>;
+  /** What the API wrote so far (with `captureApiLog`). */
+  apiLog(): string;
   stop(): Promise<void>;
 }
 
@@ -35,28 +50,65 @@ async function dropPrefix(url: string, prefix: string): Promise<void> {
   }
 }
 
-export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
+/** Resolves once the process has written `text` to stdout. */
+function printed(child: ChildProcess, text: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = "";
+    const timer = setTimeout(() => reject(new Error(`no "${text}" within ${timeoutMs} ms`)), timeoutMs);
+    child.stdout?.on("data", (d: Buffer) => {
+      seen = (seen + d.toString()).slice(-10_000);
+      if (seen.includes(text)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once("exit", () => reject(new Error("the process exited during start-up")));
+  });
+}
+
+export async function startStack(env: Record<string, string> = {}, opts: StackOptions = {}): Promise<Stack> {
   await generateDefaultModels(TEST_MODELS_DIR);
   const prefix = `e2e-${randomUUID().slice(0, 8)}`;
   const port = await freePort();
   const common = { REDIS_URL, QUEUE_PREFIX: prefix, MODELS_DIR: TEST_MODELS_DIR, LOG_LEVEL: "warn", ...env };
-  const worker = startApp("worker", { ...common, HEARTBEAT_SECONDS: "1", GENERATE_DEFAULT_MODELS: "false" });
-  const api = startApp("api", { ...common, PORT: String(port), HOST: "127.0.0.1" });
+  const workerEnv = { ...common, HEARTBEAT_SECONDS: "1", GENERATE_DEFAULT_MODELS: "false", ...opts.worker };
+  const workers = [startApp("worker", workerEnv)];
+  const api = startApp(
+    "api",
+    { ...common, PORT: String(port), HOST: "127.0.0.1", ...opts.api },
+    opts.captureApiLog ? "pipe" : "inherit",
+  );
+  let log = "";
+  api.stdout?.on("data", (d: Buffer) => {
+    log += d.toString();
+  });
+  api.stderr?.on("data", (d: Buffer) => {
+    log += d.toString();
+  });
   const baseUrl = `http://127.0.0.1:${port}`;
   const stack: Stack = {
     baseUrl,
     prefix,
     api,
-    worker,
+    worker: workers[0]!,
+    workers,
+    apiLog: () => log,
+    addWorker: async (extra = {}) => {
+      // "worker ready" is logged at info once its queues are served.
+      const w = startApp("worker", { ...workerEnv, LOG_LEVEL: "info", ...extra }, "pipe");
+      workers.push(w);
+      await printed(w, "worker ready", 60_000);
+      return w;
+    },
     stop: async () => {
-      await Promise.all([stop(api), stop(worker)]);
+      await Promise.all([stop(api), ...workers.map((w) => stop(w))]);
       await dropPrefix(common.REDIS_URL, prefix).catch(() => {});
     },
   };
   try {
     await waitFor(
       async () => {
-        if (api.exitCode !== null || worker.exitCode !== null)
+        if (api.exitCode !== null || workers[0]!.exitCode !== null)
           throw new Error("a service exited during start-up");
         return fetch(`${baseUrl}/health/ready`).then(
           (r) => r.ok,

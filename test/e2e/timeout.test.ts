@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { remoteDecode } from "./diffusers-client.ts";
 import { latents } from "./fixtures.ts";
+import { finished, pollJob } from "./jobs-client.ts";
 import { type Stack, startStack } from "./stack.ts";
 
 let stack: Stack;
@@ -25,5 +26,13 @@ describe("a sync request that outlives REQUEST_TIMEOUT_MS", () => {
     expect(res.headers.get("x-job-id")).toBe(body.job_id);
     expect(body.error).toContain(body.job_id);
     expect((await fetch(`${stack.baseUrl}/health/ready`)).status).toBe(200);
+
+    // The job goes on, and its result is there to fetch afterwards.
+    const done = await pollJob(stack.baseUrl, body.job_id, finished);
+    expect(done.status).toBe("succeeded");
+    const result = await fetch(`${stack.baseUrl}/v1/jobs/${body.job_id}/result`);
+    expect(result.status).toBe(200);
+    expect(result.headers.get("shape")).toBe("[2, 3, 1280, 1280]");
+    expect((await result.arrayBuffer()).byteLength).toBe(2 * 3 * 1280 * 1280 * 2);
   });
 });
