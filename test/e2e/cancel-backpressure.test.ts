@@ -22,7 +22,7 @@ const small = { tensor: latents([1, 4, 8, 8]).tensor, output_type: "pt" as const
 
 async function submit(args: Parameters<typeof decodeRequest>[1]): Promise<JobObject> {
   const res = await decodeRequest(stack.baseUrl, args, ASYNC);
-  expect(res.status, await res.clone().text()).toBe(202);
+  expect(res.status, (await res.clone().text()).slice(0, 200)).toBe(202);
   return (await res.json()) as JobObject;
 }
 

@@ -2,6 +2,7 @@
 // process started from source, under a key prefix of their own.
 import type { ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateDefaultModels } from "@hybrid/inference";
 import { Redis } from "ioredis";
@@ -73,9 +74,11 @@ export async function startStack(env: Record<string, string> = {}, opts: StackOp
   const common = { REDIS_URL, QUEUE_PREFIX: prefix, MODELS_DIR: TEST_MODELS_DIR, LOG_LEVEL: "warn", ...env };
   const workerEnv = { ...common, HEARTBEAT_SECONDS: "1", GENERATE_DEFAULT_MODELS: "false", ...opts.worker };
   const workers = [startApp("worker", workerEnv)];
+  // A keys file that does not exist: a developer's ./keys.json must not switch auth on here.
+  const noKeys = join(tmpdir(), `${prefix}-no-keys.json`);
   const api = startApp(
     "api",
-    { ...common, PORT: String(port), HOST: "127.0.0.1", ...opts.api },
+    { ...common, PORT: String(port), HOST: "127.0.0.1", API_KEYS_FILE: noKeys, ...opts.api },
     opts.captureApiLog ? "pipe" : "inherit",
   );
   let log = "";

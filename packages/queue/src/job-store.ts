@@ -137,10 +137,16 @@ export class JobStore {
     };
   }
 
-  /** The job's BullMQ job (null once removed) and its state. */
+  /**
+   * The job's BullMQ job (null once removed) and its state. The state is read first: a job that
+   * moves on between the two reads then shows its older state with newer fields (harmless),
+   * never "completed" without its finish time.
+   */
   async bullJob(meta: JobMeta): Promise<{ job: Job | null; state: string }> {
-    const job = (await this.queues.queue(meta.queue).getJob(meta.id)) ?? null;
-    return { job, state: job ? await job.getState() : "missing" };
+    const queue = this.queues.queue(meta.queue);
+    const state = await queue.getJobState(meta.id);
+    const job = (await queue.getJob(meta.id)) ?? null;
+    return { job, state: job ? state : "missing" };
   }
 
   /** The job object of `GET /v1/jobs/{id}`, or null when there is no such job (never was, or past its retention). */
@@ -173,7 +179,7 @@ export class JobStore {
       kind: meta.kind,
       model: meta.model,
       status,
-      queue_position: status === "queued" && state === "waiting" ? await this.position(meta) : null,
+      queue_position: state === "waiting" ? await this.position(meta) : null,
       progress: progress.success ? progress.data : null,
       created_at: iso(meta.createdAt)!,
       started_at: iso(startedAt),
@@ -191,13 +197,20 @@ export class JobStore {
     };
   }
 
-  /** Jobs ahead of this one. BullMQ pushes new jobs at the head of `wait` and takes from the tail. */
+  /**
+   * Jobs ahead of this one. BullMQ pushes new jobs at the head of `wait` and takes from the
+   * tail; while a queue is paused they sit in `paused` (and still read as "waiting").
+   */
   private async position(meta: JobMeta): Promise<number | null> {
-    const wait = this.queues.queue(meta.queue).toKey("wait");
-    const [pos, len] = (await this.redis.multi().lpos(wait, meta.id).llen(wait).exec()) ?? [];
-    const i = pos?.[1];
-    const n = len?.[1];
-    return typeof i === "number" && typeof n === "number" ? Math.max(0, n - 1 - i) : null;
+    const q = this.queues.queue(meta.queue);
+    const tx = this.redis.multi();
+    for (const list of [q.toKey("wait"), q.toKey("paused")]) tx.lpos(list, meta.id).llen(list);
+    const r = ((await tx.exec()) ?? []).map(([, v]) => v);
+    for (let i = 0; i + 1 < r.length; i += 2) {
+      const [pos, len] = [r[i], r[i + 1]];
+      if (typeof pos === "number" && typeof len === "number") return Math.max(0, len - 1 - pos);
+    }
+    return null;
   }
 
   /** An owner's jobs, newest first. The cursor is the id of the last job of the previous page. */

@@ -33,7 +33,13 @@ export class Queues {
   async events(name: string): Promise<QueueEvents> {
     let e = this.streams.get(name);
     if (!e) {
-      e = new QueueEvents(name, { connection: bullConnection(this.redisUrl), prefix: this.prefix });
+      // Read from this moment, not from "$" once the first blocking read starts: a job that
+      // finishes in between would otherwise never be heard of by whoever waits for it.
+      e = new QueueEvents(name, {
+        connection: bullConnection(this.redisUrl),
+        prefix: this.prefix,
+        lastEventId: `${Date.now()}-0`,
+      });
       e.on("error", () => {});
       this.streams.set(name, e);
     }
