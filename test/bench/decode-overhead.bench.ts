@@ -40,6 +40,7 @@ const pct = (xs: number[], p: number) => {
 const stack = await startStack({
   MODELS: models.map((m) => `${m.id}=${join(TEST_MODELS_DIR, m.id)}`).join(","),
   GENERATE_DEFAULT_MODELS: "false",
+  LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
 });
 const rows: string[] = [];
 try {

@@ -5,7 +5,7 @@ import express, { type Express } from "express";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
-import { authenticate } from "./auth.ts";
+import { authenticate, modelAllowed } from "./auth.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import type { SubmitDeps } from "./job-submit.ts";
 import type { KeyStore } from "./keys.ts";
@@ -74,7 +74,9 @@ export function createApp(deps: AppDeps): Express {
   app.use(authenticate(deps.keys));
 
   app.get("/v1/models", async (_req, res) => {
-    const models = [...(await deps.directory.models(true)).values()].sort((a, b) => a.id.localeCompare(b.id));
+    const models = [...(await deps.directory.models(true)).values()]
+      .filter((m) => modelAllowed(res, m.id))
+      .sort((a, b) => a.id.localeCompare(b.id));
     res.json({
       object: "list",
       data: models.map((m) => ({

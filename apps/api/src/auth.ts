@@ -38,3 +38,14 @@ export function authenticate(keys: KeyStore): RequestHandler {
 }
 
 export const principalOf = (res: Response): Principal => res.locals.principal as Principal;
+
+/** A key limited to some models may use only those (403 otherwise). */
+export function assertModelAllowed(res: Response, model: string): void {
+  const models = principalOf(res).key?.models;
+  if (models && !models.includes(model))
+    throw new AppError("forbidden", `This API key may not use model ${model}.`);
+}
+
+/** Whether the caller's key may use the model (to list only those). */
+export const modelAllowed = (res: Response, model: string): boolean =>
+  principalOf(res).key?.models?.includes(model) ?? true;

@@ -37,6 +37,11 @@ export const Env = z.object({
   WEBHOOK_ALLOWED_HOSTS: z.string().default(""),
   /** Per-attempt timeout of a webhook delivery, in ms. */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  /**
+   * On SIGTERM, ms to let sync requests in flight get their answers before their connections
+   * are closed (their jobs go on and stay fetchable); event streams end at once.
+   */
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
   /** Webhook deliveries this API process makes at once. */
   WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
 });

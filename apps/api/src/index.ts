@@ -43,6 +43,7 @@ const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, cata
 const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
 const producer = new JobProducer(queues, catalog);
 const allowedHosts = parseAllowedHosts(env.WEBHOOK_ALLOWED_HOSTS);
+const stopping = new AbortController();
 
 const app = createApp({
   redis,
@@ -61,7 +62,8 @@ const app = createApp({
   idempotencyTtlSeconds: env.IDEMPOTENCY_TTL_SECONDS,
   webhookAllowedHosts: allowedHosts,
   canSignWebhooks: (p) => (p.key ? true : env.WEBHOOK_SECRET !== undefined),
-  sse: { keepAliveMs: 15_000, staleMs: 10_000 },
+  stopping: stopping.signal,
+  sse: { keepAliveMs: 15_000, staleMs: 10_000, stopping: stopping.signal },
 });
 const webhooks = startWebhookWorker(keys, logger, {
   connection: bullConnection(env.REDIS_URL),
@@ -80,14 +82,16 @@ const server = app.listen(env.PORT, env.HOST, () => {
 server.requestTimeout = env.REQUEST_TIMEOUT_MS + 30_000;
 server.headersTimeout = 60_000;
 
-let stopping = false;
 async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, "shutting down");
-  // SSE streams would hold the server open: close them with it.
+  if (stopping.signal.aborted) return;
+  logger.info({ signal, graceMs: env.SHUTDOWN_GRACE_MS }, "shutting down");
+  // Ends event streams, and tells sync waiters that closed connections are not hang-ups.
+  stopping.abort();
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const grace = new Promise<void>((r) => setTimeout(r, env.SHUTDOWN_GRACE_MS).unref());
+  await Promise.race([closed, grace]);
   server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
   await webhooks.close();
   await queues.close();
   hub.close();

@@ -29,6 +29,11 @@ export interface SubmitDeps {
   webhookAllowedHosts: readonly string[];
   /** Whether deliveries for this principal can be signed (a key's secret, or WEBHOOK_SECRET). */
   canSignWebhooks: (p: Principal) => boolean;
+  /**
+   * Aborts when the API shuts down: connections it closes then are not clients hanging up, so
+   * their jobs go on (and stay fetchable) instead of being canceled.
+   */
+  stopping: AbortSignal;
 }
 
 /** The result bytes of a job exactly as the synchronous call answers them. */
@@ -70,12 +75,8 @@ export async function submitJob(
   body: Buffer,
 ): Promise<void> {
   const principal = principalOf(res);
-  const { key } = principal;
-  if (key?.models && !key.models.includes(data.model))
-    throw new AppError("forbidden", `This API key may not use model ${data.model}.`);
   const webhook = await webhookOf(req, deps, principal);
   const prefer = parsePrefer(req.headers.prefer);
-  if (key) await deps.limiter.consume(key);
 
   const idemHeader = req.headers["idempotency-key"];
   const idemKey = typeof idemHeader === "string" ? idemHeader.trim() : undefined;
@@ -122,11 +123,11 @@ export async function submitJob(
   }
   if (prefer.waitSeconds !== null) {
     const waitMs = Math.min(prefer.waitSeconds * 1000, deps.requestTimeoutMs);
+    res.setHeader("Preference-Applied", `wait=${Math.floor(waitMs / 1000)}`);
     const result = await deps.producer.waitForResult(job, waitMs).catch((e: unknown) => {
       if (e instanceof AppError && e.code === "timeout") return null;
       throw e;
     });
-    res.setHeader("Preference-Applied", `wait=${prefer.waitSeconds}`);
     if (!result) return accepted(deps, res, jobId);
     return writeResult(res, result, await resultBytes(deps.store, result));
   }
@@ -137,7 +138,7 @@ export async function submitJob(
   const hungUp = new Promise<never>((_, reject) => {
     res.on("close", () => {
       if (res.writableEnded) return;
-      if (meta && !idemKey) void deps.jobs.cancel(meta).catch(() => {});
+      if (meta && !idemKey && !deps.stopping.aborted) void deps.jobs.cancel(meta).catch(() => {});
       reject(
         new AppError("invalid_request", "The client closed the connection before the answer was ready."),
       );
@@ -176,6 +177,8 @@ async function createJob(
         retryAfterSeconds: deps.producer.secondsToDrain(queue, waiting - deps.maxBacklog + 1),
       },
     );
+  // Only work that is admitted counts toward the key's rate (a replay, a 4xx or a 429 does not).
+  if (principal.key) await deps.limiter.consume(principal.key);
   const cap = principal.key?.max_queued;
   if (cap) {
     const active = await deps.jobs.activeCount(principal.owner);
@@ -199,8 +202,6 @@ async function createJob(
   };
   await deps.jobs.create(meta);
   try {
-    const queued = await deps.jobs.build(meta, null, "pending");
-    if (queued) await deps.jobs.publish(meta, "queued", queued);
     return { job: await deps.producer.enqueue({ ...data, input } as JobData, jobId), meta };
   } catch (e) {
     await deps.jobs.discard(meta).catch(() => {});

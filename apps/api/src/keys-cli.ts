@@ -66,8 +66,9 @@ async function main(argv: string[]): Promise<number> {
     out(USAGE.trimEnd());
     return 0;
   }
-  // pnpm runs root scripts from the repo root; INIT_CWD is where the user typed the command.
-  const file = resolve(process.env.INIT_CWD ?? process.cwd(), process.env.API_KEYS_FILE ?? "keys.json");
+  // Resolved like the API resolves it (against the working directory): `pnpm keys` and
+  // `pnpm start` both run from the repository root, so they mean the same file.
+  const file = resolve(process.env.API_KEYS_FILE ?? "keys.json");
   const [command, ...rest] = positionals;
   const limitFlags = values.models ?? values["rate-per-minute"] ?? values["max-queued"];
   if (command !== "create" && limitFlags !== undefined) {

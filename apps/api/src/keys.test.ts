@@ -1,9 +1,10 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { AppError } from "@hybrid/protocol";
 import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { ApiKeyRecord, bearerToken, createKey, KeyStore, listKeys, revokeKey } from "./keys.ts";
@@ -215,6 +216,9 @@ describe("bearerToken", () => {
   });
 });
 
+// tsx by absolute URL: a CLI run's working directory may be outside the repository.
+const tsxLoader = pathToFileURL(createRequire(join(apiRoot, "package.json")).resolve("tsx")).href;
+
 describe("keys CLI", () => {
   interface Run {
     code: number;
@@ -222,13 +226,12 @@ describe("keys CLI", () => {
     stderr: string;
   }
 
-  function cli(args: string[], env: Record<string, string>): Promise<Run> {
-    const { INIT_CWD: _ignored, ...inherited } = process.env;
+  function cli(args: string[], env: Record<string, string>, cwd = apiRoot): Promise<Run> {
     return new Promise((resolve) => {
       execFile(
         process.execPath,
-        ["--conditions=source", "--import", "tsx", "src/keys-cli.ts", ...args],
-        { cwd: apiRoot, env: { ...inherited, ...env } },
+        ["--conditions=source", "--import", tsxLoader, join(apiRoot, "src/keys-cli.ts"), ...args],
+        { cwd, env: { ...process.env, ...env } },
         (error, stdout, stderr) => {
           resolve({ code: error ? ((error.code as number | undefined) ?? 1) : 0, stdout, stderr });
         },
@@ -263,10 +266,10 @@ describe("keys CLI", () => {
     expect(await listKeys(file)).toEqual([]);
   });
 
-  it("resolves a relative API_KEYS_FILE against INIT_CWD", async () => {
+  it("resolves a relative API_KEYS_FILE against its working directory, as the API does", async () => {
     const dir = join(file, "..", "..");
-    const run = await cli(["create", "rel"], { API_KEYS_FILE: "keys.json", INIT_CWD: dir });
-    expect(run.code).toBe(0);
+    const run = await cli(["create", "rel"], { API_KEYS_FILE: "keys.json" }, dir);
+    expect(run.code, run.stderr).toBe(0);
     expect((await listKeys(join(dir, "keys.json"))).map((r) => r.name)).toEqual(["rel"]);
   });
 

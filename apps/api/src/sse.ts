@@ -17,10 +17,13 @@ export interface SseOptions {
   /** ms between keep-alive comments (proxies close silent connections). */
   keepAliveMs: number;
   /**
-   * A job that ended without writing its terminal event (its worker died after BullMQ failed it
-   * for stalling too often) gets one written by the stream after this many ms.
+   * A job that ended without its terminal event in the log (the process that should have
+   * written it died between BullMQ recording the end and the write) gets one written by the
+   * stream after this many ms, so readers are not left hanging.
    */
   staleMs: number;
+  /** Aborts when the API shuts down: streams end, and clients reconnect with Last-Event-ID. */
+  stopping?: AbortSignal;
 }
 
 /**
@@ -49,9 +52,13 @@ export async function streamJobEvents(
   res.flushHeaders();
 
   const send = (e: JobEvent) => {
-    if (ended || (last && compareSeq(e.seq, last) <= 0)) return;
-    res.write(`id: ${e.seq}\nevent: ${e.event}\ndata: ${JSON.stringify(e.job)}\n\n`);
-    last = e.seq;
+    if (ended) return;
+    // Already seen (before Last-Event-ID): not sent again, but a terminal one still ends the
+    // stream, so a client reconnecting after the end is not kept waiting for nothing.
+    if (!last || compareSeq(e.seq, last) > 0) {
+      res.write(`id: ${e.seq}\nevent: ${e.event}\ndata: ${JSON.stringify(e.job)}\n\n`);
+      last = e.seq;
+    }
     if (TERMINAL.has(e.event)) end();
   };
   // Listen before reading the log, so nothing published in between is missed.
@@ -65,17 +72,26 @@ export async function streamJobEvents(
     ended = true;
     clearInterval(timer);
     unlisten();
+    opts.stopping?.removeEventListener("abort", end);
     res.end();
   }
   async function checkStale() {
     const job = await deps.jobs.describe(meta.id).catch(() => null);
     if (!job || ended || !isTerminal(job.status)) return;
     const at = job.completed_at ? Date.parse(job.completed_at) : 0;
-    if (Date.now() - at >= opts.staleMs) await deps.jobs.publish(meta, job.status as JobEventName, job);
+    if (Date.now() - at < opts.staleMs) return;
+    const log = await deps.jobs.events(meta.id);
+    if (log.some((e) => TERMINAL.has(e.event))) {
+      for (const e of log) send(e);
+      return;
+    }
+    await deps.jobs.publish(meta, job.status as JobEventName, job);
   }
   req.on("close", end);
+  opts.stopping?.addEventListener("abort", end);
 
-  for (const e of await deps.jobs.events(meta.id, last)) send(e);
+  // The whole log: events up to Last-Event-ID are skipped by send(), but a terminal one ends the stream.
+  for (const e of await deps.jobs.events(meta.id)) send(e);
   live = true;
   for (const e of early) send(e);
   early.length = 0;

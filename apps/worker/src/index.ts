@@ -127,7 +127,6 @@ async function shutdown(signal: string) {
   );
   clearInterval(heartbeat);
   health?.close();
-  cancels.disconnect();
   await directory.withdraw(workerId).catch(() => {});
   const closed = Promise.all(workers.map((w) => w.close()));
   const graceOver = new Promise<"late">((r) => setTimeout(() => r("late"), env.SHUTDOWN_GRACE_MS).unref());
@@ -143,6 +142,8 @@ async function shutdown(signal: string) {
     );
     await Promise.all(workers.map((w) => w.close(true)));
   }
+  // Only now: a cancel during the grace period still reaches the jobs finishing in it.
+  cancels.disconnect();
   await runtime.close();
   await queues.close();
   redis.disconnect();

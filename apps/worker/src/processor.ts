@@ -28,13 +28,13 @@ export function createProcessor(runtime: VaeRuntime, store: PayloadStore, jobs: 
           details: parsed.error.issues,
         });
       const data = parsed.data;
-      const meta = job.id ? await jobs.meta(job.id) : null;
+      // The record (cancel flag, `started` event) and the input are read side by side.
+      const [meta, input] = await Promise.all([job.id ? jobs.meta(job.id) : null, store.get(data.input)]);
       if (meta?.canceledAt) throw canceled();
       if (meta) {
         const object = await jobs.build(meta, job, "active");
         if (object) await jobs.publish(meta, "started", object);
       }
-      const input = await store.get(data.input);
       if (!input)
         throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
       const read = performance.now();

@@ -44,7 +44,7 @@ export const JobObject = z.object({
   created_at: z.string(),
   started_at: z.string().nullable(),
   completed_at: z.string().nullable(),
-  /** Tries made so far (a crashed or failed run that is retried counts). */
+  /** Tries that have ended so far (a failed try that is retried counts; the one running does not). */
   attempts: z.number().int().nonnegative(),
   metrics: z.object({
     /** From submission to the (last) start. */

@@ -13,7 +13,7 @@ import {
   webhookFilterOf,
 } from "@hybrid/protocol";
 import type { Job } from "bullmq";
-import type { Redis } from "ioredis";
+import type { ChainableCommander, Redis } from "ioredis";
 import { type CatalogSettings, jobCatalog } from "./catalog.ts";
 import {
   cancelChannel,
@@ -66,6 +66,18 @@ export interface JobStoreOptions {
 
 const EVENT_LOG_MAX = 2000;
 
+const APPEND_EVENT = "hybridAppendJobEvent";
+// KEYS: the job's event stream, its owner's unfinished set. ARGV: max log length, event, data,
+// ttl, job id, channel, terminal. The stream id (the event's seq) is known only inside Redis, so
+// the SSE notice carrying it is published from here too.
+const APPEND_EVENT_LUA = `
+local seq = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2], 'data', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[7] == '1' then redis.call('ZREM', KEYS[2], ARGV[5]) end
+redis.call('PUBLISH', ARGV[6], cjson.encode({id = ARGV[5], seq = seq, event = ARGV[2], data = ARGV[3]}))
+return seq
+`;
+
 /**
  * The job resource: what a client reads at `/v1/jobs/{id}`, lists, streams and cancels. BullMQ
  * keeps each job's state, timestamps, progress and result; this store adds what BullMQ does not
@@ -84,9 +96,35 @@ export class JobStore {
   ) {
     this.prefix = opts.prefix;
     this.retention = opts.catalog.retentionSeconds;
+    if (!(APPEND_EVENT in redis))
+      redis.defineCommand(APPEND_EVENT, { numberOfKeys: 2, lua: APPEND_EVENT_LUA });
   }
 
-  /** Records a new job (before it is enqueued, so a fast worker always finds its record). */
+  /** Queues the append of one event (log, expiry, unfinished set, SSE notice) on `tx`: one round trip. */
+  private appendEvent(
+    tx: ChainableCommander,
+    meta: JobMeta,
+    event: JobEventName,
+    data: string,
+    terminal: boolean,
+  ) {
+    (tx as unknown as Record<string, (...a: (string | number)[]) => ChainableCommander>)[APPEND_EVENT]!(
+      jobEventsKey(this.prefix, meta.id),
+      ownerActiveKey(this.prefix, meta.owner),
+      EVENT_LOG_MAX,
+      event,
+      data,
+      this.retention,
+      meta.id,
+      jobEventsChannel(this.prefix),
+      terminal ? "1" : "0",
+    );
+  }
+
+  /**
+   * Records a new job and its `queued` event, in one round trip, before it is enqueued: a fast
+   * worker always finds its record, and its `started` always follows `queued`.
+   */
   async create(meta: JobMeta): Promise<void> {
     const fields: Record<string, string> = {
       kind: meta.kind,
@@ -99,7 +137,7 @@ export class JobStore {
     const jobs = ownerJobsKey(this.prefix, meta.owner);
     const active = ownerActiveKey(this.prefix, meta.owner);
     const oldest = Date.now() - this.retention * 1000;
-    await this.redis
+    const tx = this.redis
       .multi()
       .hset(jobKey(this.prefix, meta.id), fields)
       .expire(jobKey(this.prefix, meta.id), this.retention)
@@ -107,8 +145,10 @@ export class JobStore {
       .zremrangebyscore(jobs, "-inf", oldest)
       .expire(jobs, this.retention)
       .zadd(active, meta.createdAt, meta.id)
-      .expire(active, this.retention)
-      .exec();
+      .expire(active, this.retention);
+    const queued = await this.build(meta, null, "pending");
+    if (queued) this.appendEvent(tx, meta, "queued", JSON.stringify(queued), false);
+    await tx.exec();
   }
 
   /** Forgets a job that never made it into its queue (the enqueue failed). */
@@ -257,18 +297,11 @@ export class JobStore {
    */
   async publish(meta: JobMeta, event: JobEventName, job: JobObject): Promise<string> {
     const data = JSON.stringify(job);
-    const events = jobEventsKey(this.prefix, meta.id);
-    const tx = this.redis
-      .multi()
-      .xadd(events, "MAXLEN", "~", EVENT_LOG_MAX, "*", "event", event, "data", data)
-      .expire(events, this.retention);
-    if (isTerminal(job.status)) tx.zrem(ownerActiveKey(this.prefix, meta.owner), meta.id);
-    const res = await tx.exec();
-    const seq = String(res?.[0]?.[1]);
-    await this.redis.publish(
-      jobEventsChannel(this.prefix),
-      JSON.stringify({ id: meta.id, seq, event, data }),
-    );
+    const tx = this.redis.pipeline();
+    this.appendEvent(tx, meta, event, data, isTerminal(job.status));
+    const [[err, seqValue] = [null, null]] = (await tx.exec()) ?? [];
+    if (err) throw err;
+    const seq = String(seqValue);
     const filter = webhookFilterOf(event);
     if (meta.webhook && filter && meta.webhook.events.includes(filter)) {
       const msgId = `msg_${meta.id}_${seq}`;

@@ -71,7 +71,8 @@ export function jobRoutes(deps: JobRouteDeps): Router {
     const meta = await ownJob(req, res);
     const object = await deps.jobs.cancel(meta);
     if (!object) throw jobNotFound(meta.id);
-    // 202: canceled, or the cancel is on its way to the worker; 200: it had already finished.
+    // 202: canceled (now or before), or the cancel is on its way to the worker; 200: it had
+    // already succeeded or failed, and is answered unchanged.
     const finishedBefore = isTerminal(object.status) && object.status !== "canceled";
     res.status(finishedBefore ? 200 : 202).json(object);
   });

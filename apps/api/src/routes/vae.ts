@@ -14,6 +14,7 @@ import {
 } from "@hybrid/protocol";
 import type { WorkerDirectory } from "@hybrid/queue";
 import express, { type Request, Router } from "express";
+import { assertModelAllowed } from "../auth.ts";
 import { type SubmitDeps, submitJob } from "../job-submit.ts";
 
 export interface VaeRouteDeps extends SubmitDeps {
@@ -52,6 +53,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
     // The model first: a request to an unknown model is `unknown_model` whatever its query.
     const m = await findModel(deps.directory, req.params.model as string);
+    assertModelAllowed(res, m.id);
     const q = parseOrThrow(DecodeQuery, req.query);
     const body = bodyOf(req);
     const packed =
@@ -76,6 +78,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
 
   router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
     const m = await findModel(deps.directory, req.params.model as string);
+    assertModelAllowed(res, m.id);
     const q = parseOrThrow(EncodeQuery, req.query);
     if (!m.operations.includes("encode"))
       throw new AppError("unsupported_operation", `Model ${m.id} has no encoder.`);
