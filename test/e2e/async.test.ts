@@ -216,6 +216,11 @@ describe("Server-Sent Events", () => {
     const rest = (await readEvents(stack.baseUrl, job.id, { "Last-Event-ID": all[0]!.id! })).events;
     expect(rest.map((e) => e.event)).toEqual(["started", "succeeded"]);
     expect(rest.map((e) => e.id)).toEqual(all.slice(1).map((e) => e.id));
+    // A reconnect after the terminal event gets nothing, and the stream ends at once.
+    const t0 = performance.now();
+    const none = (await readEvents(stack.baseUrl, job.id, { "Last-Event-ID": all.at(-1)!.id! })).events;
+    expect(none).toEqual([]);
+    expect(performance.now() - t0).toBeLessThan(2000);
     expect((await getJob(stack.baseUrl, job.id)).status).toBe("succeeded");
   });
 });

@@ -160,6 +160,17 @@ describe("API keys", () => {
     const list = await fetch(`${stack.baseUrl}/v1/jobs`, { headers: as("dave") });
     expect(list.status).toBe(200);
     expect(((await list.json()) as { data: unknown[] }).data).toEqual([]);
+    // A bad query to a model it may not use is still a 403: the key is checked first.
+    const bad = await fetch(`${stack.baseUrl}/v1/vae/sd-v1-tiny/decode?shape=x`, {
+      method: "POST",
+      headers: as("dave"),
+      body: "x",
+    });
+    expect(bad.status).toBe(403);
+    const models = await fetch(`${stack.baseUrl}/v1/models`, { headers: as("dave") });
+    expect(((await models.json()) as { data: { id: string }[] }).data.map((m) => m.id)).toEqual([
+      "sdxl-tiny",
+    ]);
   });
 
   it("stops accepting a key revoked with the CLI within about two seconds", async () => {

@@ -31,7 +31,7 @@ async function newestJob(): Promise<JobObject | undefined> {
   return list.data[0];
 }
 
-describe("a worker that dies in the middle of a job", () => {
+describe("processes that die or stop in the middle of a job", () => {
   it("kill -9: the job runs again on another worker within 15 s, and the client gets one correct answer", async () => {
     const expected = await answer(await decodeRequest(stack.baseUrl, long));
     expect(expected.status).toBe(200);
@@ -78,4 +78,26 @@ describe("a worker that dies in the middle of a job", () => {
     const done = await pollJob(stack.baseUrl, job.id, finished, 15_000);
     expect(done.status).toBe("succeeded");
   });
+
+  it("an API on SIGTERM lets a sync request in flight get its answer, then exits", async () => {
+    const client = decodeRequest(stack.baseUrl, long).then(answer);
+    await pollJob(stack.baseUrl, (await newestRunning())!.id, (j) => j.status === "running");
+    stack.api.kill("SIGTERM");
+    const got = await client;
+    expect(got.status).toBe(200);
+    expect(got.shape).toBe("[3, 3, 1280, 1280]");
+    await exited(stack.api);
+    expect(stack.api.exitCode).toBe(0);
+  });
 });
+
+/** The newest job once it is running. */
+async function newestRunning(): Promise<JobObject | undefined> {
+  const until = Date.now() + 20_000;
+  while (Date.now() < until) {
+    const job = await newestJob();
+    if (job?.status === "running") return job;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return undefined;
+}
