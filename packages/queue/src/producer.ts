@@ -5,7 +5,6 @@ import type { Queues } from "./queues.ts";
 
 /** How far back completions count toward a queue's observed drain rate. */
 const DRAIN_WINDOW_MS = 60_000;
-const BACKLOG_CACHE_MS = 100;
 
 /**
  * The API's side of the job queues: add a job to its (kind, model) queue with the catalog's
@@ -14,7 +13,6 @@ const BACKLOG_CACHE_MS = 100;
 export class JobProducer {
   /** Per queue: how fast it has been draining. */
   private readonly drained = new Map<string, RateMeter>();
-  private readonly backlogs = new Map<string, { at: number; count: number }>();
 
   constructor(
     private readonly queues: Queues,
@@ -73,17 +71,10 @@ export class JobProducer {
     }
   }
 
-  /**
-   * Jobs waiting for a worker in a queue: the backlog. Read at most every 100 ms per queue, so
-   * a busy API does not ask Redis on every request (admission is approximate by that much).
-   */
+  /** Jobs waiting for a worker in a queue: the backlog (one LLEN, so admission is exact). */
   async backlog(queue: string): Promise<number> {
     void this.watch(queue);
-    const cached = this.backlogs.get(queue);
-    if (cached && Date.now() - cached.at < BACKLOG_CACHE_MS) return cached.count;
-    const count = await this.queues.queue(queue).getWaitingCount();
-    this.backlogs.set(queue, { at: Date.now(), count });
-    return count;
+    return this.queues.queue(queue).getWaitingCount();
   }
 
   /**
