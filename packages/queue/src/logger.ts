@@ -23,9 +23,24 @@ export const REDACTED_PATHS = [
  * The logger of an app: JSON lines (one object per line) for machines, or human-readable lines
  * when stdout is a terminal. Secrets (bearer keys, webhook secrets) are redacted.
  */
-export function createLogger(app: string, level: string, tty = process.stdout.isTTY === true): Logger {
+export function createLogger(
+  app: string,
+  level: string,
+  {
+    tty = process.stdout.isTTY === true,
+    destination,
+  }: { tty?: boolean; destination?: NodeJS.WritableStream } = {},
+): Logger {
   const opts = { level, base: { app }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  return tty
-    ? pino(opts, pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" }))
-    : pino(opts);
+  if (tty)
+    return pino(
+      opts,
+      pretty({
+        colorize: destination === undefined,
+        translateTime: "SYS:HH:MM:ss.l",
+        ignore: "pid,hostname",
+        ...(destination ? { destination } : {}),
+      }),
+    );
+  return destination ? pino(opts, destination) : pino(opts);
 }
