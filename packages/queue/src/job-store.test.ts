@@ -1,0 +1,115 @@
+import { randomUUID } from "node:crypto";
+import type { DecodeJob } from "@hybrid/protocol";
+import { afterAll, describe, expect, it } from "vitest";
+import { jobCatalog } from "./catalog.ts";
+import { createRedis } from "./connection.ts";
+import { type JobMeta, JobStore } from "./job-store.ts";
+import { PayloadStore } from "./payload-store.ts";
+import { JobProducer } from "./producer.ts";
+import { Queues } from "./queues.ts";
+
+const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const prefix = `test-${randomUUID().slice(0, 8)}`;
+const redis = createRedis(redisUrl, "command");
+const settings = { attempts: 2, retentionSeconds: 60, webhookAttempts: 3, webhookBackoffMs: 100 };
+const queues = new Queues(redisUrl, prefix);
+const payloads = new PayloadStore(redis, prefix, 60);
+const store = new JobStore(redis, queues, payloads, { prefix, catalog: settings });
+const producer = new JobProducer(queues, settings);
+
+afterAll(async () => {
+  await queues.close();
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+});
+
+// No worker serves these queues: jobs stay queued, which is what these tests look at.
+async function submit(owner: string, model = "store-model"): Promise<JobMeta> {
+  const input = await payloads.put(new Uint8Array([1, 2, 3]));
+  const meta: JobMeta = {
+    id: randomUUID(),
+    kind: "decode",
+    model,
+    queue: jobCatalog.queue("decode", model),
+    owner,
+    createdAt: Date.now(),
+    webhook: null,
+    canceledAt: null,
+  };
+  await store.create(meta);
+  const data: DecodeJob = {
+    kind: "decode",
+    model,
+    input,
+    shape: [1, 4, 8, 8],
+    dtype: "float32",
+    scaling: null,
+    packed: null,
+    output: { kind: "uint8" },
+  };
+  await producer.enqueue(data, meta.id);
+  return meta;
+}
+
+describe("JobStore", () => {
+  it("describes a queued job with its place in line, and logs its queued event", async () => {
+    const a = await submit("o1");
+    const b = await submit("o1");
+    const [ja, jb] = await Promise.all([store.describe(a.id), store.describe(b.id)]);
+    expect(ja).toMatchObject({
+      id: a.id,
+      status: "queued",
+      queue_position: 0,
+      started_at: null,
+      error: null,
+    });
+    expect(jb?.queue_position).toBe(1);
+    expect(ja?.urls.result).toBe(`/v1/jobs/${a.id}/result`);
+    const events = await store.events(a.id);
+    expect(events.map((e) => [e.event, e.job.status])).toEqual([["queued", "queued"]]);
+    expect(await store.describe(randomUUID())).toBeNull();
+  });
+
+  it("lists an owner's jobs newest first, page by page, and no one else's", async () => {
+    const mine: string[] = [];
+    for (let i = 0; i < 5; i++) mine.push((await submit("lister")).id);
+    await submit("someone-else");
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await store.list("lister", 2, cursor);
+      seen.push(...page.jobs.map((j) => j.id));
+      if (!page.next) break;
+      cursor = page.next;
+    }
+    expect(seen).toEqual([...mine].reverse());
+  });
+
+  it("cancels a queued job at once: removed, input freed, canceled event, off the unfinished set", async () => {
+    const meta = await submit("canceler");
+    const input = (await queues.queue(meta.queue).getJob(meta.id))!.data.input as string;
+    expect(await store.activeCount("canceler")).toBe(1);
+    const object = await store.cancel(meta);
+    expect(object).toMatchObject({ status: "canceled", error: { code: "canceled" } });
+    expect(object?.completed_at).not.toBeNull();
+    expect(await queues.queue(meta.queue).getJob(meta.id)).toBeUndefined();
+    expect(await payloads.get(input)).toBeNull();
+    expect((await store.events(meta.id)).map((e) => e.event)).toEqual(["queued", "canceled"]);
+    expect(await store.activeCount("canceler")).toBe(0);
+    expect((await store.describe(meta.id))?.status).toBe("canceled");
+  });
+
+  it("claims an idempotency key once, and tells later claims what claimed it", async () => {
+    const key = `k-${randomUUID()}`;
+    expect(await store.claimIdempotencyKey("o2", key, "job-1", "fp-1", 60)).toBeNull();
+    expect(await store.claimIdempotencyKey("o2", key, "job-2", "fp-2", 60)).toEqual({
+      jobId: "job-1",
+      fingerprint: "fp-1",
+    });
+    // Keys are per owner.
+    expect(await store.claimIdempotencyKey("o3", key, "job-3", "fp-1", 60)).toBeNull();
+    await store.releaseIdempotencyKey("o2", key);
+    expect(await store.claimIdempotencyKey("o2", key, "job-4", "fp-4", 60)).toBeNull();
+  });
+});
