@@ -85,7 +85,7 @@ describe("async submit → poll → result", () => {
     ]);
     const url = `${stack.baseUrl}/v1/vae/sd-v1-tiny/encode`;
     const sync = await fetch(url, { method: "POST", body: bad });
-    const syncBody = await sync.json();
+    const syncBody = (await sync.json()) as { code: string };
     expect(sync.status).toBe(400);
     const job = await accepted(await fetch(url, { method: "POST", headers: ASYNC, body: bad }));
     const done = await pollJob(stack.baseUrl, job.id, finished);

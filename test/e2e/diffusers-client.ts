@@ -37,7 +37,10 @@ export function pythonQuery(params: Record<string, unknown>): string {
  */
 export type ClientGeneration = "accept-headers" | "no-headers";
 
-export function prepareDecode(a: RemoteDecodeArgs, generation: ClientGeneration = "accept-headers") {
+export function prepareDecode(
+  a: RemoteDecodeArgs,
+  generation: ClientGeneration = "accept-headers",
+): { query: string; headers: Record<string, string>; body: Uint8Array } {
   const output_type = a.output_type ?? "pil";
   const image_format = a.image_format ?? "jpg";
   // diffusers' default is do_scaling=True (deprecated, but still the default).

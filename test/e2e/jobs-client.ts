@@ -40,7 +40,7 @@ export function decodeRequest(base: string, args: RemoteDecodeArgs, extra: Recor
   const { query, headers, body } = prepareDecode(args);
   return fetch(`${base}/v1/vae/sd-v1-tiny/decode?${query}`, {
     method: "POST",
-    headers: { ...(headers as Record<string, string>), ...extra },
+    headers: { ...headers, ...extra },
     body,
   });
 }

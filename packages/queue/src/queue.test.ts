@@ -4,6 +4,7 @@ import { UnrecoverableError, Worker } from "bullmq";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { jobCatalog } from "./catalog.ts";
 import { bullConnection, createRedis } from "./connection.ts";
+import { payloadKey, workerKey, workersKey } from "./names.ts";
 import { PayloadStore } from "./payload-store.ts";
 import { JobProducer, RateMeter } from "./producer.ts";
 import { Queues } from "./queues.ts";
@@ -25,7 +26,7 @@ describe("PayloadStore", () => {
     const store = new PayloadStore(redis, prefix, 60);
     const bytes = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 31) & 0xff);
     const key = await store.put(bytes);
-    expect(key.startsWith(`${prefix}:payload:`)).toBe(true);
+    expect(key.startsWith(payloadKey(prefix, ""))).toBe(true);
     const back = await store.get(key);
     expect(back?.equals(Buffer.from(bytes))).toBe(true);
     const ttl = await redis.ttl(key);
@@ -66,7 +67,7 @@ describe("WorkerDirectory", () => {
       models: [model],
     });
     expect((await dir.models()).get("m1")).toEqual(model);
-    expect(await redis.ttl(`${prefix}:worker:w1`)).toBeGreaterThan(0);
+    expect(await redis.ttl(workerKey(prefix, "w1"))).toBeGreaterThan(0);
     await dir.withdraw("w1");
     expect((await dir.models()).size).toBe(0);
   });
@@ -83,7 +84,7 @@ describe("WorkerDirectory", () => {
     expect((await dir.list()).map((w) => w.workerId)).toEqual(["w2"]);
     await new Promise((r) => setTimeout(r, 1300));
     expect(await dir.list()).toEqual([]);
-    expect(await redis.smembers(`${prefix}:workers`)).toEqual([]);
+    expect(await redis.smembers(workersKey(prefix))).toEqual([]);
   });
 });
 
@@ -98,7 +99,7 @@ describe("JobProducer", () => {
   const job = (model: string): DecodeJob => ({
     kind: "decode",
     model,
-    input: `${prefix}:payload:x`,
+    input: payloadKey(prefix, "x"),
     shape: [1, 4, 8, 8],
     dtype: "float32",
     scaling: null,
@@ -123,7 +124,7 @@ describe("JobProducer", () => {
       const j = await producer.enqueue(job("echo"), randomUUID());
       const result = await producer.waitForResult(j, 10_000);
       expect(result).toEqual({
-        result: `${prefix}:payload:x`,
+        result: payloadKey(prefix, "x"),
         contentType: "tensor/binary",
         bytes: 3,
         shape: [3],
