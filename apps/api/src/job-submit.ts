@@ -181,7 +181,7 @@ async function createJob(
   if (principal.key) await deps.limiter.consume(principal.key);
   const cap = principal.key?.max_queued;
   if (cap) {
-    const active = await deps.jobs.activeCount(principal.owner);
+    const active = await deps.jobs.activeCount(principal.owner, cap);
     if (active >= cap)
       throw new AppError(
         "too_many_queued",

@@ -1,5 +1,5 @@
 import dns from "node:dns";
-import { BlockList, isIP } from "node:net";
+import { BlockList, isIP, type LookupFunction } from "node:net";
 import { AppError } from "@hybrid/protocol";
 
 /** Longest webhook URL accepted, in characters. */
@@ -222,4 +222,41 @@ export async function checkWebhookUrl(raw: string, allowedHosts: readonly string
     }
   }
   return url;
+}
+
+/** The `code` of a connection refused by {@link guardedLookup}. */
+export const REFUSED_ADDRESS = "EWEBHOOKADDRESS";
+
+/**
+ * A DNS lookup for the HTTP client that refuses internal addresses at connect time, so a host
+ * that passed {@link checkWebhookUrl} cannot answer differently when the connection is made
+ * (DNS rebinding). Hosts in `allowedHosts` resolve as usual.
+ */
+export function guardedLookup(allowedHosts: readonly string[]): LookupFunction {
+  const allowed = new Set(allowedHosts.map((h) => h.toLowerCase()));
+  return (hostname, options, callback) => {
+    dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err, "", 0);
+      if (!allowed.has(hostname.toLowerCase())) {
+        for (const { address } of addresses) {
+          const reason = blockedAddressReason(address);
+          if (reason) {
+            const refused = Object.assign(new Error(`${hostname} resolves to ${address}, ${reason}.`), {
+              code: REFUSED_ADDRESS,
+            });
+            return callback(refused, "", 0);
+          }
+        }
+      }
+      const [first] = addresses;
+      if (options.all) return callback(null, addresses);
+      if (!first)
+        return callback(
+          Object.assign(new Error(`${hostname} has no address.`), { code: "ENOTFOUND" }),
+          "",
+          0,
+        );
+      callback(null, first.address, first.family);
+    });
+  };
 }

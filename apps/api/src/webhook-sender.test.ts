@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
+import dns from "node:dns";
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { UnrecoverableError } from "bullmq";
 import { Webhook } from "standardwebhooks";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { deliverWebhook, WEBHOOK_USER_AGENT, type WebhookDelivery } from "./webhook-sender.ts";
 
 interface Received {
@@ -158,5 +159,38 @@ describe("deliverWebhook", () => {
     expect(seen?.redirect).toBe("manual");
     expect(seen?.signal).toBeInstanceOf(AbortSignal);
     expect(received).toHaveLength(0);
+  });
+});
+
+describe("DNS rebinding", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("refuses at connect time a host that checked public but then resolves to an internal address", async () => {
+    const port = (server.address() as AddressInfo).port;
+    // The check sees a public address; the connection's own lookup gets loopback.
+    vi.spyOn(dns.promises, "lookup").mockResolvedValue([{ address: "93.184.216.34", family: 4 }] as never);
+    vi.spyOn(dns, "lookup").mockImplementation(((_h: string, _o: unknown, cb: (...a: unknown[]) => void) =>
+      cb(null, [{ address: "127.0.0.1", family: 4 }])) as never);
+    const err = await deliverWebhook(delivery({ url: `http://rebind.test:${port}/hook` }), {
+      timeoutMs: 2000,
+      allowedHosts: [],
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect((err as Error).message).toMatch(/loopback/);
+    expect(received).toEqual([]);
+  });
+
+  it("connects as usual to an allowed host whose name resolves to loopback", async () => {
+    const port = (server.address() as AddressInfo).port;
+    vi.spyOn(dns, "lookup").mockImplementation(((_h: string, _o: unknown, cb: (...a: unknown[]) => void) =>
+      cb(null, [{ address: "127.0.0.1", family: 4 }])) as never);
+    const res = await deliverWebhook(delivery({ url: `http://hooks.internal:${port}/hook` }), {
+      timeoutMs: 2000,
+      allowedHosts: ["hooks.internal"],
+    });
+    expect(res.status).toBe(204);
+    expect(received).toHaveLength(1);
   });
 });

@@ -1,7 +1,8 @@
 import { AppError } from "@hybrid/protocol";
 import { UnrecoverableError } from "bullmq";
 import { Webhook } from "standardwebhooks";
-import { checkWebhookUrl } from "./webhook-guard.ts";
+import { Agent, fetch as undiciFetch } from "undici";
+import { checkWebhookUrl, guardedLookup, REFUSED_ADDRESS } from "./webhook-guard.ts";
 
 /** One webhook call, as stored in a `webhooks` job. Job data must stay small: BullMQ copies it as JSON. */
 export interface WebhookDelivery {
@@ -21,8 +22,26 @@ export interface DeliverWebhookOptions {
   timeoutMs: number;
   /** Hosts exempt from the address check (see `parseAllowedHosts`). */
   allowedHosts: readonly string[];
-  /** @defaultValue the global `fetch` */
+  /** @defaultValue a fetch whose connections refuse internal addresses (see {@link guardedFetch}) */
   fetchImpl?: typeof fetch;
+}
+
+const agents = new Map<string, Agent>();
+
+/**
+ * undici's fetch over a connection pool whose DNS lookups refuse internal addresses (unless
+ * allowed): the address checked is the address connected to, whatever DNS says in between.
+ */
+export function guardedFetch(allowedHosts: readonly string[]): typeof fetch {
+  const key = [...allowedHosts].sort().join(",");
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = new Agent({ connect: { lookup: guardedLookup(allowedHosts) } });
+    agents.set(key, agent);
+  }
+  const dispatcher = agent;
+  return ((input: Parameters<typeof fetch>[0], init?: RequestInit) =>
+    undiciFetch(input as never, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
 }
 
 /** Sent as `user-agent`, so receivers can tell our calls apart in their logs. */
@@ -77,7 +96,7 @@ export async function deliverWebhook(
     throw unrecoverable(`Webhook secret is not usable: ${(e as Error).message}`, e);
   }
 
-  const fetchImpl = opts.fetchImpl ?? fetch;
+  const fetchImpl = opts.fetchImpl ?? guardedFetch(opts.allowedHosts);
   let res: Response;
   try {
     res = await fetchImpl(url, {
@@ -95,6 +114,8 @@ export async function deliverWebhook(
     });
   } catch (e) {
     const err = e as Error & { cause?: { code?: unknown } };
+    if (err.cause?.code === REFUSED_ADDRESS)
+      throw unrecoverable(`Webhook refused at connect: ${(err.cause as unknown as Error).message}`, e);
     const what =
       err.name === "TimeoutError"
         ? `timed out after ${opts.timeoutMs} ms`

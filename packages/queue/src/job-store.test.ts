@@ -113,3 +113,17 @@ describe("JobStore", () => {
     expect(await store.claimIdempotencyKey("o2", key, "job-4", "fp-4", 60)).toBeNull();
   });
 });
+
+describe("JobStore.activeCount", () => {
+  it("drops finished jobs the unfinished set still holds once the count reaches the cap", async () => {
+    const a = await submit("capped");
+    const b = await submit("capped");
+    // b finishes without its terminal event being written (its process died in between).
+    const bull = await queues.queue(b.queue).getJob(b.id);
+    await bull!.remove();
+    expect(await store.activeCount("capped")).toBe(2);
+    expect(await store.activeCount("capped", 2)).toBe(1);
+    expect(await store.activeCount("capped")).toBe(1);
+    expect((await store.describe(a.id))?.status).toBe("queued");
+  });
+});

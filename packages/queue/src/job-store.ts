@@ -276,8 +276,13 @@ export class JobStore {
     return { jobs, next: ids.length > limit ? (page[page.length - 1] ?? null) : null };
   }
 
-  /** Unfinished jobs of an owner (for the per-key cap); entries past retention are dropped. */
-  async activeCount(owner: string): Promise<number> {
+  /**
+   * Unfinished jobs of an owner (for the per-key cap); entries past retention are dropped. At
+   * `verifyFrom` or more, each entry's job is checked and finished ones dropped: a job leaves the
+   * set with its terminal event, which is written just after BullMQ records the end (or never,
+   * if that process died in between) — the cap must not count such jobs.
+   */
+  async activeCount(owner: string, verifyFrom = Number.POSITIVE_INFINITY): Promise<number> {
     const key = ownerActiveKey(this.prefix, owner);
     const [, count] = (await this.redis
       .multi()
@@ -287,7 +292,18 @@ export class JobStore {
       [null, 0],
       [null, 0],
     ];
-    return Number(count?.[1] ?? 0);
+    const n = Number(count?.[1] ?? 0);
+    if (n < verifyFrom) return n;
+    const ids = await this.redis.zrange(key, 0, -1);
+    const done = await Promise.all(
+      ids.map(async (id) => {
+        const job = await this.describe(id);
+        return !job || isTerminal(job.status) ? id : null;
+      }),
+    );
+    const finished = done.filter((id): id is string => id !== null);
+    if (finished.length > 0) await this.redis.zrem(key, ...finished);
+    return ids.length - finished.length;
   }
 
   /**
