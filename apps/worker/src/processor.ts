@@ -31,6 +31,7 @@ export function createProcessor(runtime: VaeRuntime, store: PayloadStore, jobs: 
       // The record (cancel flag, `started` event) and the input are read side by side.
       const [meta, input] = await Promise.all([job.id ? jobs.meta(job.id) : null, store.get(data.input)]);
       if (meta?.canceledAt) throw canceled();
+      jlog.info({ kind: data.kind, queuedMs: Date.now() - job.timestamp }, "job started");
       if (meta) {
         const object = await jobs.build(meta, job, "active");
         if (object) await jobs.publish(meta, "started", object);
