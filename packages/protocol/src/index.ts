@@ -1,5 +1,6 @@
 export * from "./errors.ts";
 export * from "./flux.ts";
+export * from "./generate.ts";
 export * from "./half.ts";
 export * from "./jobs.ts";
 export * from "./media.ts";

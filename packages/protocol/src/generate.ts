@@ -1,0 +1,237 @@
+import { z } from "zod";
+import { AppError } from "./errors.ts";
+import { WebhookEventFilter } from "./jobs.ts";
+
+/**
+ * Generation requests (PROTOCOL §3–4) in every shape real clients send, normalised to one
+ * {@link GenerateParams}. Pure: the API parses with it, the worker checks again.
+ */
+
+/** The schedulers a request may name (`scheduler`); diffusers' class names are accepted too. */
+export const SchedulerName = z.enum([
+  "euler",
+  "euler_a",
+  "ddim",
+  "lcm",
+  "dpmpp_2m",
+  "dpmpp_2m_karras",
+  "pndm",
+]);
+export type SchedulerName = z.infer<typeof SchedulerName>;
+
+const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerName>> = {
+  EulerDiscreteScheduler: "euler",
+  EulerAncestralDiscreteScheduler: "euler_a",
+  DDIMScheduler: "ddim",
+  LCMScheduler: "lcm",
+  DPMSolverMultistepScheduler: "dpmpp_2m",
+  PNDMScheduler: "pndm",
+};
+
+/** A scheduler name as a request gives it (case-insensitive; class names too), or null if unknown. */
+export function schedulerNameOf(raw: string): SchedulerName | null {
+  const lower = raw
+    .trim()
+    .toLowerCase()
+    .replace(/[\s-]+/g, "_");
+  const byName = SchedulerName.safeParse(lower);
+  if (byName.success) return byName.data;
+  return SCHEDULER_CLASSES[raw.trim()] ?? null;
+}
+
+/** Limits of one generation; users tune them through the apps' settings. */
+export interface GenerateLimits {
+  /** Largest width × height. @defaultValue 1024 × 1024 */
+  maxPixels: number;
+  /** Largest width or height. @defaultValue 2048 */
+  maxSide: number;
+  /** Most denoising steps. @defaultValue 100 */
+  maxSteps: number;
+  /** Largest guidance scale. @defaultValue 30 */
+  maxGuidance: number;
+  /** Longest prompt, in characters (tokens beyond 75 are truncated anyway). @defaultValue 4000 */
+  maxPromptChars: number;
+}
+
+export const DEFAULT_GENERATE_LIMITS: GenerateLimits = {
+  maxPixels: 1024 * 1024,
+  maxSide: 2048,
+  maxSteps: 100,
+  maxGuidance: 30,
+  maxPromptChars: 4000,
+};
+
+/** A model's defaults for what a request leaves out (`GET /v1/models` lists them). */
+export const GenerateDefaults = z.object({
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  num_inference_steps: z.number().int().positive(),
+  guidance_scale: z.number(),
+  scheduler: SchedulerName,
+  strength: z.number(),
+});
+export type GenerateDefaults = z.infer<typeof GenerateDefaults>;
+
+/** A generation after parsing, defaults applied and limits checked: what a `generate` job runs. */
+export const GenerateParams = z.object({
+  task: z.enum(["text-to-image", "image-to-image"]),
+  prompt: z.string(),
+  negative_prompt: z.string(),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  num_inference_steps: z.number().int().positive(),
+  guidance_scale: z.number(),
+  scheduler: SchedulerName,
+  /** Image-to-image only: how far the init image is noised (1 ignores it). */
+  strength: z.number().min(0).max(1),
+  /** Always set: drawn at random when the request gives none, and reported back (`x-seed`). */
+  seed: z.number().int().nonnegative(),
+  /** Image-to-image: resize the result to this size when given. */
+  target_size: z
+    .object({ width: z.number().int().positive(), height: z.number().int().positive() })
+    .nullable(),
+});
+export type GenerateParams = z.infer<typeof GenerateParams>;
+
+/** How the answer is written: image bytes (HF task clients) or `{"image": "<base64>"}` (handler clients). */
+export const GenerateResponse = z.enum(["image", "json"]);
+export type GenerateResponse = z.infer<typeof GenerateResponse>;
+
+const num = z.number().refine(Number.isFinite, "must be a finite number");
+const int = z.number().int("must be an integer");
+const Size = z.object({ width: int, height: int });
+
+/** Every parameter any client shape may carry, flat or under `parameters`. */
+const Parameters = z.looseObject({
+  prompt: z.string().optional(),
+  negative_prompt: z.union([z.string(), z.array(z.string())]).nullish(),
+  height: int.nullish(),
+  width: int.nullish(),
+  target_size: Size.nullish(),
+  guidance_scale: num.nullish(),
+  num_inference_steps: int.nullish(),
+  /** The handler spec's name for num_inference_steps. */
+  inference_steps: int.nullish(),
+  scheduler: z.string().nullish(),
+  seed: int.nullish(),
+  strength: num.nullish(),
+});
+
+/** The JSON body of a generation request, either shape. */
+export const GenerateBody = Parameters.extend({
+  inputs: z.string(),
+  parameters: Parameters.nullish(),
+  /** A webhook for JSON clients (binary endpoints use X-Webhook-Url). */
+  webhook: z.string().nullish(),
+  webhook_events_filter: z.array(WebhookEventFilter).nullish(),
+});
+export type GenerateBody = z.infer<typeof GenerateBody>;
+
+const FLAT_KEYS = [
+  "negative_prompt",
+  "height",
+  "width",
+  "guidance_scale",
+  "num_inference_steps",
+  "inference_steps",
+  "scheduler",
+  "seed",
+  "strength",
+] as const;
+
+/** True for the custom-handler shape (parameters at the top level), which answers JSON. */
+export const isHandlerStyle = (body: GenerateBody): boolean =>
+  !body.parameters && FLAT_KEYS.some((k) => body[k] !== undefined && body[k] !== null);
+
+const invalid = (parameter: string, message: string) =>
+  new AppError("invalid_parameter", `Invalid ${parameter}: ${message}.`, { details: { parameter } });
+
+/**
+ * The generation a request asks for: flat fields and `parameters` merged (`parameters` wins),
+ * model defaults for what is missing, every limit checked. Errors are 400 `invalid_parameter`
+ * naming the parameter.
+ */
+export function resolveGenerate(
+  task: GenerateParams["task"],
+  prompt: string,
+  p: z.infer<typeof Parameters>,
+  defaults: GenerateDefaults,
+  limits: GenerateLimits,
+  randomSeed: () => number,
+): GenerateParams {
+  if (prompt.trim() === "")
+    throw invalid(task === "text-to-image" ? "inputs" : "prompt", "the prompt is empty");
+  if (prompt.length > limits.maxPromptChars)
+    throw invalid("inputs", `the prompt is longer than ${limits.maxPromptChars} characters`);
+  const negative = Array.isArray(p.negative_prompt)
+    ? p.negative_prompt.join(", ")
+    : (p.negative_prompt ?? "");
+  const target = p.target_size ?? null;
+  // Text-to-image takes its size from target_size when only that is given (older clients);
+  // image-to-image generates at the init image's size (the caller's defaults) and resizes to it.
+  const sized = task === "text-to-image" ? target : null;
+  const width = p.width ?? sized?.width ?? defaults.width;
+  const height = p.height ?? sized?.height ?? defaults.height;
+  for (const [name, v] of [
+    ["width", width],
+    ["height", height],
+  ] as const) {
+    if (v < 64 || v % 8 !== 0) throw invalid(name, `${v} is not a multiple of 8 of at least 64`);
+    if (v > limits.maxSide) throw invalid(name, `${v} is larger than ${limits.maxSide}`);
+  }
+  if (width * height > limits.maxPixels)
+    throw invalid("width", `${width}x${height} is more than the ${limits.maxPixels} pixels allowed`);
+  const steps = p.num_inference_steps ?? p.inference_steps ?? defaults.num_inference_steps;
+  const stepsName = p.num_inference_steps != null ? "num_inference_steps" : "inference_steps";
+  if (steps < 1 || steps > limits.maxSteps)
+    throw invalid(stepsName, `${steps} is not between 1 and ${limits.maxSteps}`);
+  const guidance = p.guidance_scale ?? defaults.guidance_scale;
+  if (guidance < 0 || guidance > limits.maxGuidance)
+    throw invalid("guidance_scale", `${guidance} is not between 0 and ${limits.maxGuidance}`);
+  const strength = p.strength ?? defaults.strength;
+  if (strength < 0 || strength > 1) throw invalid("strength", `${strength} is not between 0 and 1`);
+  let scheduler = defaults.scheduler;
+  if (p.scheduler != null) {
+    const named = schedulerNameOf(p.scheduler);
+    if (!named)
+      throw invalid(
+        "scheduler",
+        `unknown scheduler "${p.scheduler}" (one of ${SchedulerName.options.join(", ")})`,
+      );
+    scheduler = named;
+  }
+  if (p.seed != null && (p.seed < 0 || p.seed > 0xffffffff))
+    throw invalid("seed", `${p.seed} is not between 0 and ${0xffffffff}`);
+  if (target) {
+    for (const [name, v] of [
+      ["target_size.width", target.width],
+      ["target_size.height", target.height],
+    ] as const)
+      if (v < 8 || v > limits.maxSide) throw invalid(name, `${v} is not between 8 and ${limits.maxSide}`);
+    if (target.width * target.height > limits.maxPixels)
+      throw invalid("target_size", `more than the ${limits.maxPixels} pixels allowed`);
+  }
+  return {
+    task,
+    prompt,
+    negative_prompt: negative,
+    width,
+    height,
+    num_inference_steps: steps,
+    guidance_scale: guidance,
+    scheduler,
+    strength: task === "text-to-image" ? 1 : strength,
+    seed: p.seed ?? randomSeed(),
+    target_size: task === "image-to-image" ? target : null,
+  };
+}
+
+/** Merges a body's flat fields with its `parameters` (which win) into one parameter set. */
+export function parametersOf(body: GenerateBody): z.infer<typeof Parameters> {
+  const merged: Record<string, unknown> = {};
+  for (const source of [body, body.parameters ?? {}]) {
+    for (const [k, v] of Object.entries(source))
+      if (v !== undefined && v !== null && k !== "parameters") merged[k] = v;
+  }
+  return Parameters.parse(merged);
+}
