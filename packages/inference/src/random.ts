@@ -28,3 +28,28 @@ export function gaussian(n: number, seed: number | null): Float32Array {
   }
   return out;
 }
+
+/**
+ * A stream of standard normal samples: each call continues where the last one stopped, so a
+ * generation that draws noise step by step gets the same values from the same seed.
+ */
+export function gaussianStream(seed: number): (n: number) => Float32Array {
+  const rand = mulberry32(seed);
+  let spare: number | null = null;
+  return (n) => {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      if (spare !== null) {
+        out[i] = spare;
+        spare = null;
+        continue;
+      }
+      const u = 1 - rand();
+      const v = rand();
+      const r = Math.sqrt(-2 * Math.log(u));
+      out[i] = r * Math.cos(2 * Math.PI * v);
+      spare = r * Math.sin(2 * Math.PI * v);
+    }
+    return out;
+  };
+}

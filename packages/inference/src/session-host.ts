@@ -1,4 +1,5 @@
 import { Piscina } from "piscina";
+import type { GenerateResult, GenerateTask } from "./diffusion/pipeline.ts";
 import type { SessionSettings } from "./session-cache.ts";
 import type { DescribeResult, RunResult, ThreadTask } from "./vae-tasks.ts";
 
@@ -37,8 +38,13 @@ export class SessionHost {
     return this.pool.run({ op: "describe", path } satisfies ThreadTask);
   }
 
-  run(task: Exclude<ThreadTask, { op: "describe" }>): Promise<RunResult> {
+  run(task: Exclude<ThreadTask, { op: "describe" | "generate" }>): Promise<RunResult> {
     return this.pool.run(task);
+  }
+
+  /** Runs a generation; its progress port is moved to the thread. */
+  generate(task: GenerateTask): Promise<GenerateResult> {
+    return this.pool.run(task, task.progress ? { transferList: [task.progress as never] } : {});
   }
 
   async close(): Promise<void> {

@@ -48,19 +48,24 @@ export class VaeRuntime {
     private readonly host: SessionHost,
     private readonly served: Map<string, Served>,
     private readonly opts: RuntimeOptions,
+    private readonly ownsHost: boolean,
   ) {}
 
-  static async open(sources: ModelSource[], opts: RuntimeOptions): Promise<VaeRuntime> {
-    const host = new SessionHost(opts);
+  /**
+   * Opens the models on `shared` session threads when given (so a pipeline's VAE sessions serve
+   * the VAE endpoints too), or on threads of its own, closed with the runtime.
+   */
+  static async open(sources: ModelSource[], opts: RuntimeOptions, shared?: SessionHost): Promise<VaeRuntime> {
+    const host = shared ?? new SessionHost(opts);
     try {
       const served = new Map<string, Served>();
       for (const src of sources) {
         const files = await resolveModelDir(src);
         served.set(src.id, { files, info: await describeModel(host, files) });
       }
-      return new VaeRuntime(host, served, opts);
+      return new VaeRuntime(host, served, opts, shared === undefined);
     } catch (e) {
-      await host.close();
+      if (!shared) await host.close();
       throw e;
     }
   }
@@ -164,7 +169,7 @@ export class VaeRuntime {
   }
 
   async close(): Promise<void> {
-    await this.host.close();
+    if (this.ownsHost) await this.host.close();
   }
 }
 

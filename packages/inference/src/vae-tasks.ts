@@ -1,8 +1,9 @@
 import type { DecodeOutput, InputDType, Scaling } from "@hybrid/protocol";
+import type { GenerateTask } from "./diffusion/pipeline.ts";
 import type { GraphIO } from "./session-cache.ts";
 
-/** Messages between the runtime (main thread) and a session thread. Plain data: they are structured-cloned. */
-export type ThreadTask = DescribeTask | DecodeTask | EncodeTask;
+/** Messages between the runtimes (main thread) and a session thread. Plain data: they are structured-cloned. */
+export type ThreadTask = DescribeTask | DecodeTask | EncodeTask | GenerateTask;
 
 export interface DescribeTask {
   op: "describe";

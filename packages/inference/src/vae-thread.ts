@@ -3,6 +3,7 @@
 // stays free for BullMQ's lock renewal.
 import { workerData } from "node:worker_threads";
 import { AppError, decodeToFloat32, encodeFromFloat32, unpackFluxLatents } from "@hybrid/protocol";
+import { type GenerateResult, generate } from "./diffusion/pipeline.ts";
 import { fromOrtTensor, toOrtTensor } from "./ort-tensor.ts";
 import { imageToNCHW, sliceFirst, toUint8ChannelsLast, toUnitRangeNCHW } from "./postprocess.ts";
 import { gaussian } from "./random.ts";
@@ -118,7 +119,7 @@ async function encode(t: EncodeTask): Promise<RunResult> {
 }
 
 /** Piscina calls this for every task sent to the pool. */
-export default async function handle(task: ThreadTask): Promise<DescribeResult | RunResult> {
+export default async function handle(task: ThreadTask): Promise<DescribeResult | RunResult | GenerateResult> {
   switch (task.op) {
     case "describe":
       return describe(task.path);
@@ -126,6 +127,12 @@ export default async function handle(task: ThreadTask): Promise<DescribeResult |
       return decode(task);
     case "encode":
       return encode(task);
+    case "generate":
+      try {
+        return await generate(task, settings);
+      } finally {
+        task.progress?.close();
+      }
     default:
       throw new AppError("internal", "Unknown thread task.");
   }

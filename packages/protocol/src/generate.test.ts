@@ -64,9 +64,10 @@ describe("generation requests", () => {
       height: 256,
       num_inference_steps: 12,
       guidance_scale: 5,
-      scheduler: "pndm",
+      scheduler: null,
       strength: 1,
       seed: 1234,
+      previews: false,
       target_size: null,
     });
   });
@@ -101,9 +102,10 @@ describe("generation requests", () => {
       },
       "image-to-image",
     );
+    // Image-to-image generates at the init image's size unless one is given.
     expect(i2i).toMatchObject({
-      width: 512,
-      height: 512,
+      width: null,
+      height: null,
       strength: 0.3,
       target_size: { width: 100, height: 60 },
     });

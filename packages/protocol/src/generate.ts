@@ -72,16 +72,27 @@ export const GenerateDefaults = z.object({
 });
 export type GenerateDefaults = z.infer<typeof GenerateDefaults>;
 
+/** What a pipeline model does and its defaults (workers announce it with the model). */
+export const GenerationInfo = z.object({
+  tasks: z.array(z.enum(["text-to-image", "image-to-image"])).min(1),
+  defaults: GenerateDefaults,
+});
+export type GenerationInfo = z.infer<typeof GenerationInfo>;
+
 /** A generation after parsing, defaults applied and limits checked: what a `generate` job runs. */
 export const GenerateParams = z.object({
   task: z.enum(["text-to-image", "image-to-image"]),
   prompt: z.string(),
   negative_prompt: z.string(),
-  width: z.number().int().positive(),
-  height: z.number().int().positive(),
+  /** Null for image-to-image without an explicit size: the init image's size (rounded down to 8). */
+  width: z.number().int().positive().nullable(),
+  height: z.number().int().positive().nullable(),
   num_inference_steps: z.number().int().positive(),
   guidance_scale: z.number(),
-  scheduler: SchedulerName,
+  /** Null: the model's own scheduler config, exactly as shipped. */
+  scheduler: SchedulerName.nullable(),
+  /** Send a small latent preview with each progress event. */
+  previews: z.boolean(),
   /** Image-to-image only: how far the init image is noised (1 ignores it). */
   strength: z.number().min(0).max(1),
   /** Always set: drawn at random when the request gives none, and reported back (`x-seed`). */
@@ -115,6 +126,8 @@ const Parameters = z.looseObject({
   scheduler: z.string().nullish(),
   seed: int.nullish(),
   strength: num.nullish(),
+  /** Our extension: latent previews in the progress events (SSE, webhooks). */
+  previews: z.boolean().nullish(),
 });
 
 /** The JSON body of a generation request, either shape. */
@@ -128,6 +141,7 @@ export const GenerateBody = Parameters.extend({
 export type GenerateBody = z.infer<typeof GenerateBody>;
 
 const FLAT_KEYS = [
+  "previews",
   "negative_prompt",
   "height",
   "width",
@@ -169,17 +183,19 @@ export function resolveGenerate(
   const target = p.target_size ?? null;
   // Text-to-image takes its size from target_size when only that is given (older clients);
   // image-to-image generates at the init image's size (the caller's defaults) and resizes to it.
-  const sized = task === "text-to-image" ? target : null;
-  const width = p.width ?? sized?.width ?? defaults.width;
-  const height = p.height ?? sized?.height ?? defaults.height;
+  const t2i = task === "text-to-image";
+  const sized = t2i ? target : null;
+  const width = p.width ?? sized?.width ?? (t2i ? defaults.width : null);
+  const height = p.height ?? sized?.height ?? (t2i ? defaults.height : null);
   for (const [name, v] of [
     ["width", width],
     ["height", height],
   ] as const) {
+    if (v === null) continue;
     if (v < 64 || v % 8 !== 0) throw invalid(name, `${v} is not a multiple of 8 of at least 64`);
     if (v > limits.maxSide) throw invalid(name, `${v} is larger than ${limits.maxSide}`);
   }
-  if (width * height > limits.maxPixels)
+  if (width !== null && height !== null && width * height > limits.maxPixels)
     throw invalid("width", `${width}x${height} is more than the ${limits.maxPixels} pixels allowed`);
   const steps = p.num_inference_steps ?? p.inference_steps ?? defaults.num_inference_steps;
   const stepsName = p.num_inference_steps != null ? "num_inference_steps" : "inference_steps";
@@ -190,7 +206,7 @@ export function resolveGenerate(
     throw invalid("guidance_scale", `${guidance} is not between 0 and ${limits.maxGuidance}`);
   const strength = p.strength ?? defaults.strength;
   if (strength < 0 || strength > 1) throw invalid("strength", `${strength} is not between 0 and 1`);
-  let scheduler = defaults.scheduler;
+  let scheduler: SchedulerName | null = null;
   if (p.scheduler != null) {
     const named = schedulerNameOf(p.scheduler);
     if (!named)
@@ -222,6 +238,7 @@ export function resolveGenerate(
     scheduler,
     strength: task === "text-to-image" ? 1 : strength,
     seed: p.seed ?? randomSeed(),
+    previews: p.previews ?? false,
     target_size: task === "image-to-image" ? target : null,
   };
 }

@@ -1,3 +1,4 @@
+/// <reference path="../types/huggingface-tokenizers.d.ts" />
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type AddedTokenConfig, Tokenizer, type TokenizerJSON } from "@huggingface/tokenizers";

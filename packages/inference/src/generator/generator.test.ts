@@ -4,6 +4,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MODELS, generateDefaultModels, generateVaeModel } from "./index.ts";
+import { DEFAULT_PIPELINES } from "./pipelines.ts";
 
 let root: string;
 const sessions: ort.InferenceSession[] = [];
@@ -138,7 +139,10 @@ describe("generateDefaultModels", () => {
     const path = join(root, "sd-v1-tiny", "vae_decoder", "model.onnx");
     const before = (await stat(path)).mtimeMs;
     await new Promise((r) => setTimeout(r, 20));
-    expect(await generateDefaultModels(root)).toEqual(DEFAULT_MODELS.map((m) => m.id));
+    expect(await generateDefaultModels(root)).toEqual([
+      ...DEFAULT_MODELS.map((m) => m.id),
+      ...DEFAULT_PIPELINES.map((p) => p.id),
+    ]);
     expect((await stat(path)).mtimeMs).toBe(before);
     await generateDefaultModels(root, { force: true });
     expect((await stat(path)).mtimeMs).toBeGreaterThan(before);

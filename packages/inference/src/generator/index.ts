@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Family } from "@hybrid/protocol";
+import { generateDefaultPipelines } from "./pipelines.ts";
 import { buildDecoder, buildEncoder, FAMILY_SPECS, vaeConfig } from "./vae-models.ts";
 
 export interface GenerateVaeOptions {
@@ -139,8 +140,9 @@ async function isUpToDate(dir: string, r: Resolved): Promise<boolean> {
 }
 
 /**
- * Writes `<root>/<id>` for each of DEFAULT_MODELS and returns the ids. A model already generated
- * with the same settings is left alone unless `force` is set.
+ * Writes `<root>/<id>` for each of DEFAULT_MODELS (VAEs) and DEFAULT_PIPELINES (small diffusion
+ * pipelines) and returns the ids. A model already generated with the same settings is left alone
+ * unless `force` is set.
  */
 export async function generateDefaultModels(root: string, opts: { force?: boolean } = {}): Promise<string[]> {
   for (const { id, ...options } of DEFAULT_MODELS) {
@@ -148,5 +150,6 @@ export async function generateDefaultModels(root: string, opts: { force?: boolea
     if (!opts.force && (await isUpToDate(outDir, resolve({ ...options, outDir })))) continue;
     await generateVaeModel({ ...options, outDir });
   }
-  return DEFAULT_MODELS.map((m) => m.id);
+  const pipelines = await generateDefaultPipelines(root, opts);
+  return [...DEFAULT_MODELS.map((m) => m.id), ...pipelines];
 }

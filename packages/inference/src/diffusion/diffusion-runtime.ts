@@ -1,0 +1,185 @@
+import { MessageChannel } from "node:worker_threads";
+import {
+  AppError,
+  type GenerateDefaults,
+  type GenerateParams,
+  type GenerationInfo,
+  SchedulerName,
+  schedulerNameOf,
+} from "@hybrid/protocol";
+import sharp from "sharp";
+import { decodeImage, encodeImage, ImageDecodeError } from "../image.ts";
+import type { ModelSource } from "../registry.ts";
+import type { SessionHost } from "../session-host.ts";
+import type { ProgressMessage } from "./pipeline.ts";
+import { type PipelineFiles, resolvePipelineDir } from "./pipeline-files.ts";
+
+/** One step done, as the job reports it; `preview` is a small JPEG data URL when asked for. */
+export interface GenerateProgress {
+  step: number;
+  total: number;
+  preview?: string;
+}
+
+export interface GenerateOptions {
+  /** Image-to-image: the init image file (PNG, JPEG or WebP). */
+  init: Uint8Array | null;
+  format: "png" | "jpeg";
+  /** Aborting it stops the generation at its next step (AppError `canceled`). */
+  signal?: AbortSignal;
+  onProgress?: (p: GenerateProgress) => void;
+  /** Largest init image accepted, in pixels. */
+  maxPixels: number;
+}
+
+export interface GenerateAnswer {
+  bytes: Uint8Array;
+  contentType: string;
+  width: number;
+  height: number;
+  /** The prompt was cut to the text encoder's 77 tokens. */
+  truncated: boolean;
+}
+
+/**
+ * The diffusion pipelines a worker serves, on the same session threads as its VAEs (a
+ * pipeline's VAE sessions are the VAE endpoints' sessions: loaded once per thread). The denoise
+ * loop runs in a thread; here only image decoding/encoding and progress relaying happen.
+ */
+export class DiffusionRuntime {
+  private constructor(
+    private readonly host: SessionHost,
+    private readonly served: Map<string, { files: PipelineFiles; info: GenerationInfo }>,
+  ) {}
+
+  /** Finds the pipelines among `sources` (directories with a UNet) and loads their sessions. */
+  static async open(sources: ModelSource[], host: SessionHost): Promise<DiffusionRuntime> {
+    const served = new Map<string, { files: PipelineFiles; info: GenerationInfo }>();
+    for (const src of sources) {
+      const files = await resolvePipelineDir(src);
+      if (!files) continue;
+      for (const path of [
+        ...files.textEncoders,
+        files.unet,
+        files.vaeDecoder,
+        ...(files.vaeEncoder ? [files.vaeEncoder] : []),
+      ])
+        await host.describe(path);
+      served.set(src.id, { files, info: generationInfo(files) });
+    }
+    return new DiffusionRuntime(host, served);
+  }
+
+  /** What each pipeline does, by model id (workers announce it; the API validates with it). */
+  get models(): Map<string, GenerationInfo> {
+    return new Map([...this.served].map(([id, s]) => [id, s.info]));
+  }
+
+  async generate(model: string, params: GenerateParams, opts: GenerateOptions): Promise<GenerateAnswer> {
+    const served = this.served.get(model);
+    if (!served) throw new AppError("unknown_model", `This worker does not generate with model ${model}.`);
+    const { files, info } = served;
+    let init: { data: Uint8Array; width: number; height: number } | null = null;
+    let width = params.width ?? info.defaults.width;
+    let height = params.height ?? info.defaults.height;
+    if (params.task === "image-to-image") {
+      if (!opts.init) throw new AppError("invalid_image", "Image-to-image needs an image.");
+      if (!files.vaeEncoder)
+        throw new AppError("unsupported_operation", `Model ${model} has no VAE encoder.`);
+      const img = await readImage(opts.init, opts.maxPixels);
+      // Generate at the image's size (down to multiples of 8), unless the request gave one.
+      width = params.width ?? img.width - (img.width % 8);
+      height = params.height ?? img.height - (img.height % 8);
+      if (width < 8 || height < 8)
+        throw new AppError("invalid_image", "The image must be at least 8x8 pixels.");
+      init = { data: await resize(img.data, img.width, img.height, width, height), width, height };
+    }
+
+    const cancel = new Int32Array(new SharedArrayBuffer(4));
+    const abort = () => Atomics.store(cancel, 0, 1);
+    opts.signal?.addEventListener("abort", abort, { once: true });
+    if (opts.signal?.aborted) abort();
+    const { port1, port2 } = new MessageChannel();
+    // Previews are encoded asynchronously: a chain keeps the reports in step order.
+    let reports = Promise.resolve();
+    port2.on("message", (m: ProgressMessage) => {
+      reports = reports.then(async () => {
+        const preview = m.preview
+          ? `data:image/jpeg;base64,${(await encodeImage(m.preview.data, m.preview.width, m.preview.height, "jpeg", { quality: 60 })).toString("base64")}`
+          : undefined;
+        opts.onProgress?.({ step: m.step, total: m.total, ...(preview ? { preview } : {}) });
+      });
+    });
+    try {
+      const out = await this.host.generate({
+        op: "generate",
+        files,
+        params,
+        width,
+        height,
+        init,
+        progress: port1,
+        cancel,
+      });
+      await reports;
+      let data = out.data;
+      let w = out.width;
+      let h = out.height;
+      if (params.target_size) {
+        data = await resize(data, w, h, params.target_size.width, params.target_size.height);
+        ({ width: w, height: h } = params.target_size);
+      }
+      const bytes = await encodeImage(data, w, h, opts.format);
+      return { bytes, contentType: `image/${opts.format}`, width: w, height: h, truncated: out.truncated };
+    } finally {
+      port2.close();
+      opts.signal?.removeEventListener("abort", abort);
+    }
+  }
+}
+
+/** Defaults a request leaves out, from the pipeline's own configs. */
+function generationInfo(files: PipelineFiles): GenerationInfo {
+  const lcm = files.timeCondProjDim !== null;
+  const className = (files.scheduler as { _class_name?: unknown })._class_name;
+  const side = (files.sampleSize ?? 64) * 8;
+  const defaults: GenerateDefaults = {
+    width: side,
+    height: side,
+    num_inference_steps: lcm ? 4 : 25,
+    guidance_scale: lcm ? 8 : files.variant === "sdxl" ? 5 : 7.5,
+    scheduler:
+      (typeof className === "string" ? schedulerNameOf(className) : null) ?? SchedulerName.enum.euler,
+    strength: 0.8,
+  };
+  return {
+    tasks: files.vaeEncoder ? ["text-to-image", "image-to-image"] : ["text-to-image"],
+    defaults,
+  };
+}
+
+async function readImage(bytes: Uint8Array, maxPixels: number) {
+  try {
+    return await decodeImage(bytes, { maxPixels });
+  } catch (e) {
+    if (!(e instanceof ImageDecodeError)) throw e;
+    if (e.reason === "too_large")
+      throw new AppError("too_large", `The image is over the limit of ${maxPixels} pixels.`, { cause: e });
+    throw new AppError("invalid_image", `The image could not be decoded: ${e.message}`, { cause: e });
+  }
+}
+
+async function resize(
+  rgb: Uint8Array,
+  w: number,
+  h: number,
+  width: number,
+  height: number,
+): Promise<Uint8Array> {
+  if (w === width && h === height) return rgb;
+  const out = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } })
+    .resize(width, height, { fit: "fill", kernel: "lanczos3" })
+    .raw()
+    .toBuffer();
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}

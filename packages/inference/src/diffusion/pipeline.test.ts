@@ -1,0 +1,172 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MessageChannel } from "node:worker_threads";
+import { AppError, type GenerateParams } from "@hybrid/protocol";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generatePipelineModel } from "../generator/pipelines.ts";
+import { type GenerateTask, generate, type ProgressMessage } from "./pipeline.ts";
+import { type PipelineFiles, parsePythonJson, resolvePipelineDir } from "./pipeline-files.ts";
+
+const settings = { providers: ["cpu" as const], intraOpThreads: 1 };
+let root: string;
+const files: Record<"sd" | "sdxl" | "lcm", PipelineFiles> = {} as never;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "pipeline-"));
+  await generatePipelineModel({ kind: "sd-v1", outDir: join(root, "sd") });
+  await generatePipelineModel({ kind: "sdxl", outDir: join(root, "sdxl"), ioDtype: "float16" });
+  await generatePipelineModel({ kind: "lcm", outDir: join(root, "lcm") });
+  for (const k of ["sd", "sdxl", "lcm"] as const)
+    files[k] = (await resolvePipelineDir({ id: k, dir: join(root, k) }))!;
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const params = (p: Partial<GenerateParams> = {}): GenerateParams => ({
+  task: "text-to-image",
+  prompt: "a photo of a cat",
+  negative_prompt: "",
+  width: 64,
+  height: 96,
+  num_inference_steps: 4,
+  guidance_scale: 7.5,
+  scheduler: "euler",
+  strength: 1,
+  seed: 42,
+  previews: false,
+  target_size: null,
+  ...p,
+});
+
+const task = (
+  f: PipelineFiles,
+  p: Partial<GenerateParams> = {},
+  extra: Partial<GenerateTask> = {},
+): GenerateTask => ({
+  op: "generate",
+  files: f,
+  params: params(p),
+  width: p.width ?? 64,
+  height: p.height ?? 96,
+  init: null,
+  progress: null,
+  cancel: null,
+  ...extra,
+});
+
+const differ = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) !== 0;
+
+describe("resolvePipelineDir", () => {
+  it("reads each layout", () => {
+    expect(files.sd).toMatchObject({
+      variant: "sd",
+      textEncoders: [expect.stringContaining("text_encoder")],
+      timeCondProjDim: null,
+    });
+    expect(files.sdxl.variant).toBe("sdxl");
+    expect(files.sdxl.textEncoders).toHaveLength(2);
+    expect(files.sdxl.forceZerosForEmptyPrompt).toBe(true);
+    expect(files.lcm.timeCondProjDim).toBeGreaterThan(0);
+  });
+});
+
+describe("generate", () => {
+  it.each(["sd", "sdxl", "lcm"] as const)(
+    "%s: an image of the asked size, the same for the same seed",
+    async (k) => {
+      const a = await generate(task(files[k]), settings);
+      expect([a.width, a.height, a.data.length]).toEqual([64, 96, 64 * 96 * 3]);
+      const b = await generate(task(files[k]), settings);
+      expect(differ(a.data, b.data)).toBe(false);
+      const c = await generate(task(files[k], { seed: 43 }), settings);
+      expect(differ(a.data, c.data)).toBe(true);
+    },
+  );
+
+  it("changes with the prompt, negative prompt, steps, guidance and scheduler", async () => {
+    const base = (await generate(task(files.sd), settings)).data;
+    for (const p of [
+      { prompt: "a red car" },
+      { negative_prompt: "blurry" },
+      { num_inference_steps: 5 },
+      { guidance_scale: 3 },
+      { scheduler: "ddim" as const },
+      { scheduler: "dpmpp_2m_karras" as const },
+      { scheduler: "euler_a" as const },
+      { scheduler: "pndm" as const },
+    ]) {
+      expect(differ(base, (await generate(task(files.sd, p), settings)).data), JSON.stringify(p)).toBe(true);
+    }
+  });
+
+  it("reports progress 1..total, with previews when asked", async () => {
+    const { port1, port2 } = new MessageChannel();
+    const seen: ProgressMessage[] = [];
+    port2.on("message", (m: ProgressMessage) => seen.push(m));
+    await generate(task(files.sd, { num_inference_steps: 6, previews: true }, { progress: port1 }), settings);
+    await new Promise((r) => setTimeout(r, 20));
+    port2.close();
+    expect(seen.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(seen.every((m) => m.total === 6)).toBe(true);
+    expect(seen[0]!.preview).toMatchObject({ width: 8, height: 12 });
+    expect(seen[0]!.preview!.data.length).toBe(8 * 12 * 3);
+  });
+
+  it("stops at the next step once the cancel flag is set", async () => {
+    const cancel = new Int32Array(new SharedArrayBuffer(4));
+    const { port1, port2 } = new MessageChannel();
+    let steps = 0;
+    port2.on("message", () => {
+      steps++;
+      Atomics.store(cancel, 0, 1);
+    });
+    // Messages arrive between awaits: the flag is set after the first step's message.
+    const err = await generate(
+      task(files.sd, { num_inference_steps: 20 }, { progress: port1, cancel }),
+      settings,
+    ).catch((e: unknown) => e);
+    port2.close();
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).code).toBe("canceled");
+    expect(steps).toBeLessThan(20);
+  });
+
+  it("image-to-image: strength 0 is the VAE round trip, and strength 1 ignores the image", async () => {
+    const width = 64;
+    const height = 64;
+    const img = new Uint8Array(width * height * 3);
+    for (let i = 0; i < img.length; i++) img[i] = (i * 7) & 0xff;
+    const init = { data: img, width, height };
+    const i2i = (strength: number, seed = 1) =>
+      generate(task(files.sd, { task: "image-to-image", strength, width, height, seed }, { init }), settings);
+    const zero = await i2i(0);
+    const zeroAgain = await i2i(0, 99);
+    // No denoising step runs: the result does not depend on the seed.
+    expect(differ(zero.data, zeroAgain.data)).toBe(false);
+    const full = await i2i(1);
+    const otherImage = await generate(
+      task(
+        files.sd,
+        { task: "image-to-image", strength: 1, width, height, seed: 1 },
+        { init: { ...init, data: img.map((v) => 255 - v) } },
+      ),
+      settings,
+    );
+    // At strength 1 the init image is noise-drowned: a different image hardly matters.
+    const diff = full.data.reduce((a, v, i) => a + Math.abs(v - otherImage.data[i]!), 0) / full.data.length;
+    const diffZero = zero.data.reduce((a, v, i) => a + Math.abs(v - full.data[i]!), 0) / full.data.length;
+    expect(diff).toBeLessThan(diffZero);
+  });
+});
+
+describe("parsePythonJson", () => {
+  it("reads the bare Infinity/NaN Python's json writes, and nothing inside strings", () => {
+    expect(parsePythonJson('{"lambda_min_clipped": -Infinity, "a": [NaN, Infinity], "s": "NaN"}')).toEqual({
+      lambda_min_clipped: Number.NEGATIVE_INFINITY,
+      a: [Number.NaN, Number.POSITIVE_INFINITY],
+      s: "NaN",
+    });
+  });
+});

@@ -1,0 +1,328 @@
+// The denoising pipeline, run inside a session thread: tokenize, encode the prompt, denoise step
+// by step with the UNet and a scheduler, decode with the VAE. The whole loop stays in the thread
+// (one progress message per step at most), so the main thread stays free for BullMQ.
+import type { MessagePort } from "node:worker_threads";
+import { AppError, type GenerateParams } from "@hybrid/protocol";
+import * as ort from "onnxruntime-node";
+import { fromOrtTensor, toOrtTensor } from "../ort-tensor.ts";
+import { imageToNCHW, toUint8ChannelsLast } from "../postprocess.ts";
+import { gaussianStream } from "../random.ts";
+import { type GraphIO, getSession, type SessionSettings } from "../session-cache.ts";
+import { ClipTokenizer } from "./clip-tokenizer.ts";
+import type { PipelineFiles } from "./pipeline-files.ts";
+import { createScheduler } from "./schedulers/index.ts";
+
+/** A generation as sent to a session thread. Plain data plus a port and a shared flag. */
+export interface GenerateTask {
+  op: "generate";
+  files: PipelineFiles;
+  params: GenerateParams;
+  /** The size to generate (the request's, or the init image's for image-to-image). */
+  width: number;
+  height: number;
+  /** Image-to-image: the init image as RGB bytes, already at `width` × `height`. */
+  init: { data: Uint8Array; width: number; height: number } | null;
+  /** Receives {@link ProgressMessage}s, one per step. */
+  progress: MessagePort | null;
+  /** Set to 1 by the main thread to cancel; checked before every step. */
+  cancel: Int32Array | null;
+}
+
+export interface ProgressMessage {
+  step: number;
+  total: number;
+  /** RGB bytes at latent resolution (width/8 × height/8). */
+  preview?: { data: Uint8Array; width: number; height: number };
+}
+
+export interface GenerateResult {
+  kind: "pixels";
+  data: Uint8Array;
+  frames: 1;
+  width: number;
+  height: number;
+  /** The prompt was longer than the text encoder takes (77 tokens) and was cut. */
+  truncated: boolean;
+}
+
+const tokenizers = new Map<string, Promise<ClipTokenizer>>();
+function tokenizer(dir: string): Promise<ClipTokenizer> {
+  let t = tokenizers.get(dir);
+  if (!t) {
+    t = ClipTokenizer.fromDir(dir);
+    t.catch(() => tokenizers.delete(dir));
+    tokenizers.set(dir, t);
+  }
+  return t;
+}
+
+const find = (list: GraphIO[], name: string) => list.find((g) => g.name === name);
+
+/** Token ids as the text encoder's `input_ids` wants them (int32 or int64). */
+function idsTensor(ids: number[][], type: string): ort.Tensor {
+  const flat = ids.flat();
+  const dims = [ids.length, ids[0]!.length];
+  if (type === "int64")
+    return new ort.Tensor(
+      "int64",
+      BigInt64Array.from(flat, (v) => BigInt(v)),
+      dims,
+    );
+  if (type === "int32") return new ort.Tensor("int32", Int32Array.from(flat), dims);
+  throw new AppError("internal", `The text encoder takes ${type} input_ids, which this server cannot feed.`);
+}
+
+interface TextEmbeddings {
+  /** [batch, sequence, hidden]: batch 2 = [negative, prompt] with guidance, 1 without. */
+  hidden: Float32Array;
+  shape: [number, number, number];
+  /** SDXL's pooled embeddings of the last encoder, [batch, dim]. */
+  pooled: { data: Float32Array; dim: number } | null;
+  truncated: boolean;
+}
+
+/**
+ * Encodes the prompt (and the negative prompt when guidance runs) with every text encoder and
+ * joins their hidden states along the feature axis, as SDXL does with its two encoders.
+ */
+async function encodeText(
+  files: PipelineFiles,
+  prompt: string,
+  negative: string,
+  guidance: boolean,
+  settings: SessionSettings,
+): Promise<TextEmbeddings> {
+  const parts: Array<{ data: Float32Array; hidden: number }> = [];
+  let pooled: TextEmbeddings["pooled"] = null;
+  let truncated = false;
+  let sequence = 0;
+  const batch = guidance ? 2 : 1;
+  for (let e = 0; e < files.textEncoders.length; e++) {
+    const tok = await tokenizer(files.tokenizers[e]!);
+    const cond = tok.encode(prompt);
+    truncated ||= cond.truncated;
+    const ids = guidance ? [tok.encode(negative).ids, cond.ids] : [cond.ids];
+    const { session, inputs, outputs } = await getSession(files.textEncoders[e]!, settings);
+    const idsInput = find(inputs, "input_ids") ?? inputs[0]!;
+    // SDXL takes the penultimate layer when the export has it (hidden_states.N); else the last.
+    const layers = outputs.filter((o) => /^hidden_states\.\d+$/.test(o.name));
+    const hiddenName =
+      files.variant === "sdxl" && layers.length >= 2
+        ? `hidden_states.${layers.length - 2}`
+        : (find(outputs, "last_hidden_state") ?? outputs[0]!).name;
+    const wantPooled = files.variant === "sdxl" && e === files.textEncoders.length - 1;
+    const pooledName = find(outputs, "text_embeds")?.name ?? find(outputs, "pooler_output")?.name;
+    const names = [hiddenName, ...(wantPooled && pooledName ? [pooledName] : [])];
+    const out = await session.run({ [idsInput.name]: idsTensor(ids, idsInput.type) }, names);
+    const h = fromOrtTensor(out[hiddenName] as ort.Tensor);
+    sequence = h.shape[1]!;
+    parts.push({ data: h.data, hidden: h.shape[2]! });
+    if (wantPooled && pooledName) {
+      const p = fromOrtTensor(out[pooledName] as ort.Tensor);
+      pooled = { data: p.data, dim: p.shape[1]! };
+    }
+  }
+  const hidden = parts.reduce((a, p) => a + p.hidden, 0);
+  const joined = new Float32Array(batch * sequence * hidden);
+  for (let b = 0; b < batch; b++)
+    for (let s = 0; s < sequence; s++) {
+      let offset = (b * sequence + s) * hidden;
+      for (const p of parts) {
+        const src = (b * sequence + s) * p.hidden;
+        joined.set(p.data.subarray(src, src + p.hidden), offset);
+        offset += p.hidden;
+      }
+    }
+  // SDXL: an empty negative prompt is "nothing", zeros, not the embedding of an empty string.
+  if (guidance && files.forceZerosForEmptyPrompt && negative.trim() === "") {
+    joined.fill(0, 0, sequence * hidden);
+    pooled?.data.fill(0, 0, pooled.dim);
+  }
+  return { hidden: joined, shape: [batch, sequence, hidden], pooled, truncated };
+}
+
+/** diffusers' `get_guidance_scale_embedding` (LCM): sinusoids of (w - 1) × 1000. */
+export function guidanceEmbedding(guidanceScale: number, dim: number): Float32Array {
+  const w = (guidanceScale - 1) * 1000;
+  const half = Math.floor(dim / 2);
+  const out = new Float32Array(dim);
+  const step = Math.log(10000) / (half - 1);
+  for (let i = 0; i < half; i++) {
+    const x = w * Math.exp(-step * i);
+    out[i] = Math.sin(x);
+    out[half + i] = Math.cos(x);
+  }
+  return out;
+}
+
+/** The UNet's `timestep` input, in the dtype and rank the export declares. */
+function timestepTensor(t: number, io: GraphIO): ort.Tensor {
+  const dims = io.shape.length === 0 ? [] : [1];
+  switch (io.type) {
+    case "int64":
+      return new ort.Tensor("int64", BigInt64Array.of(BigInt(Math.round(t))), dims);
+    case "int32":
+      return new ort.Tensor("int32", Int32Array.of(Math.round(t)), dims);
+    default:
+      return toOrtTensor(Float32Array.of(t), dims, io.type);
+  }
+}
+
+/** Repeats a [1, ...] tensor's values `times` along the batch axis. */
+function repeatBatch(values: Float32Array, times: number): Float32Array {
+  if (times === 1) return values;
+  const out = new Float32Array(values.length * times);
+  for (let i = 0; i < times; i++) out.set(values, i * values.length);
+  return out;
+}
+
+// SD's latent → RGB least-squares factors (the community's "latent preview"), good enough to
+// watch an image form; SDXL's latents are close enough for a preview.
+const PREVIEW = [
+  [0.298, 0.207, 0.208],
+  [0.187, 0.286, 0.173],
+  [-0.158, 0.189, 0.264],
+  [-0.184, -0.271, -0.473],
+];
+
+/** A cheap RGB preview of [1, 4, h, w] latents: a linear projection, no VAE. */
+export function latentPreview(latents: Float32Array, h: number, w: number): Uint8Array {
+  const plane = h * w;
+  const rgb = new Uint8Array(plane * 3);
+  for (let i = 0; i < plane; i++)
+    for (let c = 0; c < 3; c++) {
+      let v = 0;
+      for (let k = 0; k < 4; k++) v += latents[k * plane + i]! * PREVIEW[k]![c]!;
+      rgb[i * 3 + c] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
+    }
+  return rgb;
+}
+
+/** Runs one generation to RGB pixels. Throws AppError `canceled` when the cancel flag is set. */
+export async function generate(task: GenerateTask, settings: SessionSettings): Promise<GenerateResult> {
+  const { files, params, width, height } = task;
+  const h = height / 8;
+  const w = width / 8;
+  const lcm = files.timeCondProjDim !== null;
+  // Guidance as one UNet batch of 2 (negative, prompt) above 1; LCM embeds guidance instead.
+  const cfg = !lcm && params.guidance_scale > 1;
+  const batch = cfg ? 2 : 1;
+  // Image-to-image with strength × steps < 1 denoises nothing (diffusers refuses it): the
+  // answer is the init image's VAE round trip.
+  const steps = params.num_inference_steps;
+  const untouched = task.init !== null && Math.floor(steps * params.strength) === 0;
+  const scheduler = createScheduler(files.scheduler, steps, params.scheduler, {
+    strength: task.init && !untouched ? params.strength : 1,
+  });
+  const text = await encodeText(files, params.prompt, params.negative_prompt, cfg, settings);
+  const noise = gaussianStream(params.seed);
+  const n = 4 * h * w;
+
+  let latents: Float32Array;
+  if (task.init) {
+    if (!files.vaeEncoder)
+      throw new AppError("unsupported_operation", `Model ${files.id} has no VAE encoder.`);
+    const clean = await encodeImage(files, task.init, settings);
+    latents = untouched ? clean : scheduler.addNoise(clean, noise(n), scheduler.beginIndex);
+  } else {
+    latents = noise(n);
+    for (let i = 0; i < n; i++) latents[i]! *= scheduler.initNoiseSigma;
+  }
+
+  const unet = await getSession(files.unet, settings);
+  const io = (name: string) => find(unet.inputs, name);
+  const sampleIo = io("sample") ?? unet.inputs[0]!;
+  const timestepIo = io("timestep");
+  const hiddenIo = io("encoder_hidden_states");
+  if (!timestepIo || !hiddenIo)
+    throw new AppError("internal", `Model ${files.id}: the UNet lacks timestep or encoder_hidden_states.`);
+  const outName = (find(unet.outputs, "out_sample") ?? unet.outputs[0]!).name;
+  const fixed: Record<string, ort.Tensor> = {
+    [hiddenIo.name]: toOrtTensor(text.hidden, text.shape, hiddenIo.type),
+  };
+  const textEmbedsIo = io("text_embeds");
+  const timeIdsIo = io("time_ids");
+  if (textEmbedsIo) {
+    if (!text.pooled)
+      throw new AppError("internal", `Model ${files.id}: no pooled text embeddings for text_embeds.`);
+    fixed[textEmbedsIo.name] = toOrtTensor(text.pooled.data, [batch, text.pooled.dim], textEmbedsIo.type);
+  }
+  if (timeIdsIo) {
+    // original size, crop top-left, target size (SDXL's micro-conditioning).
+    const ids = Float32Array.of(height, width, 0, 0, height, width);
+    fixed[timeIdsIo.name] = toOrtTensor(repeatBatch(ids, batch), [batch, 6], timeIdsIo.type);
+  }
+  const condIo = io("timestep_cond");
+  if (condIo && files.timeCondProjDim) {
+    const emb = guidanceEmbedding(params.guidance_scale, files.timeCondProjDim);
+    fixed[condIo.name] = toOrtTensor(repeatBatch(emb, batch), [batch, files.timeCondProjDim], condIo.type);
+  }
+
+  const end = untouched ? scheduler.beginIndex : scheduler.timesteps.length;
+  const total = end - scheduler.beginIndex;
+  for (let i = scheduler.beginIndex; i < end; i++) {
+    if (task.cancel && Atomics.load(task.cancel, 0) !== 0)
+      throw new AppError("canceled", "The job was canceled.");
+    const t = scheduler.timesteps[i]!;
+    const input = repeatBatch(scheduler.scaleModelInput(latents, i), batch);
+    const out = await unet.session.run(
+      {
+        ...fixed,
+        [sampleIo.name]: toOrtTensor(input, [batch, 4, h, w], sampleIo.type),
+        [timestepIo.name]: timestepTensor(t, timestepIo),
+      },
+      [outName],
+    );
+    const pred = fromOrtTensor(out[outName] as ort.Tensor).data;
+    let eps = pred;
+    if (cfg) {
+      eps = new Float32Array(n);
+      const g = params.guidance_scale;
+      for (let k = 0; k < n; k++) eps[k] = pred[k]! + g * (pred[n + k]! - pred[k]!);
+    }
+    latents = scheduler.step(eps, i, latents, noise);
+    if (task.progress) {
+      const step = i - scheduler.beginIndex + 1;
+      const msg: ProgressMessage = { step, total };
+      if (params.previews) msg.preview = { data: latentPreview(latents, h, w), width: w, height: h };
+      task.progress.postMessage(msg);
+    }
+  }
+  if (task.cancel && Atomics.load(task.cancel, 0) !== 0)
+    throw new AppError("canceled", "The job was canceled.");
+
+  const decoder = await getSession(files.vaeDecoder, settings);
+  const scaled = new Float32Array(n);
+  for (let k = 0; k < n; k++) scaled[k] = latents[k]! / files.scalingFactor + (files.shiftFactor ?? 0);
+  const dIn = decoder.inputs[0]!;
+  const dOut = decoder.outputs[0]!.name;
+  const image = await decoder.session.run({ [dIn.name]: toOrtTensor(scaled, [1, 4, h, w], dIn.type) }, [
+    dOut,
+  ]);
+  const decoded = fromOrtTensor(image[dOut] as ort.Tensor);
+  const rgb = toUint8ChannelsLast(decoded.data, decoded.shape);
+  return { kind: "pixels", data: rgb.data, frames: 1, width, height, truncated: text.truncated };
+}
+
+/** The VAE encoder's latent mean for an RGB image, scaled into the UNet's latent space. */
+async function encodeImage(
+  files: PipelineFiles,
+  init: NonNullable<GenerateTask["init"]>,
+  settings: SessionSettings,
+): Promise<Float32Array> {
+  const encoder = await getSession(files.vaeEncoder!, settings);
+  const eIn = encoder.inputs[0]!;
+  const eOut = encoder.outputs[0]!;
+  const pixels = imageToNCHW(init.data, init.width, init.height, 3);
+  const out = await encoder.session.run(
+    { [eIn.name]: toOrtTensor(pixels, [1, 3, init.height, init.width], eIn.type) },
+    [eOut.name],
+  );
+  const raw = fromOrtTensor(out[eOut.name] as ort.Tensor);
+  // latent_parameters holds mean then log-variance; the mean keeps image-to-image deterministic.
+  const n = 4 * (init.height / 8) * (init.width / 8);
+  const latents = raw.data.slice(0, n);
+  const shift = files.shiftFactor ?? 0;
+  for (let k = 0; k < n; k++) latents[k] = (latents[k]! - shift) * files.scalingFactor;
+  return latents;
+}
