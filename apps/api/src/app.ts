@@ -9,11 +9,12 @@ import { authenticate, modelAllowed } from "./auth.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import type { SubmitDeps } from "./job-submit.ts";
 import type { KeyStore } from "./keys.ts";
+import { type GenerateRouteDeps, generateRoutes } from "./routes/generate.ts";
 import { jobRoutes } from "./routes/jobs.ts";
-import { type VaeRouteDeps, vaeRoutes } from "./routes/vae.ts";
+import { vaeRoutes } from "./routes/vae.ts";
 import type { SseOptions } from "./sse.ts";
 
-export interface AppDeps extends VaeRouteDeps, SubmitDeps {
+export interface AppDeps extends GenerateRouteDeps, SubmitDeps {
   redis: Redis;
   jobs: JobStore;
   hub: JobEventHub;
@@ -79,15 +80,21 @@ export function createApp(deps: AppDeps): Express {
       .sort((a, b) => a.id.localeCompare(b.id));
     res.json({
       object: "list",
-      data: models.map((m) => ({
-        ...m,
-        endpoints: Object.fromEntries(
-          m.operations.map((op) => [op, `/v1/vae/${encodeURIComponent(m.id)}/${op}`]),
-        ),
-      })),
+      data: models.map((m) => {
+        const id = encodeURIComponent(m.id);
+        return {
+          ...m,
+          tasks: ["vae", ...(m.generation?.tasks ?? [])],
+          endpoints: Object.fromEntries([
+            ...m.operations.map((op) => [op, `/v1/vae/${id}/${op}`]),
+            ...(m.generation?.tasks ?? []).map((t) => [t, `/v1/${t}/${id}`]),
+          ]),
+        };
+      }),
     });
   });
   app.use(vaeRoutes(deps));
+  app.use(generateRoutes(deps));
   app.use(jobRoutes(deps));
 
   app.use(notFound);

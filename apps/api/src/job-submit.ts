@@ -41,6 +41,7 @@ export function writeResult(res: Response, result: JobResult, bytes: Buffer): vo
   res.status(200).setHeader("Content-Type", result.contentType);
   if (result.shape) res.setHeader("shape", `[${result.shape.join(", ")}]`);
   if (result.dtype) res.setHeader("dtype", result.dtype);
+  for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
   res.setHeader("Content-Length", bytes.length);
   res.end(bytes);
 }
@@ -72,10 +73,13 @@ export async function submitJob(
   req: Request,
   res: Response,
   data: JobRequest,
-  body: Buffer,
+  body: Buffer | null,
+  opts: { webhook?: { url: string; events?: string[] | null } | null } = {},
 ): Promise<void> {
   const principal = principalOf(res);
-  const webhook = await webhookOf(req, deps, principal);
+  const webhook = opts.webhook
+    ? await checkedWebhook(deps, principal, opts.webhook.url, opts.webhook.events ?? [], "webhook")
+    : await webhookOf(req, deps, principal);
   const prefer = parsePrefer(req.headers.prefer);
 
   const idemHeader = req.headers["idempotency-key"];
@@ -88,7 +92,7 @@ export async function submitJob(
   let job: Job | undefined;
   let meta: JobMeta | undefined;
   if (idemKey) {
-    const fingerprint = fingerprintOf(req, body);
+    const fingerprint = fingerprintOf(req, body ?? Buffer.alloc(0));
     const prior = await deps.jobs.claimIdempotencyKey(
       principal.owner,
       idemKey,
@@ -165,7 +169,7 @@ async function createJob(
   queue: string,
   jobId: string,
   data: JobRequest,
-  body: Buffer,
+  body: Buffer | null,
   webhook: WebhookSpec | null,
 ): Promise<{ job: Job; meta: JobMeta }> {
   const waiting = await deps.producer.backlog(queue);
@@ -189,7 +193,7 @@ async function createJob(
         { retryAfterSeconds: deps.producer.secondsToDrain(queue, 1) },
       );
   }
-  const input = await deps.store.put(body);
+  const input = body ? await deps.store.put(body) : null;
   const meta: JobMeta = {
     id: jobId,
     kind: data.kind,
@@ -205,7 +209,7 @@ async function createJob(
     return { job: await deps.producer.enqueue({ ...data, input } as JobData, jobId), meta };
   } catch (e) {
     await deps.jobs.discard(meta).catch(() => {});
-    await deps.store.delete(input).catch(() => {});
+    if (input) await deps.store.delete(input).catch(() => {});
     throw e;
   }
 }
@@ -253,18 +257,29 @@ async function webhookOf(req: Request, deps: SubmitDeps, principal: Principal): 
           .map((s) => s.trim().toLowerCase())
           .filter(Boolean)
       : [];
+  return checkedWebhook(deps, principal, url.trim(), names, "X-Webhook-Events");
+}
+
+/** A webhook spec after every check: known events, a secret to sign with, a host we may call. */
+async function checkedWebhook(
+  deps: SubmitDeps,
+  principal: Principal,
+  url: string,
+  names: readonly string[],
+  eventsField: string,
+): Promise<WebhookSpec> {
   const events = names.length > 0 ? names : ["completed"];
   const parsed = WebhookEventFilter.array().safeParse(events);
   if (!parsed.success)
     throw new AppError(
       "invalid_webhook",
-      `X-Webhook-Events must list some of start, progress, completed; got "${String(raw)}".`,
+      `${eventsField} must list some of start, progress, completed; got "${names.join(",")}".`,
     );
   if (!deps.canSignWebhooks(principal))
     throw new AppError(
       "invalid_webhook",
       "Webhooks are off: this service has no WEBHOOK_SECRET to sign them with (or API keys).",
     );
-  const checked = await checkWebhookUrl(url.trim(), deps.webhookAllowedHosts);
+  const checked = await checkWebhookUrl(url, deps.webhookAllowedHosts);
   return { url: checked.href, events: [...new Set(parsed.data)] };
 }

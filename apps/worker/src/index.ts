@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { hostname } from "node:os";
-import { VaeRuntime } from "@hybrid/inference";
+import { DiffusionRuntime, SessionHost, VaeRuntime } from "@hybrid/inference";
+import type { ModelInfo } from "@hybrid/protocol";
 import {
   bullConnection,
   cancelChannel,
@@ -33,17 +34,37 @@ if (sources.length === 0) {
   );
   process.exit(1);
 }
-const runtime = await VaeRuntime.open(sources, {
+// One set of session threads for every model: a pipeline's VAE sessions serve the VAE endpoints too.
+const hostOptions = {
   threads: env.SESSION_THREADS,
   providers: env.EXECUTION_PROVIDERS,
   intraOpThreads: env.ORT_INTRA_OP_THREADS,
   allowSpinning: env.ORT_ALLOW_SPINNING,
-  limits: limitsOf(env),
-  fps: env.VIDEO_FPS,
-  ...(env.FFMPEG_PATH ? { ffmpegPath: env.FFMPEG_PATH } : {}),
+};
+const host = new SessionHost(hostOptions);
+const runtime = await VaeRuntime.open(
+  sources,
+  {
+    ...hostOptions,
+    limits: limitsOf(env),
+    fps: env.VIDEO_FPS,
+    ...(env.FFMPEG_PATH ? { ffmpegPath: env.FFMPEG_PATH } : {}),
+  },
+  host,
+);
+const diffusion = await DiffusionRuntime.open(sources, host);
+const generation = diffusion.models;
+/** What this worker announces: each model's VAE layout, plus what it generates for pipelines. */
+const models: ModelInfo[] = runtime.models.map((m) => {
+  const g = generation.get(m.id);
+  return g ? { ...m, generation: g } : m;
 });
 log.info(
-  { models: runtime.models.map((m) => `${m.id} (${m.family}, ${m.operations.join("+")})`) },
+  {
+    models: models.map(
+      (m) => `${m.id} (${m.family}, ${[...m.operations, ...(m.generation?.tasks ?? [])].join("+")})`,
+    ),
+  },
   "models loaded",
 );
 
@@ -56,7 +77,12 @@ const jobs = new JobStore(redis, queues, store, {
   catalog: catalogSettingsOf(env),
 });
 const directory = new WorkerDirectory(redis, env.QUEUE_PREFIX, Math.ceil(env.HEARTBEAT_SECONDS * 3));
-const process_ = createProcessor(runtime, store, jobs, log);
+const process_ = createProcessor(
+  { vae: runtime, diffusion, maxImagePixels: env.MAX_IMAGE_PIXELS },
+  store,
+  jobs,
+  log,
+);
 
 // Jobs in flight and their lock tokens, to hand them back if a shutdown outlasts its grace.
 const inFlight = new Map<string, { job: Job; token: string }>();
@@ -71,8 +97,8 @@ const processor = async (job: Job, token?: string, signal?: AbortSignal) => {
 };
 
 // One queue per (kind, model) this worker can serve.
-const workers = runtime.models.flatMap((m) =>
-  m.operations.map((kind) => {
+const workers = models.flatMap((m) =>
+  [...m.operations, ...(m.generation ? (["generate"] as const) : [])].map((kind) => {
     const w = new Worker(jobCatalog.queue(kind, m.id), processor, {
       connection: bullConnection(env.REDIS_URL),
       prefix: env.QUEUE_PREFIX,
@@ -98,7 +124,7 @@ await cancels.subscribe(cancelChannel(env.QUEUE_PREFIX));
 const startedAt = new Date().toISOString();
 const announce = () =>
   directory
-    .announce({ workerId, hostname: hostname(), pid: process.pid, startedAt, models: runtime.models })
+    .announce({ workerId, hostname: hostname(), pid: process.pid, startedAt, models })
     .catch((err: Error) => log.warn({ err: err.message }, "heartbeat failed"));
 await announce();
 const heartbeat = setInterval(announce, env.HEARTBEAT_SECONDS * 1000);
@@ -145,6 +171,7 @@ async function shutdown(signal: string) {
   // Only now: a cancel during the grace period still reaches the jobs finishing in it.
   cancels.disconnect();
   await runtime.close();
+  await host.close();
   await queues.close();
   redis.disconnect();
   log.info("worker stopped");

@@ -1,18 +1,37 @@
-import type { VaeRuntime } from "@hybrid/inference";
-import { AppError, isAppError, JobData, type JobResult, serializeJobError } from "@hybrid/protocol";
-import type { JobStore, PayloadStore } from "@hybrid/queue";
+import type { DiffusionRuntime, GenerateProgress, VaeAnswer, VaeRuntime } from "@hybrid/inference";
+import {
+  AppError,
+  type GenerateJob,
+  isAppError,
+  JobData,
+  type JobResult,
+  serializeJobError,
+} from "@hybrid/protocol";
+import type { JobMeta, JobStore, PayloadStore } from "@hybrid/queue";
 import { type Job, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
 
 const canceled = () => new AppError("canceled", "The job was canceled.");
 
+/** What runs the work: the VAEs and the diffusion pipelines of this worker. */
+export interface Runtimes {
+  vae: VaeRuntime;
+  diffusion: DiffusionRuntime;
+  /** Largest init image accepted for image-to-image, in pixels. */
+  maxImagePixels: number;
+}
+
+interface Answer extends VaeAnswer {
+  headers?: Record<string, string>;
+}
+
 /**
  * Runs one job: read its payload, run the model, store the answer bytes, return where they are.
  * Bad input (and a cancel) fails at once (UnrecoverableError); anything else rethrows so BullMQ
- * retries it. `signal` aborts when the job is canceled while it runs: a VAE run cannot stop
- * half-way, so its result is discarded.
+ * retries it. `signal` aborts when the job is canceled while it runs: a generation stops at its
+ * next step; a VAE run cannot stop half-way, so its result is discarded.
  */
-export function createProcessor(runtime: VaeRuntime, store: PayloadStore, jobs: JobStore, log: Logger) {
+export function createProcessor(rt: Runtimes, store: PayloadStore, jobs: JobStore, log: Logger) {
   return async (job: Job, _token?: string, signal?: AbortSignal): Promise<JobResult> => {
     const jlog = log.child({
       jobId: job.id,
@@ -29,18 +48,23 @@ export function createProcessor(runtime: VaeRuntime, store: PayloadStore, jobs: 
         });
       const data = parsed.data;
       // The record (cancel flag, `started` event) and the input are read side by side.
-      const [meta, input] = await Promise.all([job.id ? jobs.meta(job.id) : null, store.get(data.input)]);
+      const [meta, input] = await Promise.all([
+        job.id ? jobs.meta(job.id) : null,
+        data.input ? store.get(data.input) : null,
+      ]);
       if (meta?.canceledAt) throw canceled();
       jlog.info({ kind: data.kind, queuedMs: Date.now() - job.timestamp }, "job started");
       if (meta) {
         const object = await jobs.build(meta, job, "active");
         if (object) await jobs.publish(meta, "started", object);
       }
-      if (!input)
+      if (data.input && !input)
         throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
       const read = performance.now();
-      const answer =
-        data.kind === "decode" ? await runtime.decode(data, input) : await runtime.encode(data, input);
+      let answer: Answer;
+      if (data.kind === "decode") answer = await rt.vae.decode(data, input!);
+      else if (data.kind === "encode") answer = await rt.vae.encode(data, input!);
+      else answer = await generate(rt, data, input, job, jobs, meta, jlog, signal);
       if (signal?.aborted) throw canceled();
       const ran = performance.now();
       const result = await store.put(answer.bytes);
@@ -62,6 +86,7 @@ export function createProcessor(runtime: VaeRuntime, store: PayloadStore, jobs: 
         bytes: answer.bytes.byteLength,
         ...(answer.shape ? { shape: answer.shape } : {}),
         ...(answer.dtype ? { dtype: answer.dtype } : {}),
+        ...(answer.headers ? { headers: answer.headers } : {}),
       };
     } catch (e) {
       if (isAppError(e) && e.status < 500) {
@@ -76,4 +101,47 @@ export function createProcessor(runtime: VaeRuntime, store: PayloadStore, jobs: 
       throw err;
     }
   };
+}
+
+/** A generation, with a progress event (and BullMQ progress) after every step. */
+async function generate(
+  rt: Runtimes,
+  data: GenerateJob,
+  init: Buffer | null,
+  job: Job,
+  jobs: JobStore,
+  meta: JobMeta | null,
+  log: Logger,
+  signal: AbortSignal | undefined,
+): Promise<Answer> {
+  // Reports go out in step order, without holding the denoise loop up.
+  let reports = Promise.resolve();
+  const onProgress = (p: GenerateProgress) => {
+    reports = reports
+      .then(async () => {
+        await job.updateProgress({ step: p.step, total: p.total });
+        if (!meta) return;
+        const object = await jobs.build(meta, job, "active");
+        if (object) await jobs.publish(meta, "progress", { ...object, progress: p });
+      })
+      .catch((err: Error) => log.warn({ err: err.message }, "progress not reported"));
+  };
+  const out = await rt.diffusion.generate(data.model, data.params, {
+    init,
+    format: data.format,
+    maxPixels: rt.maxImagePixels,
+    onProgress,
+    ...(signal ? { signal } : {}),
+  });
+  await reports;
+  const headers: Record<string, string> = { "x-seed": String(data.params.seed) };
+  if (out.truncated) {
+    headers["x-prompt-truncated"] = "true";
+    log.warn("prompt longer than the text encoder takes: truncated to 77 tokens");
+  }
+  if (data.response === "json") {
+    const body = JSON.stringify({ image: Buffer.from(out.bytes).toString("base64") });
+    return { bytes: Buffer.from(body), contentType: "application/json", headers };
+  }
+  return { bytes: out.bytes, contentType: out.contentType, headers };
 }

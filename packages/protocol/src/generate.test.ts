@@ -133,11 +133,11 @@ describe("generation requests", () => {
     expect(paramOf(() => resolve(body))).toBe(parameter);
   });
 
-  it("refuses a strength outside [0, 1] and an empty image-to-image prompt", () => {
+  it("refuses a strength outside [0, 1], and takes an image-to-image request without a prompt", () => {
     expect(
       paramOf(() => resolve({ inputs: "b64", parameters: { prompt: "x", strength: 1.5 } }, "image-to-image")),
     ).toBe("strength");
-    expect(paramOf(() => resolve({ inputs: "b64", parameters: {} }, "image-to-image"))).toBe("prompt");
+    expect(resolve({ inputs: "b64", parameters: {} }, "image-to-image").prompt).toBe("");
   });
 
   it("rejects non-finite numbers at parse time (JSON has no NaN, but a client may send a string)", () => {

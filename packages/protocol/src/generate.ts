@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { AppError } from "./errors.ts";
-import { WebhookEventFilter } from "./jobs.ts";
+import { WebhookEventFilter } from "./webhooks.ts";
 
 /**
  * Generation requests (PROTOCOL §3–4) in every shape real clients send, normalised to one
@@ -173,8 +173,8 @@ export function resolveGenerate(
   limits: GenerateLimits,
   randomSeed: () => number,
 ): GenerateParams {
-  if (prompt.trim() === "")
-    throw invalid(task === "text-to-image" ? "inputs" : "prompt", "the prompt is empty");
+  // Image-to-image may go without a prompt (the HF task allows a bare image body).
+  if (task === "text-to-image" && prompt.trim() === "") throw invalid("inputs", "the prompt is empty");
   if (prompt.length > limits.maxPromptChars)
     throw invalid("inputs", `the prompt is longer than ${limits.maxPromptChars} characters`);
   const negative = Array.isArray(p.negative_prompt)

@@ -1,22 +1,41 @@
 import { z } from "zod";
 import { ErrorCode } from "./errors.ts";
-import { DecodeJob, EncodeJob, JobResult } from "./schemas.ts";
+import { GenerateParams, GenerateResponse } from "./generate.ts";
+import { DecodeJob, EncodeJob, JobResult, PayloadRef } from "./schemas.ts";
+
+/** BullMQ job data of a generation: small JSON only (the init image is a payload key). */
+export const GenerateJob = z.object({
+  kind: z.literal("generate"),
+  model: z.string(),
+  /** Image-to-image: the init image file; null for text-to-image. */
+  input: PayloadRef.nullable(),
+  params: GenerateParams,
+  /** Image bytes, or the `{"image": "<base64>"}` JSON the custom-handler clients read. */
+  response: GenerateResponse,
+  format: z.enum(["png", "jpeg"]),
+});
+export type GenerateJob = z.infer<typeof GenerateJob>;
 
 /**
  * The job catalog's schemas: for each kind of queued work, the BullMQ job data the API enqueues
  * and the result the worker returns. Queue options for each kind live beside it in
  * `@hybrid/queue` (catalog.ts). Generation joins as `generate` with its own entry.
  */
-export const JobKind = z.enum(["decode", "encode"]);
+export const JobKind = z.enum(["decode", "encode", "generate"]);
 export type JobKind = z.infer<typeof JobKind>;
 
 export const JOB_SCHEMAS = {
   decode: { data: DecodeJob, result: JobResult },
   encode: { data: EncodeJob, result: JobResult },
+  generate: { data: GenerateJob, result: JobResult },
 } as const satisfies Record<JobKind, { data: z.ZodType; result: z.ZodType }>;
 
 /** Job data of any kind: the union of the catalog's data schemas, told apart by `kind`. */
-export const JobData = z.discriminatedUnion("kind", [JOB_SCHEMAS.decode.data, JOB_SCHEMAS.encode.data]);
+export const JobData = z.discriminatedUnion("kind", [
+  JOB_SCHEMAS.decode.data,
+  JOB_SCHEMAS.encode.data,
+  JOB_SCHEMAS.generate.data,
+]);
 export type JobData = z.infer<typeof JobData>;
 
 /** Where a job is, as clients see it. A retry waiting for its backoff is `queued`. */
@@ -29,6 +48,8 @@ export const isTerminal = (s: JobStatus): boolean => s === "succeeded" || s === 
 export const JobProgress = z.object({
   step: z.number().int().nonnegative(),
   total: z.number().int().positive(),
+  /** In progress events of generations that asked for previews: a small JPEG data URL. */
+  preview: z.string().optional(),
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 
@@ -64,32 +85,3 @@ export const JobList = z.object({
   next_cursor: z.string().nullable(),
 });
 export type JobList = z.infer<typeof JobList>;
-
-/** The SSE event names of `GET /v1/jobs/{id}/events`; the last one of a stream is terminal. */
-export const JobEventName = z.enum(["queued", "started", "progress", "succeeded", "failed", "canceled"]);
-export type JobEventName = z.infer<typeof JobEventName>;
-
-/** What a webhook subscribes to: `start`, every `progress`, and `completed` (any terminal state). */
-export const WebhookEventFilter = z.enum(["start", "progress", "completed"]);
-export type WebhookEventFilter = z.infer<typeof WebhookEventFilter>;
-
-/** Which filter entry a job event falls under (`queued` is never delivered). */
-export function webhookFilterOf(event: JobEventName): WebhookEventFilter | null {
-  switch (event) {
-    case "queued":
-      return null;
-    case "started":
-      return "start";
-    case "progress":
-      return "progress";
-    default:
-      return "completed";
-  }
-}
-
-/** A webhook attached to a job at submit. */
-export const WebhookSpec = z.object({
-  url: z.string().url().max(2048),
-  events: z.array(WebhookEventFilter).min(1).default(["completed"]),
-});
-export type WebhookSpec = z.infer<typeof WebhookSpec>;

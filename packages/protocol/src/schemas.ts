@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { GenerationInfo } from "./generate.ts";
 import { lastValue, QueryBool, QueryNumber, QueryPositiveInt, QueryShape } from "./query.ts";
 import { DType, InputDType } from "./tensor.ts";
 
@@ -101,6 +102,8 @@ export const ModelInfo = z.object({
   shift_factor: z.number().nullable(),
   /** Element type the ONNX graph takes (inputs are converted to it). */
   dtype: z.enum(["float32", "float16"]),
+  /** A whole diffusion pipeline: what it generates and its defaults. */
+  generation: GenerationInfo.optional(),
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
@@ -154,5 +157,7 @@ export const JobResult = z.object({
   bytes: z.number().int().nonnegative(),
   shape: z.array(z.number().int().nonnegative()).optional(),
   dtype: DType.optional(),
+  /** More headers of the answer (e.g. `x-seed` of a generation). */
+  headers: z.record(z.string(), z.string()).optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;

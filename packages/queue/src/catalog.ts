@@ -19,6 +19,8 @@ const KINDS: Record<JobKind, { backoffMs: number }> = {
   // A decode is tens of milliseconds: retry soon.
   decode: { backoffMs: 500 },
   encode: { backoffMs: 500 },
+  // A generation runs for seconds: a failed one backs off longer before it takes a GPU again.
+  generate: { backoffMs: 2000 },
 };
 
 /**

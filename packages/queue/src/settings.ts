@@ -1,4 +1,9 @@
-import { DEFAULT_LIMITS, type TensorLimits } from "@hybrid/protocol";
+import {
+  DEFAULT_GENERATE_LIMITS,
+  DEFAULT_LIMITS,
+  type GenerateLimits,
+  type TensorLimits,
+} from "@hybrid/protocol";
 import { z } from "zod";
 import type { CatalogSettings } from "./catalog.ts";
 
@@ -36,6 +41,14 @@ export const SharedEnv = {
   MAX_FRAMES: z.coerce.number().int().positive().default(DEFAULT_LIMITS.maxFrames),
   /** Max images in one batch. */
   MAX_BATCH: z.coerce.number().int().positive().default(DEFAULT_LIMITS.maxBatch),
+  /** Largest generated image (width × height), and largest init image for image-to-image. */
+  MAX_IMAGE_PIXELS: z.coerce.number().int().positive().default(DEFAULT_GENERATE_LIMITS.maxPixels),
+  /** Largest width or height of a generated image. */
+  MAX_IMAGE_SIDE: z.coerce.number().int().positive().default(DEFAULT_GENERATE_LIMITS.maxSide),
+  /** Most denoising steps a generation may ask for. */
+  MAX_STEPS: z.coerce.number().int().positive().default(DEFAULT_GENERATE_LIMITS.maxSteps),
+  /** Largest guidance scale a generation may ask for. */
+  MAX_GUIDANCE: z.coerce.number().positive().default(DEFAULT_GENERATE_LIMITS.maxGuidance),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 
@@ -55,4 +68,13 @@ export const limitsOf = (env: Shared): TensorLimits => ({
   maxOutputPixels: env.MAX_OUTPUT_PIXELS,
   maxFrames: env.MAX_FRAMES,
   maxBatch: env.MAX_BATCH,
+});
+
+/** The generation limits out of parsed settings. */
+export const generateLimitsOf = (env: Shared): GenerateLimits => ({
+  maxPixels: env.MAX_IMAGE_PIXELS,
+  maxSide: env.MAX_IMAGE_SIDE,
+  maxSteps: env.MAX_STEPS,
+  maxGuidance: env.MAX_GUIDANCE,
+  maxPromptChars: DEFAULT_GENERATE_LIMITS.maxPromptChars,
 });

@@ -1,6 +1,7 @@
 import { MessageChannel } from "node:worker_threads";
 import {
   AppError,
+  ErrorCode,
   type GenerateDefaults,
   type GenerateParams,
   type GenerationInfo,
@@ -111,16 +112,11 @@ export class DiffusionRuntime {
       });
     });
     try {
-      const out = await this.host.generate({
-        op: "generate",
-        files,
-        params,
-        width,
-        height,
-        init,
-        progress: port1,
-        cancel,
-      });
+      const out = await this.host
+        .generate({ op: "generate", files, params, width, height, init, progress: port1, cancel })
+        .catch((e: unknown) => {
+          throw opts.signal?.aborted ? new AppError("canceled", "The job was canceled.") : fromThread(e);
+        });
       await reports;
       let data = out.data;
       let w = out.width;
@@ -136,6 +132,17 @@ export class DiffusionRuntime {
       opts.signal?.removeEventListener("abort", abort);
     }
   }
+}
+
+/**
+ * An error from a session thread: the structured clone keeps an AppError's fields but not its
+ * class, so its code (a 4xx is not retried) is restored here.
+ */
+function fromThread(e: unknown): unknown {
+  const f = e as { code?: unknown; message?: unknown; details?: unknown };
+  const code = ErrorCode.safeParse(f?.code);
+  if (!code.success || typeof f.message !== "string") return e;
+  return new AppError(code.data, f.message, { cause: e, details: f.details });
 }
 
 /** Defaults a request leaves out, from the pipeline's own configs. */

@@ -1,0 +1,110 @@
+import { randomInt } from "node:crypto";
+import {
+  AppError,
+  GenerateBody,
+  type GenerateLimits,
+  type GenerateParams,
+  isHandlerStyle,
+  parametersOf,
+  parseOrThrow,
+  resolveGenerate,
+  sniffImageFormat,
+} from "@hybrid/protocol";
+import express, { type Request, type Response, Router } from "express";
+import { assertModelAllowed } from "../auth.ts";
+import { submitJob } from "../job-submit.ts";
+import { findModel, type VaeRouteDeps } from "./vae.ts";
+
+export interface GenerateRouteDeps extends VaeRouteDeps {
+  generateLimits: GenerateLimits;
+}
+
+type Task = GenerateParams["task"];
+
+/** Base64 image in JSON `inputs` (a data URL prefix is tolerated), or null when it is not one. */
+function base64Image(inputs: string): Buffer | null {
+  const b64 = inputs.replace(/^data:image\/[a-z+.-]+;base64,/i, "");
+  if (b64.length < 16 || !/^[A-Za-z0-9+/=\s_-]+$/.test(b64.slice(0, 4096))) return null;
+  const bytes = Buffer.from(b64, "base64");
+  return sniffImageFormat(bytes) ? bytes : null;
+}
+
+/**
+ * Text-to-image and image-to-image (PROTOCOL §3–4): the custom-handler JSON, the HF task JSON
+ * (`parameters`, `target_size`), and a bare image body; answered as image bytes or as
+ * `{"image": "<base64>"}` per the client's shape and Accept header. `POST /models/{model}` (the HF
+ * Inference API shape) picks the task from the body.
+ */
+export function generateRoutes(deps: GenerateRouteDeps): Router {
+  const router = Router();
+  const raw = express.raw({ type: () => true, limit: deps.maxBodyBytes });
+
+  async function handle(req: Request, res: Response, asked: Task | "auto") {
+    const m = await findModel(deps.directory, req.params.model as string);
+    assertModelAllowed(res, m.id);
+    if (!m.generation)
+      throw new AppError(
+        "unsupported_operation",
+        `Model ${m.id} is a VAE only: it does not generate images.`,
+      );
+    const bytes = req.body as unknown;
+    if (!Buffer.isBuffer(bytes) || bytes.length === 0)
+      throw new AppError("empty_body", "The request body is empty.");
+
+    let task: Task;
+    let body: GenerateBody;
+    let image: Buffer | null = null;
+    if (sniffImageFormat(bytes)) {
+      // A bare image: image-to-image without parameters.
+      if (asked === "text-to-image")
+        throw new AppError("invalid_request", 'Text-to-image takes JSON: {"inputs": "<prompt>", ...}.');
+      task = "image-to-image";
+      body = { inputs: "" };
+      image = bytes;
+    } else {
+      let json: unknown;
+      try {
+        json = JSON.parse(bytes.toString("utf8"));
+      } catch {
+        throw new AppError("invalid_request", "The body is neither JSON nor a PNG, JPEG or WebP image.");
+      }
+      body = parseOrThrow(GenerateBody, json, "invalid_parameter");
+      const decoded = asked === "text-to-image" ? null : base64Image(body.inputs);
+      if (asked === "image-to-image" && !decoded)
+        throw new AppError("invalid_image", "Invalid inputs: not a base64-encoded PNG, JPEG or WebP image.", {
+          details: { parameter: "inputs" },
+        });
+      task = decoded ? "image-to-image" : "text-to-image";
+      image = decoded;
+    }
+    if (!m.generation.tasks.includes(task))
+      throw new AppError(
+        "unsupported_operation",
+        `Model ${m.id} does not do ${task} (it has no VAE encoder).`,
+      );
+    const p = parametersOf(body);
+    const params = resolveGenerate(
+      task,
+      task === "text-to-image" ? body.inputs : (p.prompt ?? ""),
+      p,
+      m.generation.defaults,
+      deps.generateLimits,
+      () => randomInt(2 ** 32),
+    );
+    const accept = String(req.headers.accept ?? "*/*").toLowerCase();
+    const wantsImage = /image\//.test(accept);
+    const response =
+      accept.includes("application/json") || (isHandlerStyle(body) && !wantsImage) ? "json" : "image";
+    const format = accept.includes("image/png") ? "png" : "jpeg";
+    res.setHeader("x-seed", String(params.seed));
+    await submitJob(deps, req, res, { kind: "generate", model: m.id, params, response, format }, image, {
+      webhook: body.webhook ? { url: body.webhook, events: body.webhook_events_filter ?? null } : null,
+    });
+  }
+
+  router.post("/v1/text-to-image/:model", raw, (req, res) => handle(req, res, "text-to-image"));
+  router.post("/v1/image-to-image/:model", raw, (req, res) => handle(req, res, "image-to-image"));
+  // The HF Inference API path: `@huggingface/inference` with endpointUrl <us>/models/<id>.
+  router.post("/models/:model", raw, (req, res) => handle(req, res, "auto"));
+  return router;
+}

@@ -1,0 +1,175 @@
+import { InferenceClient } from "@huggingface/inference";
+import type { JobObject } from "@hybrid/protocol";
+import sharp from "sharp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isJpeg, isPng, pngOf } from "./fixtures.ts";
+import { finished, pollJob, readEvents } from "./jobs-client.ts";
+import { type Stack, startStack } from "./stack.ts";
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack();
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${stack.baseUrl}${path}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+
+async function imageOf(res: Response) {
+  const bytes = Buffer.from(await res.arrayBuffer());
+  expect(res.status, bytes.toString().slice(0, 300)).toBe(200);
+  return { bytes, meta: await sharp(bytes).metadata() };
+}
+
+const t2i = "/v1/text-to-image/sd-tiny";
+
+describe("text-to-image", () => {
+  it("answers the custom-handler JSON (with a bearer token) with {image: base64}", async () => {
+    const res = await post(
+      t2i,
+      {
+        inputs: "a photo of a cat",
+        negative_prompt: "blurry",
+        height: 128,
+        width: 192,
+        guidance_scale: 7.5,
+        inference_steps: 4,
+      },
+      { Authorization: "Bearer hf_anything", Accept: "*/*" },
+    );
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    const { image } = (await res.json()) as { image: string };
+    const meta = await sharp(Buffer.from(image, "base64")).metadata();
+    expect([meta.width, meta.height]).toEqual([192, 128]);
+    expect(res.headers.get("x-seed")).toMatch(/^\d+$/);
+  });
+
+  it("answers the HF task JSON with image bytes; the same seed gives the same bytes", async () => {
+    const body = {
+      inputs: "a red car",
+      parameters: { width: 128, height: 64, num_inference_steps: 3, seed: 5 },
+    };
+    const a = await imageOf(await post(t2i, body));
+    expect(isJpeg(a.bytes)).toBe(true);
+    expect([a.meta.width, a.meta.height]).toEqual([128, 64]);
+    const b = await imageOf(await post(t2i, body));
+    expect(b.bytes.equals(a.bytes)).toBe(true);
+    const c = await imageOf(await post(t2i, { ...body, parameters: { ...body.parameters, seed: 6 } }));
+    expect(c.bytes.equals(a.bytes)).toBe(false);
+    const png = await imageOf(await post(t2i, body, { Accept: "image/png" }));
+    expect(isPng(png.bytes)).toBe(true);
+  });
+
+  it("works for @huggingface/inference's textToImage and imageToImage with endpointUrl", async () => {
+    const client = new InferenceClient();
+    const endpointUrl = `${stack.baseUrl}/models/sd-tiny`;
+    const blob = await client.textToImage(
+      {
+        endpointUrl,
+        inputs: "a lighthouse",
+        parameters: { width: 128, height: 128, num_inference_steps: 2 },
+      },
+      { outputType: "blob" },
+    );
+    const meta = await sharp(Buffer.from(await blob.arrayBuffer())).metadata();
+    expect([meta.width, meta.height]).toEqual([128, 128]);
+
+    const init = new Blob([await pngOf(96, 64)], { type: "image/png" });
+    const out = await client.imageToImage({
+      endpointUrl,
+      inputs: init,
+      parameters: {
+        prompt: "make it blue",
+        num_inference_steps: 4,
+        strength: 0.5,
+        target_size: { width: 80, height: 48 },
+      },
+    } as never);
+    const outMeta = await sharp(Buffer.from(await out.arrayBuffer())).metadata();
+    expect([outMeta.width, outMeta.height]).toEqual([80, 48]);
+    // A bare image (no parameters) is image-to-image too.
+    const bare = await client.imageToImage({ endpointUrl, inputs: init });
+    const bareMeta = await sharp(Buffer.from(await bare.arrayBuffer())).metadata();
+    expect([bareMeta.width, bareMeta.height]).toEqual([96, 64]);
+  });
+});
+
+describe("generation as a job", () => {
+  it("streams progress 1..total, then the result", async () => {
+    const res = await post(
+      t2i,
+      { inputs: "x", parameters: { num_inference_steps: 5, width: 64, height: 64, previews: true } },
+      { Prefer: "respond-async" },
+    );
+    expect(res.status).toBe(202);
+    const job = (await res.json()) as JobObject;
+    expect(job.kind).toBe("generate");
+    const { events } = await readEvents(stack.baseUrl, job.id);
+    const progress = events.filter((e) => e.event === "progress");
+    // A UNet evaluation per step (PNDM's PLMS runs one more than the steps asked for).
+    const total = progress[0]!.data.progress!.total;
+    expect(total).toBeGreaterThanOrEqual(5);
+    expect(progress.map((e) => e.data.progress?.step)).toEqual(
+      Array.from({ length: total }, (_, i) => i + 1),
+    );
+    expect(progress.every((e) => e.data.progress?.total === total)).toBe(true);
+    expect(progress[0]!.data.progress?.preview).toMatch(/^data:image\/jpeg;base64,/);
+    expect(events.at(-1)?.event).toBe("succeeded");
+    const result = await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/result`);
+    expect(result.status).toBe(200);
+    expect(result.headers.get("x-seed")).toMatch(/^\d+$/);
+  });
+
+  it("stops a canceled generation within a step", async () => {
+    const res = await post(
+      t2i,
+      { inputs: "x", parameters: { num_inference_steps: 100, width: 512, height: 512 } },
+      { Prefer: "respond-async" },
+    );
+    const job = (await res.json()) as JobObject;
+    await pollJob(stack.baseUrl, job.id, (j) => (j.progress?.step ?? 0) >= 1);
+    const cancel = await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/cancel`, { method: "POST" });
+    expect(cancel.status).toBe(202);
+    const done = await pollJob(stack.baseUrl, job.id, finished, 10_000);
+    expect(done.status).toBe("canceled");
+    expect(done.progress?.step ?? 0).toBeLessThan(100);
+    // Canceled once, not retried: the worker stopped it, it did not fail.
+    expect(done.attempts).toBe(1);
+  });
+});
+
+describe("bad generation requests", () => {
+  it.each([
+    [{ inputs: "x", width: 100 }, "width"],
+    [{ inputs: "x", parameters: { width: 4096, height: 4096 } }, "width"],
+    [{ inputs: "x", parameters: { num_inference_steps: 0 } }, "num_inference_steps"],
+    [{ inputs: "x", parameters: { num_inference_steps: 100000 } }, "num_inference_steps"],
+    [{ inputs: "x", parameters: { scheduler: "nope" } }, "scheduler"],
+    [{ inputs: "" }, "inputs"],
+  ])("%j → 400 naming %s", async (body, parameter) => {
+    const res = await post(t2i, body);
+    expect(res.status).toBe(400);
+    const err = (await res.json()) as { code: string; error: string; details: unknown };
+    expect(err.code).toBe("invalid_parameter");
+    expect(err.error).toContain(parameter);
+    expect(res.headers.get("x-job-id")).toBeNull();
+  });
+
+  it("refuses a guidance that is not a number, an image that is not one, an unknown model", async () => {
+    expect((await post(t2i, { inputs: "x", guidance_scale: "NaN" })).status).toBe(400);
+    const notImage = await post("/v1/image-to-image/sd-tiny", {
+      inputs: Buffer.from("hello world, not an image").toString("base64"),
+    });
+    expect(notImage.status).toBe(400);
+    expect(((await notImage.json()) as { code: string }).code).toBe("invalid_image");
+    expect((await post("/v1/text-to-image/nope", { inputs: "x" })).status).toBe(404);
+    expect((await post("/v1/text-to-image/sd-v1-tiny", { inputs: "x" })).status).toBe(400);
+  });
+});
