@@ -173,3 +173,66 @@ describe("bad generation requests", () => {
     expect((await post("/v1/text-to-image/sd-v1-tiny", { inputs: "x" })).status).toBe(400);
   });
 });
+
+describe("x-use-cache and x-wait-for-model", () => {
+  const seeded = {
+    inputs: "a cached cat",
+    parameters: { width: 64, height: 64, num_inference_steps: 2, seed: 77 },
+  };
+
+  it("answers a seeded request from the cache the second time, unless x-use-cache is false", async () => {
+    const first = await post(t2i, seeded);
+    const a = Buffer.from(await first.arrayBuffer());
+    expect(first.headers.get("x-cache")).toBe("MISS");
+    const second = await post(t2i, seeded);
+    expect(second.status).toBe(200);
+    expect(second.headers.get("x-cache")).toBe("HIT");
+    expect(second.headers.get("x-job-id")).toBeNull();
+    expect(second.headers.get("x-seed")).toBe("77");
+    expect(Buffer.from(await second.arrayBuffer()).equals(a)).toBe(true);
+    const fresh = await post(t2i, seeded, { "x-use-cache": "false" });
+    expect(fresh.headers.get("x-cache")).toBeNull();
+    expect(fresh.headers.get("x-job-id")).not.toBeNull();
+    expect(Buffer.from(await fresh.arrayBuffer()).equals(a)).toBe(true);
+    // Without a seed nothing is cached: every request draws its own.
+    const unseeded = await post(t2i, {
+      inputs: "a cached cat",
+      parameters: { width: 64, height: 64, num_inference_steps: 2 },
+    });
+    expect(unseeded.headers.get("x-cache")).toBeNull();
+  });
+
+  it("503s a known model while no worker serves it, and waits for one with x-wait-for-model: true", async () => {
+    for (const w of stack.workers) w.kill("SIGKILL");
+    // The directory forgets a dead worker after 3 heartbeats (1 s each here).
+    // Probes are async: one that gets in while the dead worker is still listed just waits queued.
+    const probe = () =>
+      post(
+        t2i,
+        { inputs: "x", parameters: { width: 64, height: 64, num_inference_steps: 1 } },
+        { Prefer: "respond-async" },
+      );
+    const until = Date.now() + 15_000;
+    let res = await probe();
+    while (res.status !== 503 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 250));
+      res = await probe();
+    }
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: string; code: string; estimated_time: number };
+    expect(body.error).toBe("Model sd-tiny is currently loading");
+    expect(body.estimated_time).toBeGreaterThan(0);
+    expect(res.headers.get("retry-after")).toBe(String(body.estimated_time));
+    // An id no worker ever served stays a 404.
+    expect((await post("/v1/text-to-image/never-seen", { inputs: "x" })).status).toBe(404);
+
+    const waiting = post(
+      t2i,
+      { inputs: "x", parameters: { width: 64, height: 64, num_inference_steps: 1 } },
+      { "x-wait-for-model": "true" },
+    );
+    await stack.addWorker();
+    const answered = await waiting;
+    expect(answered.status).toBe(200);
+  });
+});

@@ -20,6 +20,10 @@ export const Env = z.object({
    * /health/* needs `Authorization: Bearer <key>`; without, the service is open to anyone.
    */
   API_KEYS_FILE: z.string().default("keys.json"),
+  /** Seconds a 503 `model_loading` says to wait (`estimated_time`, Retry-After) while a known model has no worker. */
+  MODEL_LOADING_SECONDS: z.coerce.number().int().positive().default(20),
+  /** Seconds a cached generation answer (a request with a seed, `x-use-cache` not false) is kept. */
+  RESULT_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).default(3600),
   /** Jobs waiting in one queue beyond which new work is refused with 429 and a Retry-After. */
   MAX_QUEUE_BACKLOG: z.coerce.number().int().positive().default(1000),
   /** Seconds an Idempotency-Key keeps pointing at the job it created. */

@@ -56,8 +56,10 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
     return;
   }
   const body: Record<string, unknown> = e.toBody();
-  const jobId = (e.details as { job_id?: unknown } | undefined)?.job_id;
-  if (typeof jobId === "string") body.job_id = jobId;
+  // Fields clients read at the top level: the job of a 504, the wait of a loading model (HF's shape).
+  const details = e.details as { job_id?: unknown; estimated_time?: unknown } | undefined;
+  if (typeof details?.job_id === "string") body.job_id = details.job_id;
+  if (typeof details?.estimated_time === "number") body.estimated_time = details.estimated_time;
   if (e.status === 429 || e.status === 503) res.setHeader("Retry-After", String(e.retryAfterSeconds ?? 1));
   res.status(e.status).json(body);
 };

@@ -11,6 +11,7 @@ import {
   limitsOf,
   PayloadStore,
   Queues,
+  ResultCache,
   WorkerDirectory,
 } from "@hybrid/queue";
 import { createApp } from "./app.ts";
@@ -58,6 +59,11 @@ const app = createApp({
   logger,
   limits: limitsOf(env),
   generateLimits: generateLimitsOf(env),
+  modelLoadingSeconds: env.MODEL_LOADING_SECONDS,
+  cache:
+    env.RESULT_CACHE_TTL_SECONDS > 0
+      ? new ResultCache(redis, env.QUEUE_PREFIX, env.RESULT_CACHE_TTL_SECONDS)
+      : null,
   requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
   maxBodyBytes: env.MAX_BODY_BYTES,
   maxBacklog: env.MAX_QUEUE_BACKLOG,

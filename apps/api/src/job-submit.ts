@@ -74,7 +74,11 @@ export async function submitJob(
   res: Response,
   data: JobRequest,
   body: Buffer | null,
-  opts: { webhook?: { url: string; events?: string[] | null } | null } = {},
+  opts: {
+    webhook?: { url: string; events?: string[] | null } | null;
+    /** Called with a synchronous answer once it is sent (the result cache fills itself here). */
+    onAnswered?: (result: JobResult, bytes: Buffer) => Promise<void>;
+  } = {},
 ): Promise<void> {
   const principal = principalOf(res);
   const webhook = opts.webhook
@@ -150,7 +154,9 @@ export async function submitJob(
   });
   hungUp.catch(() => {});
   const result = await Promise.race([deps.producer.waitForResult(job, deps.requestTimeoutMs), hungUp]);
-  writeResult(res, result, await resultBytes(deps.store, result));
+  const bytes = await resultBytes(deps.store, result);
+  writeResult(res, result, bytes);
+  await opts.onAnswered?.(result, bytes).catch(() => {});
   // Delivered: nobody will read it again (a 504'd job's result stays for /v1/jobs/{id}/result).
   if (!idemKey) await deps.store.delete(result.result).catch(() => {});
 }

@@ -4,6 +4,14 @@ export type { PipelineFiles } from "./diffusion/pipeline-files.ts";
 export { createScheduler, type Scheduler } from "./diffusion/schedulers/index.ts";
 export * from "./generator/index.ts";
 export { DEFAULT_PIPELINES, generateDefaultPipelines, generatePipelineModel } from "./generator/pipelines.ts";
+export {
+  defaultModelId,
+  PIPELINE_FILES,
+  type PullModelOptions,
+  type PullProgress,
+  type PullResult,
+  pullModel,
+} from "./hub-pull.ts";
 export * from "./image.ts";
 export * from "./random.ts";
 export * from "./registry.ts";

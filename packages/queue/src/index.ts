@@ -7,5 +7,6 @@ export * from "./names.ts";
 export * from "./payload-store.ts";
 export * from "./producer.ts";
 export * from "./queues.ts";
+export * from "./result-cache.ts";
 export * from "./settings.ts";
 export * from "./worker-directory.ts";

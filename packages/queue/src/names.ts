@@ -20,6 +20,11 @@ export const workerKey = (prefix: string, workerId: string) => `${prefix}:worker
 /** The set of worker ids that have announced themselves (dead ones are pruned on read). */
 export const workersKey = (prefix: string) => `${prefix}:workers`;
 
+/** Models ever announced, by id (to tell "not loaded yet" from "unknown"). */
+export const knownModelsKey = (prefix: string) => `${prefix}:known-models`;
+/** A cached generation answer, by request hash. */
+export const resultCacheKey = (prefix: string, hash: string) => `${prefix}:result-cache:${hash}`;
+
 /** A job's record beside BullMQ's: its queue, owner, webhook, cancel flag. */
 export const jobKey = (prefix: string, id: string) => `${prefix}:job:${id}`;
 /** A job's event log (a Redis stream): SSE replays it, Last-Event-ID indexes it. */

@@ -1,7 +1,7 @@
 import { type ModelInfo, ModelInfo as ModelInfoSchema } from "@hybrid/protocol";
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import { workerKey, workersKey } from "./names.ts";
+import { knownModelsKey, workerKey, workersKey } from "./names.ts";
 
 /** What a live worker announces: who it is and the models it serves. */
 export const WorkerAnnouncement = z.object({
@@ -30,11 +30,19 @@ export class WorkerDirectory {
   ) {}
 
   async announce(a: WorkerAnnouncement): Promise<void> {
-    await this.redis
+    const known = knownModelsKey(this.prefix);
+    const tx = this.redis
       .multi()
       .set(workerKey(this.prefix, a.workerId), JSON.stringify(a), "EX", this.ttlSeconds)
-      .sadd(workersKey(this.prefix), a.workerId)
-      .exec();
+      .sadd(workersKey(this.prefix), a.workerId);
+    for (const m of a.models) tx.hset(known, m.id, String(Date.now()));
+    // Forgotten a week after the last worker that served it went away.
+    await tx.expire(known, 7 * 24 * 3600).exec();
+  }
+
+  /** Whether some worker has served this model before (it may be starting up again). */
+  async known(modelId: string): Promise<boolean> {
+    return (await this.redis.hexists(knownModelsKey(this.prefix), modelId)) === 1;
   }
 
   async withdraw(workerId: string): Promise<void> {

@@ -1,15 +1,18 @@
-import { randomInt } from "node:crypto";
+import { createHash, randomInt } from "node:crypto";
 import {
   AppError,
   GenerateBody,
   type GenerateLimits,
   type GenerateParams,
+  type GenerateResponse,
   isHandlerStyle,
+  type JobResult,
   parametersOf,
   parseOrThrow,
   resolveGenerate,
   sniffImageFormat,
 } from "@hybrid/protocol";
+import type { ResultCache } from "@hybrid/queue";
 import express, { type Request, type Response, Router } from "express";
 import { assertModelAllowed } from "../auth.ts";
 import { submitJob } from "../job-submit.ts";
@@ -17,9 +20,18 @@ import { findModel, type VaeRouteDeps } from "./vae.ts";
 
 export interface GenerateRouteDeps extends VaeRouteDeps {
   generateLimits: GenerateLimits;
+  /** Answers of seeded generations (`x-use-cache`); null turns the cache off. */
+  cache: ResultCache | null;
 }
 
 type Task = GenerateParams["task"];
+
+/** What makes two generations the same: the job data and the init image's bytes. */
+function requestHash(data: object, image: Buffer | null): string {
+  const h = createHash("sha256").update(JSON.stringify(data)).update("\0");
+  if (image) h.update(image);
+  return h.digest("hex");
+}
 
 /** Base64 image in JSON `inputs` (a data URL prefix is tolerated), or null when it is not one. */
 function base64Image(inputs: string): Buffer | null {
@@ -40,7 +52,7 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
   const raw = express.raw({ type: () => true, limit: deps.maxBodyBytes });
 
   async function handle(req: Request, res: Response, asked: Task | "auto") {
-    const m = await findModel(deps.directory, req.params.model as string);
+    const m = await findModel(deps, req.params.model as string, req);
     assertModelAllowed(res, m.id);
     if (!m.generation)
       throw new AppError(
@@ -93,12 +105,36 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
     );
     const accept = String(req.headers.accept ?? "*/*").toLowerCase();
     const wantsImage = /image\//.test(accept);
-    const response =
+    const response: GenerateResponse =
       accept.includes("application/json") || (isHandlerStyle(body) && !wantsImage) ? "json" : "image";
-    const format = accept.includes("image/png") ? "png" : "jpeg";
+    const format: "png" | "jpeg" = accept.includes("image/png") ? "png" : "jpeg";
     res.setHeader("x-seed", String(params.seed));
-    await submitJob(deps, req, res, { kind: "generate", model: m.id, params, response, format }, image, {
+    const data = { kind: "generate" as const, model: m.id, params, response, format };
+
+    // x-use-cache (default true): a seeded request is deterministic, so a synchronous one may be
+    // answered from the cache. Unseeded requests draw a new seed each time and are never cached.
+    const cacheable =
+      deps.cache !== null &&
+      p.seed != null &&
+      String(req.headers["x-use-cache"] ?? "true").toLowerCase() !== "false" &&
+      req.headers.prefer === undefined;
+    const hash = cacheable ? requestHash(data, image) : null;
+    if (hash && deps.cache) {
+      const hit = await deps.cache.get(hash);
+      if (hit) {
+        res.status(200).setHeader("Content-Type", hit.contentType);
+        for (const [name, value] of Object.entries(hit.headers)) res.setHeader(name, value);
+        res.setHeader("x-cache", "HIT");
+        res.end(hit.bytes);
+        return;
+      }
+      res.setHeader("x-cache", "MISS");
+    }
+    await submitJob(deps, req, res, data, image, {
       webhook: body.webhook ? { url: body.webhook, events: body.webhook_events_filter ?? null } : null,
+      ...(hash && deps.cache
+        ? { onAnswered: (result: JobResult, bytes: Buffer) => deps.cache!.put(hash, result, bytes) }
+        : {}),
     });
   }
 

@@ -19,22 +19,45 @@ import { type SubmitDeps, submitJob } from "../job-submit.ts";
 
 export interface VaeRouteDeps extends SubmitDeps {
   directory: WorkerDirectory;
+  /** What a 503 `model_loading` tells clients to wait, in seconds. */
+  modelLoadingSeconds: number;
   limits: TensorLimits;
   maxBodyBytes: number;
 }
 
-/** Looks a model up in the worker directory (404 `unknown_model` when no worker serves it). */
-export async function findModel(directory: WorkerDirectory, id: string): Promise<ModelInfo> {
+/**
+ * Looks a model up in the worker directory. A model no worker serves is 404 `unknown_model`,
+ * unless workers served it before (they are restarting): then 503 `model_loading` with an
+ * `estimated_time`, or, with `x-wait-for-model: true`, a wait for a worker (up to the request timeout).
+ */
+export async function findModel(
+  deps: Pick<VaeRouteDeps, "directory" | "modelLoadingSeconds" | "requestTimeoutMs">,
+  id: string,
+  req?: Request,
+): Promise<ModelInfo> {
+  const { directory } = deps;
   const m = (await directory.models()).get(id);
   if (m) return m;
   // The cache may be a second old: a worker that just started should not get a 404.
   const fresh = (await directory.models(true)).get(id);
-  if (!fresh)
+  if (fresh) return fresh;
+  if (!(await directory.known(id)))
     throw new AppError(
       "unknown_model",
       `Model ${id} is not served by any worker. GET /v1/models lists the models.`,
     );
-  return fresh;
+  if (String(req?.headers["x-wait-for-model"] ?? "").toLowerCase() === "true") {
+    const until = Date.now() + deps.requestTimeoutMs;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 500));
+      const back = (await directory.models(true)).get(id);
+      if (back) return back;
+    }
+  }
+  throw new AppError("model_loading", `Model ${id} is currently loading`, {
+    details: { estimated_time: deps.modelLoadingSeconds },
+    retryAfterSeconds: deps.modelLoadingSeconds,
+  });
 }
 
 const bodyOf = (req: Request): Buffer => {
@@ -52,7 +75,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
 
   router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
     // The model first: a request to an unknown model is `unknown_model` whatever its query.
-    const m = await findModel(deps.directory, req.params.model as string);
+    const m = await findModel(deps, req.params.model as string, req);
     assertModelAllowed(res, m.id);
     const q = parseOrThrow(DecodeQuery, req.query);
     const body = bodyOf(req);
@@ -77,7 +100,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   });
 
   router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
-    const m = await findModel(deps.directory, req.params.model as string);
+    const m = await findModel(deps, req.params.model as string, req);
     assertModelAllowed(res, m.id);
     const q = parseOrThrow(EncodeQuery, req.query);
     if (!m.operations.includes("encode"))

@@ -103,7 +103,15 @@ export class DiffusionRuntime {
     const { port1, port2 } = new MessageChannel();
     // Previews are encoded asynchronously: a chain keeps the reports in step order.
     let reports = Promise.resolve();
+    let allReported: () => void = () => {};
+    const lastReport = new Promise<void>((r) => {
+      allReported = r;
+    });
     port2.on("message", (m: ProgressMessage) => {
+      if (m.done) {
+        reports = reports.then(allReported);
+        return;
+      }
       reports = reports.then(async () => {
         const preview = m.preview
           ? `data:image/jpeg;base64,${(await encodeImage(m.preview.data, m.preview.width, m.preview.height, "jpeg", { quality: 60 })).toString("base64")}`
@@ -117,6 +125,8 @@ export class DiffusionRuntime {
         .catch((e: unknown) => {
           throw opts.signal?.aborted ? new AppError("canceled", "The job was canceled.") : fromThread(e);
         });
+      // Progress travels on its own port and may arrive after the result: wait for the last one.
+      await lastReport;
       await reports;
       let data = out.data;
       let w = out.width;

@@ -108,7 +108,8 @@ describe("generate", () => {
     await generate(task(files.sd, { num_inference_steps: 6, previews: true }, { progress: port1 }), settings);
     await new Promise((r) => setTimeout(r, 20));
     port2.close();
-    expect(seen.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(seen.filter((m) => !m.done).map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(seen.at(-1)?.done).toBe(true);
     expect(seen.every((m) => m.total === 6)).toBe(true);
     expect(seen[0]!.preview).toMatchObject({ width: 8, height: 12 });
     expect(seen[0]!.preview!.data.length).toBe(8 * 12 * 3);

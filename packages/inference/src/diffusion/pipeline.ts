@@ -29,6 +29,8 @@ export interface GenerateTask {
 }
 
 export interface ProgressMessage {
+  /** Set on the message after the last step: no report follows. */
+  done?: true;
   step: number;
   total: number;
   /** RGB bytes at latent resolution (width/8 × height/8). */
@@ -290,6 +292,8 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   }
   if (task.cancel && Atomics.load(task.cancel, 0) !== 0)
     throw new AppError("canceled", "The job was canceled.");
+  // The result goes back on another port, which may overtake this one: mark the last report.
+  task.progress?.postMessage({ done: true, step: total, total } satisfies ProgressMessage);
 
   const decoder = await getSession(files.vaeDecoder, settings);
   const scaled = new Float32Array(n);
