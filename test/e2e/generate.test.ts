@@ -28,6 +28,8 @@ async function imageOf(res: Response) {
 }
 
 const t2i = "/v1/text-to-image/sd-tiny";
+/** An answer from the first worker process, to compare with one from another process. */
+let firstWorkerAnswer: { body: unknown; bytes: Buffer } | undefined;
 
 describe("text-to-image", () => {
   it("answers the custom-handler JSON (with a bearer token) with {image: base64}", async () => {
@@ -56,7 +58,8 @@ describe("text-to-image", () => {
       inputs: "a red car",
       parameters: { width: 128, height: 64, num_inference_steps: 3, seed: 5 },
     };
-    const a = await imageOf(await post(t2i, body));
+    const a = await imageOf(await post(t2i, body, { "x-use-cache": "false" }));
+    firstWorkerAnswer = { body, bytes: a.bytes };
     expect(isJpeg(a.bytes)).toBe(true);
     expect([a.meta.width, a.meta.height]).toEqual([128, 64]);
     const b = await imageOf(await post(t2i, body));
@@ -234,5 +237,32 @@ describe("x-use-cache and x-wait-for-model", () => {
     await stack.addWorker();
     const answered = await waiting;
     expect(answered.status).toBe(200);
+  });
+
+  it("gives the same bytes for the same seed from another worker process", async () => {
+    const { body, bytes } = firstWorkerAnswer!;
+    const again = await imageOf(await post(t2i, body as object, { "x-use-cache": "false" }));
+    expect(stack.workers[0]!.exitCode ?? stack.workers[0]!.signalCode).not.toBeNull();
+    expect(again.bytes.equals(bytes)).toBe(true);
+  });
+});
+
+describe("GET /v1/models", () => {
+  it("lists the pipelines with their tasks, defaults and endpoints", async () => {
+    const models = (await (await fetch(`${stack.baseUrl}/v1/models`)).json()) as {
+      data: Array<{
+        id: string;
+        tasks: string[];
+        generation?: { defaults: { width: number } };
+        endpoints: Record<string, string>;
+      }>;
+    };
+    const sd = models.data.find((m) => m.id === "sd-tiny")!;
+    expect(sd.tasks).toEqual(["vae", "text-to-image", "image-to-image"]);
+    expect(sd.generation?.defaults.width).toBe(256);
+    expect(sd.endpoints["text-to-image"]).toBe("/v1/text-to-image/sd-tiny");
+    const vaeOnly = models.data.find((m) => m.id === "sd-v1-tiny")!;
+    expect(vaeOnly.tasks).toEqual(["vae"]);
+    expect(vaeOnly.generation).toBeUndefined();
   });
 });
