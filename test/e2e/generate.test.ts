@@ -114,6 +114,8 @@ describe("generation as a job", () => {
     expect(res.status).toBe(202);
     const job = (await res.json()) as JobObject;
     expect(job.kind).toBe("generate");
+    // No seed was given: one was drawn, and the job says which.
+    expect(job.seed).toBe(Number(res.headers.get("x-seed")));
     const { events } = await readEvents(stack.baseUrl, job.id);
     const progress = events.filter((e) => e.event === "progress");
     // A UNet evaluation per step (PNDM's PLMS runs one more than the steps asked for).
@@ -128,6 +130,20 @@ describe("generation as a job", () => {
     const result = await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/result`);
     expect(result.status).toBe(200);
     expect(result.headers.get("x-seed")).toMatch(/^\d+$/);
+  });
+
+  it("truncates an over-long prompt and says so in the job and a header", async () => {
+    const prompt = Array.from({ length: 120 }, (_, i) => `word${i}`).join(" ");
+    const res = await post(t2i, {
+      inputs: prompt,
+      parameters: { width: 64, height: 64, num_inference_steps: 1 },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-prompt-truncated")).toBe("true");
+    const job = (await (
+      await fetch(`${stack.baseUrl}/v1/jobs/${res.headers.get("x-job-id")}`)
+    ).json()) as JobObject;
+    expect(job.warnings.join(" ")).toMatch(/77 tokens/);
   });
 
   it("stops a canceled generation within a step", async () => {

@@ -23,6 +23,7 @@ export interface Runtimes {
 
 interface Answer extends VaeAnswer {
   headers?: Record<string, string>;
+  warnings?: string[];
 }
 
 /**
@@ -87,6 +88,7 @@ export function createProcessor(rt: Runtimes, store: PayloadStore, jobs: JobStor
         ...(answer.shape ? { shape: answer.shape } : {}),
         ...(answer.dtype ? { dtype: answer.dtype } : {}),
         ...(answer.headers ? { headers: answer.headers } : {}),
+        ...(answer.warnings ? { warnings: answer.warnings } : {}),
       };
     } catch (e) {
       if (isAppError(e) && e.status < 500) {
@@ -135,13 +137,15 @@ async function generate(
   });
   await reports;
   const headers: Record<string, string> = { "x-seed": String(data.params.seed) };
+  const warnings: string[] = [];
   if (out.truncated) {
     headers["x-prompt-truncated"] = "true";
+    warnings.push("The prompt is longer than the text encoder takes (77 tokens); the rest was ignored.");
     log.warn("prompt longer than the text encoder takes: truncated to 77 tokens");
   }
   if (data.response === "json") {
     const body = JSON.stringify({ image: Buffer.from(out.bytes).toString("base64") });
-    return { bytes: Buffer.from(body), contentType: "application/json", headers };
+    return { bytes: Buffer.from(body), contentType: "application/json", headers, warnings };
   }
-  return { bytes: out.bytes, contentType: out.contentType, headers };
+  return { bytes: out.bytes, contentType: out.contentType, headers, warnings };
 }

@@ -74,6 +74,10 @@ export const JobObject = z.object({
     run_ms: z.number().nullable(),
   }),
   error: z.object({ code: ErrorCode, message: z.string() }).nullable(),
+  /** A generation's seed (given, or drawn for it); null for other kinds. */
+  seed: z.number().int().nonnegative().nullable(),
+  /** Things the client should know about a finished job (e.g. its prompt was truncated). */
+  warnings: z.array(z.string()),
   urls: z.object({ self: z.string(), result: z.string(), events: z.string(), cancel: z.string() }),
 });
 export type JobObject = z.infer<typeof JobObject>;

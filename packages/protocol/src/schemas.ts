@@ -159,5 +159,7 @@ export const JobResult = z.object({
   dtype: DType.optional(),
   /** More headers of the answer (e.g. `x-seed` of a generation). */
   headers: z.record(z.string(), z.string()).optional(),
+  /** Shown in the job object's `warnings`. */
+  warnings: z.array(z.string()).optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;

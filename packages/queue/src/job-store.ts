@@ -7,6 +7,7 @@ import {
   JobKind as JobKindSchema,
   type JobObject,
   JobProgress,
+  JobResult,
   type JobStatus,
   parseJobError,
   WebhookSpec,
@@ -229,6 +230,8 @@ export class JobStore {
         queue_ms: startedAt ? Math.max(0, startedAt - meta.createdAt) : null,
         run_ms: startedAt && finishedAt && isTerminal(status) ? Math.max(0, finishedAt - startedAt) : null,
       },
+      seed: seedOf(job),
+      warnings: JobResult.safeParse(job?.returnvalue).data?.warnings ?? [],
       error:
         status === "canceled"
           ? { code: "canceled", message: "The job was canceled." }
@@ -400,6 +403,12 @@ export class JobStore {
   async releaseIdempotencyKey(owner: string, key: string): Promise<void> {
     await this.redis.del(idempotencyKey(this.prefix, owner, createHash("sha256").update(key).digest("hex")));
   }
+}
+
+/** A generation's seed, from its job data. */
+function seedOf(job: Job | null): number | null {
+  const seed = (job?.data as { params?: { seed?: unknown } } | undefined)?.params?.seed;
+  return typeof seed === "number" ? seed : null;
 }
 
 export function parseEvent(seq: string, fields: string[]): JobEvent {
