@@ -41,6 +41,7 @@ export function createProcessor(rt: Runtimes, store: PayloadStore, jobs: JobStor
       attempt: job.attemptsMade + 1,
     });
     const started = performance.now();
+    let events: EventReporter | undefined;
     try {
       const parsed = JobData.safeParse(job.data);
       if (!parsed.success)
@@ -55,17 +56,17 @@ export function createProcessor(rt: Runtimes, store: PayloadStore, jobs: JobStor
       ]);
       if (meta?.canceledAt) throw canceled();
       jlog.info({ kind: data.kind, queuedMs: Date.now() - job.timestamp }, "job started");
-      if (meta) {
-        const object = await jobs.build(meta, job, "active");
-        if (object) await jobs.publish(meta, "started", object);
-      }
+      events = new EventReporter(jobs, meta, job, jlog);
+      events.started();
       if (data.input && !input)
         throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
       const read = performance.now();
       let answer: Answer;
       if (data.kind === "decode") answer = await rt.vae.decode(data, input!);
       else if (data.kind === "encode") answer = await rt.vae.encode(data, input!);
-      else answer = await generate(rt, data, input, job, jobs, meta, jlog, signal);
+      else answer = await generate(rt, data, input, events, jlog, signal);
+      // Every event of the run is out before the job ends (its terminal event comes after).
+      await events.flush();
       if (signal?.aborted) throw canceled();
       const ran = performance.now();
       const result = await store.put(answer.bytes);
@@ -91,6 +92,8 @@ export function createProcessor(rt: Runtimes, store: PayloadStore, jobs: JobStor
         ...(answer.warnings ? { warnings: answer.warnings } : {}),
       };
     } catch (e) {
+      // The run's events precede its end, failed or not.
+      await events?.flush();
       if (isAppError(e) && e.status < 500) {
         jlog.info({ code: e.code, err: e.message }, e.code === "canceled" ? "job canceled" : "job rejected");
         throw new UnrecoverableError(serializeJobError(e));
@@ -105,37 +108,63 @@ export function createProcessor(rt: Runtimes, store: PayloadStore, jobs: JobStor
   };
 }
 
-/** A generation, with a progress event (and BullMQ progress) after every step. */
+/**
+ * A job's `started` and `progress` events, published in order off the critical path: the run
+ * does not wait for Redis, and {@link flush} waits for all of them before the job may end.
+ */
+class EventReporter {
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly jobs: JobStore,
+    private readonly meta: JobMeta | null,
+    private readonly job: Job,
+    private readonly log: Logger,
+  ) {}
+
+  private enqueue(fn: (meta: JobMeta) => Promise<void>) {
+    const meta = this.meta;
+    if (!meta) return;
+    this.chain = this.chain
+      .then(() => fn(meta))
+      .catch((err: Error) => this.log.warn({ err: err.message }, "job event not published"));
+  }
+
+  started(): void {
+    this.enqueue(async (meta) => {
+      const object = await this.jobs.build(meta, this.job, "active");
+      if (object) await this.jobs.publish(meta, "started", object);
+    });
+  }
+
+  progress(p: GenerateProgress): void {
+    this.enqueue(async (meta) => {
+      const object = await this.jobs.build(meta, this.job, "active");
+      if (object) await this.jobs.publish(meta, "progress", { ...object, progress: p });
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.chain;
+  }
+}
+
+/** A generation, with a progress event after every step. */
 async function generate(
   rt: Runtimes,
   data: GenerateJob,
   init: Buffer | null,
-  job: Job,
-  jobs: JobStore,
-  meta: JobMeta | null,
+  events: EventReporter,
   log: Logger,
   signal: AbortSignal | undefined,
 ): Promise<Answer> {
-  // Reports go out in step order, without holding the denoise loop up.
-  let reports = Promise.resolve();
-  const onProgress = (p: GenerateProgress) => {
-    reports = reports
-      .then(async () => {
-        await job.updateProgress({ step: p.step, total: p.total });
-        if (!meta) return;
-        const object = await jobs.build(meta, job, "active");
-        if (object) await jobs.publish(meta, "progress", { ...object, progress: p });
-      })
-      .catch((err: Error) => log.warn({ err: err.message }, "progress not reported"));
-  };
   const out = await rt.diffusion.generate(data.model, data.params, {
     init,
     format: data.format,
     maxPixels: rt.maxImagePixels,
-    onProgress,
+    onProgress: (p) => events.progress(p),
     ...(signal ? { signal } : {}),
   });
-  await reports;
   const headers: Record<string, string> = { "x-seed": String(data.params.seed) };
   const warnings: string[] = [];
   if (out.truncated) {

@@ -16,6 +16,7 @@ import {
   buildUnet,
   type TimestepDtype,
   type TimestepShape,
+  type UnetArch,
   type UnetSpec,
   unetConfig,
 } from "./unet-models.ts";
@@ -41,6 +42,8 @@ export interface GeneratePipelineOptions {
    * (CPU fp16 kernels are unreliable). The text encoders' outputs stay float32. @defaultValue "float32"
    */
   ioDtype?: FloatIo;
+  /** UNet size: "tiny" (tests, defaults) or "bench" (realistic compute for benchmarks). @defaultValue "tiny" */
+  arch?: UnetArch;
 }
 
 /** Bumped whenever a generated file changes, so generateDefaultPipelines regenerates old directories. */
@@ -191,6 +194,7 @@ function resolve(opts: Omit<GeneratePipelineOptions, "outDir">): Resolved {
     timestepShape: opts.timestepShape ?? "steps",
     idsDtype: opts.idsDtype ?? "int32",
     ioDtype: opts.ioDtype ?? "float32",
+    arch: opts.arch ?? "tiny",
   };
 }
 
@@ -204,6 +208,8 @@ function fingerprint(r: Resolved): Record<string, unknown> {
     timestepShape: r.timestepShape,
     idsDtype: r.idsDtype,
     ioDtype: r.ioDtype,
+    // Left out for "tiny", so directories generated before the option existed stay up to date.
+    ...(r.arch === "tiny" ? {} : { arch: r.arch }),
   };
 }
 
@@ -233,7 +239,7 @@ function pipelineFiles(r: Resolved): Map<string, Uint8Array | string> {
     files.set(`${t.dir}/config.json`, json(textEncoderConfig(t.spec, padId)));
   }
   files.set("unet/model.onnx", buildUnet(k.unet, r));
-  files.set("unet/config.json", json(unetConfig(k.unet)));
+  files.set("unet/config.json", json(unetConfig(k.unet, r.arch)));
   const vae = { family: k.family, arch: "tiny" as const, ioDtype: r.ioDtype, seed: r.seed };
   const vaeJson = json(vaeConfig(k.family, "tiny"));
   files.set("vae_decoder/model.onnx", buildDecoder(vae));
