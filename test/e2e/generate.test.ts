@@ -104,6 +104,17 @@ describe("text-to-image", () => {
   });
 });
 
+describe("every pipeline layout", () => {
+  it.each(["sdxl-pipe-tiny", "lcm-tiny"])("%s generates an image of the asked size", async (model) => {
+    const res = await post(`/v1/text-to-image/${model}`, {
+      inputs: "a castle",
+      parameters: { width: 128, height: 64, num_inference_steps: 3, seed: 1 },
+    });
+    const { meta } = await imageOf(res);
+    expect([meta.width, meta.height]).toEqual([128, 64]);
+  });
+});
+
 describe("generation as a job", () => {
   it("streams progress 1..total, then the result", async () => {
     const res = await post(

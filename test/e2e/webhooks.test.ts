@@ -177,6 +177,38 @@ describe("webhooks with WEBHOOK_SECRET", () => {
     expect(() => new Webhook(secret).verify(d!.raw, d!.headers)).not.toThrow();
   });
 
+  it("a generation's JSON `webhook` (+ filter) gets every step's progress, then the result", async () => {
+    const res = await fetch(`${stack.baseUrl}/v1/text-to-image/sd-tiny`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...async },
+      body: JSON.stringify({
+        inputs: "a lighthouse",
+        parameters: { width: 64, height: 64, num_inference_steps: 3, scheduler: "euler" },
+        webhook: `http://127.0.0.1:${port}/hook/generate`,
+        webhook_events_filter: ["progress", "completed"],
+      }),
+    });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as JobObject;
+    await until("the delivery", () => at("/hook/generate").find((d) => d.job.status === "succeeded"));
+    expect(await settled(id)).toEqual(await expectedIds(id, ["progress", "succeeded"]));
+    const steps = at("/hook/generate")
+      .filter((d) => d.job.status === "running")
+      .map((d) => d.job.progress?.step)
+      .sort();
+    expect(steps).toEqual([1, 2, 3]);
+    for (const d of at("/hook/generate"))
+      expect(() => new Webhook(secret).verify(d.raw, d.headers)).not.toThrow();
+    // A JSON webhook is checked like a header one.
+    const refused = await fetch(`${stack.baseUrl}/v1/text-to-image/sd-tiny`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ inputs: "x", webhook: `http://127.0.0.2:${port}/hook/generate` }),
+    });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { code: string }).code).toBe("invalid_webhook");
+  });
+
   it("refuses bad webhooks at submit: 400 invalid_webhook, no job, no traffic", async () => {
     const list = async () => {
       const r = await fetch(`${stack.baseUrl}/v1/jobs?limit=100`);
