@@ -1,7 +1,7 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Family } from "@hybrid/protocol";
+import { generatedWith, json, writeAtomic } from "./files.ts";
 import { generateDefaultPipelines } from "./pipelines.ts";
 import { buildDecoder, buildEncoder, FAMILY_SPECS, vaeConfig } from "./vae-models.ts";
 
@@ -66,19 +66,6 @@ function fingerprint(r: Resolved): Record<string, unknown> {
 }
 
 /**
- * Write-then-rename, so an interrupted run never leaves a truncated model.onnx that looks complete;
- * the random suffix keeps concurrent writers (a worker and a test run sharing a models dir) apart.
- */
-async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}
-
-const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
-
-/**
  * Writes a small random-weight VAE in Hugging Face optimum's ONNX layout for a diffusers pipeline:
  * vae_decoder/{model.onnx,config.json}, vae_encoder/{model.onnx,config.json} for image families,
  * and model_index.json (written last, so its presence marks a complete directory).
@@ -117,26 +104,11 @@ export const DEFAULT_MODELS: ReadonlyArray<{ id: string } & Omit<GenerateVaeOpti
   { id: "hunyuan-video-tiny", family: "hunyuan-video", withEncoder: false },
 ];
 
-const isFile = (p: string) =>
-  stat(p).then(
-    (s) => s.isFile(),
-    () => false,
-  );
-
 /** True when `dir` holds every file these options produce and was generated with the same options. */
 async function isUpToDate(dir: string, r: Resolved): Promise<boolean> {
   const files = ["vae_decoder/model.onnx", "vae_decoder/config.json"];
   if (r.withEncoder) files.push("vae_encoder/model.onnx", "vae_encoder/config.json");
-  for (const f of files) if (!(await isFile(join(dir, f)))) return false;
-  try {
-    const index = JSON.parse(await readFile(join(dir, "model_index.json"), "utf8")) as Record<
-      string,
-      unknown
-    >;
-    return JSON.stringify(index._hybrid_generator) === JSON.stringify(fingerprint(r));
-  } catch {
-    return false;
-  }
+  return generatedWith(dir, files, fingerprint(r));
 }
 
 /**

@@ -1,7 +1,7 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Family } from "@hybrid/protocol";
+import { generatedWith, json, writeAtomic } from "./files.ts";
 import type { FloatIo } from "./nn-graph.ts";
 import {
   buildTextEncoder,
@@ -213,19 +213,6 @@ function fingerprint(r: Resolved): Record<string, unknown> {
   };
 }
 
-/**
- * Write-then-rename (as in index.ts), so an interrupted run never leaves a truncated file that
- * looks complete; the random suffix keeps concurrent writers apart.
- */
-async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}
-
-const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
-
 /** Every file of a pipeline directory except model_index.json, as relative path → contents. */
 function pipelineFiles(r: Resolved): Map<string, Uint8Array | string> {
   const k = KINDS[r.kind];
@@ -303,27 +290,12 @@ export const DEFAULT_PIPELINES: ReadonlyArray<{ id: string } & Omit<GeneratePipe
   { id: "lcm-tiny", kind: "lcm" },
 ];
 
-const isFile = (p: string) =>
-  stat(p).then(
-    (s) => s.isFile(),
-    () => false,
-  );
-
 /** True when `dir` holds every file these options produce and was generated with the same options. */
 async function isUpToDate(dir: string, r: Resolved): Promise<boolean> {
   const k = KINDS[r.kind];
   const expected = ["unet/model.onnx", "vae_decoder/model.onnx", "vae_encoder/model.onnx"];
   for (const t of k.text) expected.push(`${t.dir}/model.onnx`, `${t.tokenizerDir}/vocab.json`);
-  for (const f of expected) if (!(await isFile(join(dir, f)))) return false;
-  try {
-    const index = JSON.parse(await readFile(join(dir, "model_index.json"), "utf8")) as Record<
-      string,
-      unknown
-    >;
-    return JSON.stringify(index._hybrid_generator) === JSON.stringify(fingerprint(r));
-  } catch {
-    return false;
-  }
+  return generatedWith(dir, expected, fingerprint(r));
 }
 
 /**
