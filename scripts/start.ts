@@ -41,9 +41,11 @@ if (!process.env.MODELS) {
 
 // The models were just generated here; the worker need not check them again.
 const env = { REDIS_URL: redisUrl, MODELS_DIR: modelsDir, PORT: port, GENERATE_DEFAULT_MODELS: "false" };
-const worker = startApp("worker", env);
+// WORKERS=N runs N worker processes: they share the queues, each taking jobs as it frees up.
+const workerCount = Math.max(1, Number(process.env.WORKERS ?? 1) || 1);
+const workers = Array.from({ length: workerCount }, () => startApp("worker", env));
 const api = startApp("api", env);
-const children = [api, worker];
+const children = [api, ...workers];
 
 let stopping = false;
 async function shutdown(code: number) {
@@ -73,5 +75,5 @@ const ready = async () => {
 };
 await waitFor(ready, 120_000, "the API to become ready");
 console.log(
-  `\nhybrid-inference is ready on http://localhost:${port}  (GET /v1/models lists the models; Ctrl-C stops)\n`,
+  `\nhybrid-inference is ready on http://localhost:${port} with ${workerCount} worker${workerCount > 1 ? "s" : ""}  (GET /v1/models lists the models; Ctrl-C stops)\n`,
 );

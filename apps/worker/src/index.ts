@@ -102,6 +102,8 @@ const workers = models.flatMap((m) =>
     const w = new Worker(jobCatalog.queue(kind, m.id), processor, {
       connection: bullConnection(env.REDIS_URL),
       prefix: env.QUEUE_PREFIX,
+      // Recorded on each job it takes (BullMQ's processedBy): which worker ran what.
+      name: workerId,
       concurrency: env.CONCURRENCY,
       ...jobCatalog.workerOptions(env.LOCK_DURATION_MS),
     });
