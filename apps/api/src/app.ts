@@ -6,9 +6,12 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
 import { authenticate, modelAllowed } from "./auth.ts";
+import { type DashboardOptions, dashboardRoutes } from "./dashboard.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import type { SubmitDeps } from "./job-submit.ts";
 import type { KeyStore } from "./keys.ts";
+import type { ApiMetrics } from "./metrics.ts";
+import { docsRoutes } from "./routes/docs.ts";
 import { type GenerateRouteDeps, generateRoutes } from "./routes/generate.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { vaeRoutes } from "./routes/vae.ts";
@@ -22,6 +25,10 @@ export interface AppDeps extends GenerateRouteDeps, SubmitDeps {
   keys: KeyStore;
   logger: Logger;
   sse: SseOptions;
+  /** Prometheus metrics (`GET /metrics`, before auth and logging); null or absent: none. */
+  metrics?: ApiMetrics | null;
+  /** The queue dashboard at /admin/queues (before auth, with its own admin key); absent: none. */
+  dashboard?: DashboardOptions | null;
 }
 
 /** Builds the HTTP app (no listen): health, then auth, then the inference and job routes. */
@@ -29,6 +36,7 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("query parser", "simple");
+  if (deps.metrics) app.use(deps.metrics.router());
   app.use(
     pinoHttp({
       logger: deps.logger,
@@ -51,7 +59,10 @@ export function createApp(deps: AppDeps): Express {
       },
       // 503 (Redis down, no worker) and 504 are conditions, not bugs; the error handler logs 500s with their stack.
       customLogLevel: (_req, res) => (res.statusCode >= 500 && res.statusCode < 503 ? "error" : "info"),
-      autoLogging: { ignore: (req) => req.url?.startsWith("/health/") ?? false },
+      // Probes and the dashboard's own polling would drown the request log.
+      autoLogging: {
+        ignore: (req) => /^\/(health\/|admin\/queues\/api\/|metrics$)/.test(req.url ?? ""),
+      },
     }),
   );
 
@@ -72,6 +83,10 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: "ready", workers: workers.length, models: [...models].sort() });
   });
 
+  // Public docs, and the dashboard with its own key: both before the API-key check.
+  app.use(docsRoutes());
+  if (deps.dashboard)
+    app.use(dashboardRoutes({ ...deps.dashboard, directory: deps.directory, keys: deps.keys }));
   app.use(authenticate(deps.keys));
 
   app.get("/v1/models", async (_req, res) => {

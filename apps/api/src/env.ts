@@ -48,6 +48,15 @@ export const Env = z.object({
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
   /** Webhook deliveries this API process makes at once. */
   WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+  /**
+   * The key of the queue dashboard (/admin/queues): HTTP Basic with it as the password (any user),
+   * or `Authorization: Bearer <it>`. Set, it is always needed; unset, the dashboard is off (404)
+   * once the service has API keys, and open like everything else while it has none.
+   * At least 16 characters (e.g. `openssl rand -hex 32`).
+   */
+  ADMIN_KEY: z.string().min(16).optional(),
+  /** Serve Prometheus metrics at `GET /metrics`, without auth like /health/* (scrapers carry no keys). */
+  METRICS_ENABLED: z.stringbool().default(true),
 });
 export type Env = z.infer<typeof Env>;
 

@@ -15,8 +15,10 @@ import {
   WorkerDirectory,
 } from "@hybrid/queue";
 import { createApp } from "./app.ts";
+import { logDashboardAccess } from "./dashboard.ts";
 import { loadEnv } from "./env.ts";
 import { KeyStore } from "./keys.ts";
+import { ApiMetrics } from "./metrics.ts";
 import { KeyRateLimiter } from "./rate-limit.ts";
 import { parseAllowedHosts } from "./webhook-guard.ts";
 import { startWebhookWorker } from "./webhook-worker.ts";
@@ -33,6 +35,7 @@ else
     { file: keysFile },
     "NO API KEYS: this service is open to anyone who can reach it. Create one with `pnpm keys create NAME`.",
   );
+logDashboardAccess(logger, keys.enabled, env.ADMIN_KEY);
 
 const redis = createRedis(env.REDIS_URL, "command");
 redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
@@ -45,6 +48,9 @@ const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, cata
 const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
 const producer = new JobProducer(queues, catalog);
 const allowedHosts = parseAllowedHosts(env.WEBHOOK_ALLOWED_HOSTS);
+const metrics = env.METRICS_ENABLED
+  ? new ApiMetrics({ queues, redis, directory: new WorkerDirectory(redis, env.QUEUE_PREFIX) })
+  : null;
 const stopping = new AbortController();
 
 const app = createApp({
@@ -72,6 +78,8 @@ const app = createApp({
   canSignWebhooks: (p) => (p.key ? true : env.WEBHOOK_SECRET !== undefined),
   stopping: stopping.signal,
   sse: { keepAliveMs: 15_000, staleMs: 10_000, stopping: stopping.signal },
+  dashboard: { queues, adminKey: env.ADMIN_KEY },
+  metrics,
 });
 const webhooks = startWebhookWorker(keys, logger, {
   connection: bullConnection(env.REDIS_URL),
@@ -81,6 +89,7 @@ const webhooks = startWebhookWorker(keys, logger, {
   allowedHosts,
   defaultSecret: env.WEBHOOK_SECRET,
 });
+metrics?.observeWebhooks(webhooks);
 
 const server = app.listen(env.PORT, env.HOST, () => {
   const addr = server.address();

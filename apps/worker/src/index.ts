@@ -19,6 +19,7 @@ import {
 import { type Job, Worker } from "bullmq";
 import { loadEnv } from "./env.ts";
 import { attachLifecycle } from "./lifecycle.ts";
+import { WorkerMetrics } from "./metrics.ts";
 import { modelSources } from "./models.ts";
 import { createProcessor } from "./processor.ts";
 
@@ -77,11 +78,13 @@ const jobs = new JobStore(redis, queues, store, {
   catalog: catalogSettingsOf(env),
 });
 const directory = new WorkerDirectory(redis, env.QUEUE_PREFIX, Math.ceil(env.HEARTBEAT_SECONDS * 3));
+const metrics = new WorkerMetrics();
 const process_ = createProcessor(
   { vae: runtime, diffusion, maxImagePixels: env.MAX_IMAGE_PIXELS },
   store,
   jobs,
   log,
+  metrics,
 );
 
 // Jobs in flight and their lock tokens, to hand them back if a shutdown outlasts its grace.
@@ -109,6 +112,7 @@ const workers = models.flatMap((m) =>
     });
     w.on("error", (err) => log.warn({ err: err.message, queue: w.name }, "queue error"));
     attachLifecycle(w, jobs, store, log);
+    metrics.observe(w, kind, m.id);
     return w;
   }),
 );
@@ -135,6 +139,7 @@ log.info({ workerId, queues: workers.map((w) => w.name) }, "worker ready");
 const health =
   env.HEALTH_PORT > 0
     ? createServer((req, res) => {
+        if (req.url === "/metrics") return void metrics.serve(res);
         const ready = req.url === "/health/live" || workers.every((w) => w.isRunning());
         res.writeHead(ready ? 200 : 503, { "content-type": "application/json" });
         res.end(

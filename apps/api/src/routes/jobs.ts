@@ -13,7 +13,8 @@ export interface JobRouteDeps {
   sse: SseOptions;
 }
 
-const ListQuery = z.looseObject({
+/** Query of `GET /v1/jobs` (the OpenAPI document is generated from it too). */
+export const ListQuery = z.looseObject({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().min(1).max(200).optional(),
 });
