@@ -3,6 +3,7 @@
 // stays free for BullMQ's lock renewal.
 import { workerData } from "node:worker_threads";
 import { AppError, decodeToFloat32, encodeFromFloat32, unpackFluxLatents } from "@hybrid/protocol";
+import { move, transferableSymbol, valueSymbol } from "piscina";
 import { type GenerateResult, generate } from "./diffusion/pipeline.ts";
 import { fromOrtTensor, toOrtTensor } from "./ort-tensor.ts";
 import { imageToNCHW, sliceFirst, toUint8ChannelsLast, toUnitRangeNCHW } from "./postprocess.ts";
@@ -118,18 +119,37 @@ async function encode(t: EncodeTask): Promise<RunResult> {
   };
 }
 
+/**
+ * Hands the answer's pixel or tensor bytes to the main thread by moving their buffer instead of
+ * copying it (a 512² image is 786 KB). Small arrays may sit in Node's shared buffer pool, which
+ * cannot be moved: those are copied, as is cheap for them.
+ */
+function transferred<T extends RunResult | GenerateResult>(result: T): T {
+  const view = "bytes" in result ? result.bytes : result.data;
+  if (view.byteLength < 64 * 1024 || !(view.buffer instanceof ArrayBuffer)) return result;
+  const buffer = view.buffer;
+  return move({
+    get [transferableSymbol]() {
+      return [buffer];
+    },
+    get [valueSymbol]() {
+      return result;
+    },
+  }) as unknown as T;
+}
+
 /** Piscina calls this for every task sent to the pool. */
 export default async function handle(task: ThreadTask): Promise<DescribeResult | RunResult | GenerateResult> {
   switch (task.op) {
     case "describe":
       return describe(task.path);
     case "decode":
-      return decode(task);
+      return transferred(await decode(task));
     case "encode":
-      return encode(task);
+      return transferred(await encode(task));
     case "generate":
       try {
-        return await generate(task, settings);
+        return transferred(await generate(task, settings));
       } finally {
         task.progress?.close();
       }
