@@ -24,6 +24,8 @@ export class Queues {
       });
       // Errors surface through the calls that use the queue; an unhandled 'error' event would crash.
       q.on("error", () => {});
+      // Every waiting sync request adds a listener (BullMQ's waitUntilFinished): not a leak.
+      q.setMaxListeners(0);
       this.queues.set(name, q);
     }
     return q;
