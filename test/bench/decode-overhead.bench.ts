@@ -10,6 +10,7 @@ import { encodeFromFloat32 } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
 import { pythonQuery } from "../e2e/diffusers-client.ts";
 import { startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
+import { pct } from "./bench-utils.ts";
 
 const models = [
   { id: "bench-tiny", arch: "tiny" as const, rounds: Number(process.env.BENCH_ROUNDS_TINY ?? 30) },
@@ -31,11 +32,6 @@ const query = pythonQuery({
   shape,
   dtype: "float32",
 });
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 
 const stack = await startStack({
   MODELS: models.map((m) => `${m.id}=${join(TEST_MODELS_DIR, m.id)}`).join(","),

@@ -20,7 +20,9 @@ import {
 } from "@hybrid/inference";
 import type { GenerateParams, JobObject } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
+import { isPng } from "../e2e/fixtures.ts";
 import { startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
+import { pct } from "./bench-utils.ts";
 
 // sd-tiny: the test pipeline (~4 ms a UNet step), where the queue's fixed cost dominates;
 // sd-bench: the same SD-1.x layout with ~64x the UNet compute, against which the goal is set
@@ -36,12 +38,6 @@ const SEED = 1;
 const GUIDANCE = 7.5;
 const PROMPT = "a photo of an astronaut riding a horse on the moon";
 const rounds = Number(process.env.BENCH_ROUNDS_GEN ?? 12);
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-const isPng = (b: Uint8Array) => b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47;
 
 const stack = await startStack({
   MODELS: `sd-tiny,sd-bench=${benchDir}`,

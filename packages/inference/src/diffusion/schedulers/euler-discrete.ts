@@ -4,7 +4,7 @@ import { type EulerDiscreteConfig, refuseUnsupported } from "./config.ts";
 import { f32, interpIndex, linspaceF32 } from "./numeric.ts";
 import type { NoiseSource, Scheduler, SchedulerOptions } from "./scheduler.ts";
 import { exponentialSigmas, karrasSigmas, sigmaToT } from "./sigma-schedules.ts";
-import { leadingTimesteps, linspaceTimesteps, type TimestepSpacing, trailingTimesteps } from "./spacing.ts";
+import { spacedTimesteps, type TimestepSpacing } from "./spacing.ts";
 import { checkSteps, strengthBeginIndex } from "./strength.ts";
 import { type TrainSchedule, trainSchedule } from "./train-schedule.ts";
 
@@ -20,21 +20,8 @@ export interface SigmaSchedule {
 }
 
 /** The Euler samplers' timesteps: float32, and `linspace` is not rounded to integers. */
-export function eulerTimesteps(
-  spacing: TimestepSpacing,
-  n: number,
-  T: number,
-  stepsOffset: number,
-): Float64Array {
-  switch (spacing) {
-    case "linspace":
-      return linspaceTimesteps(n, T).map(f32);
-    case "leading":
-      return leadingTimesteps(n, T, stepsOffset);
-    case "trailing":
-      return trailingTimesteps(n, T);
-  }
-}
+export const eulerTimesteps = (spacing: TimestepSpacing, n: number, T: number, stepsOffset: number) =>
+  spacedTimesteps(spacing, n, T, stepsOffset, f32);
 
 /**
  * k-diffusion's starting noise scale: σ_max itself for schedules that start at the last training

@@ -34,21 +34,27 @@ export function linspaceTimesteps(n: number, T: number): Float64Array {
 }
 
 /**
- * The descending integer timesteps of DDIM, PNDM and LCM-style schedulers (`linspace` rounded to
- * integers, ties to even, as numpy rounds).
+ * A schedule's descending timesteps for its spacing. `linspace` is the one that lands between
+ * integers: the integer schedulers (DDIM, PNDM, LCM-style) round it ties-to-even as numpy does
+ * ({@link roundHalfEven}); the Euler samplers keep float32 values.
  */
-export function integerTimesteps(
+export function spacedTimesteps(
   spacing: TimestepSpacing,
   n: number,
   T: number,
   stepsOffset: number,
+  roundLinspace: (t: number) => number,
 ): Float64Array {
   switch (spacing) {
     case "linspace":
-      return linspaceTimesteps(n, T).map(roundHalfEven);
+      return linspaceTimesteps(n, T).map(roundLinspace);
     case "leading":
       return leadingTimesteps(n, T, stepsOffset);
     case "trailing":
       return trailingTimesteps(n, T);
   }
 }
+
+/** The descending integer timesteps of DDIM, PNDM and LCM-style schedulers. */
+export const integerTimesteps = (spacing: TimestepSpacing, n: number, T: number, stepsOffset: number) =>
+  spacedTimesteps(spacing, n, T, stepsOffset, roundHalfEven);
