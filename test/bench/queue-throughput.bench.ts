@@ -21,6 +21,7 @@ import type { ModelInfo } from "@hybrid/protocol";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import {
   bullConnection,
+  CompletionPublisher,
   catalogSettingsOf,
   createLogger,
   createRedis,
@@ -125,7 +126,7 @@ const echo = Array.from({ length: WORKERS }, () => {
   const jobs = new JobStore(redis, queues, store, { prefix, catalog: catalogSettingsOf(shared) });
   const worker = new Worker(
     jobCatalog.queue("decode", model.id),
-    createProcessor(runtimes, store, jobs, log),
+    createProcessor(runtimes, store, jobs, log, { completions: new CompletionPublisher(redis, prefix) }),
     {
       connection: bullConnection(redisServer.url),
       prefix,

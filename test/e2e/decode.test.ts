@@ -84,6 +84,25 @@ describe.each(IMAGE_FAMILIES)("decode $model", ({ model, channels, scaling, shif
     expect([t.dtype, t.shape]).toEqual(["uint8", [2, H, W, 3]]);
     const r = range(t.values);
     expect(r.max).toBeGreaterThan(r.min);
+    // The breakdown of where the time went, every phase once, with a duration.
+    const timing = new Map(
+      (res.headers.get("server-timing") ?? "").split(", ").map((p) => {
+        const [name, dur] = p.split(";dur=");
+        return [name, Number(dur)] as const;
+      }),
+    );
+    expect([...timing.keys()]).toEqual([
+      "receive",
+      "admit",
+      "dispatch",
+      "read",
+      "model",
+      "post",
+      "write",
+      "fetch",
+    ]);
+    for (const ms of timing.values()) expect(ms).toBeGreaterThanOrEqual(0);
+    expect(timing.get("model")).toBeGreaterThan(0);
   });
 
   it("pt without postprocessing answers float16 NCHW, not denormalised", async () => {

@@ -36,6 +36,11 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("query parser", "simple");
+  // When the request arrived: the start of its `Server-Timing` breakdown.
+  app.use((_req, res, next) => {
+    res.locals.arrivedAt = performance.now();
+    next();
+  });
   if (deps.metrics) app.use(deps.metrics.router());
   app.use(
     pinoHttp({

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import {
   bullConnection,
+  CompletionListener,
   catalogSettingsOf,
   createLogger,
   createRedis,
@@ -46,7 +47,8 @@ const queues = new Queues(env.REDIS_URL, env.QUEUE_PREFIX);
 const store = new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS);
 const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, catalog });
 const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
-const producer = new JobProducer(queues, catalog);
+const completions = new CompletionListener(createRedis(env.REDIS_URL, "blocking"), env.QUEUE_PREFIX);
+const producer = new JobProducer(queues, catalog, completions);
 const allowedHosts = parseAllowedHosts(env.WEBHOOK_ALLOWED_HOSTS);
 const metrics = env.METRICS_ENABLED
   ? new ApiMetrics({ queues, redis, directory: new WorkerDirectory(redis, env.QUEUE_PREFIX) })
@@ -112,6 +114,7 @@ async function shutdown(signal: string) {
   await webhooks.close();
   await queues.close();
   hub.close();
+  completions.close();
   redis.disconnect();
   process.exit(0);
 }

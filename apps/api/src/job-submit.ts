@@ -80,6 +80,7 @@ export async function submitJob(
     onAnswered?: (result: JobResult, bytes: Buffer) => Promise<void>;
   } = {},
 ): Promise<void> {
+  const t0 = performance.now();
   const principal = principalOf(res);
   const webhook = opts.webhook
     ? await checkedWebhook(deps, principal, opts.webhook.url, opts.webhook.events ?? [], "webhook")
@@ -153,12 +154,48 @@ export async function submitJob(
     });
   });
   hungUp.catch(() => {});
+  const queued = performance.now();
   const result = await Promise.race([deps.producer.waitForResult(job, deps.requestTimeoutMs), hungUp]);
+  const finished = performance.now();
   const bytes = await resultBytes(deps.store, result);
+  const arrivedAt = typeof res.locals.arrivedAt === "number" ? res.locals.arrivedAt : t0;
+  res.setHeader(
+    "Server-Timing",
+    serverTiming(result, t0 - arrivedAt, queued - t0, finished - queued, performance.now() - finished),
+  );
   writeResult(res, result, bytes);
   await opts.onAnswered?.(result, bytes).catch(() => {});
   // Delivered: nobody will read it again (a 504'd job's result stays for /v1/jobs/{id}/result).
   if (!idemKey) await deps.store.delete(result.result).catch(() => {});
+}
+
+/**
+ * A sync answer's `Server-Timing` (shown by browsers' dev tools; the benchmark prints it):
+ * `receive` (the body read, middleware and the request's validation), `admit` (checks, input stored, job added), `dispatch` (the wait not spent on the worker's
+ * work: a worker taking the job, and its completion reaching this API), the worker's `read`,
+ * `model`, `post` (pre/postprocessing and encoding) and `write`, then `fetch` (reading the answer).
+ */
+function serverTiming(
+  result: JobResult,
+  receiveMs: number,
+  admitMs: number,
+  waitMs: number,
+  fetchMs: number,
+): string {
+  const t = result.timings;
+  const parts: [string, number][] = [
+    ["receive", receiveMs],
+    ["admit", admitMs],
+  ];
+  if (t) {
+    const work = t.readMs + t.runMs + t.writeMs;
+    parts.push(["dispatch", Math.max(0, waitMs - work)], ["read", t.readMs]);
+    if (t.modelMs !== undefined) parts.push(["model", t.modelMs], ["post", Math.max(0, t.runMs - t.modelMs)]);
+    else parts.push(["run", t.runMs]);
+    parts.push(["write", t.writeMs]);
+  } else parts.push(["wait", waitMs]);
+  parts.push(["fetch", fetchMs]);
+  return parts.map(([name, ms]) => `${name};dur=${ms.toFixed(2)}`).join(", ");
 }
 
 async function accepted(deps: SubmitDeps, res: Response, jobId: string): Promise<void> {
@@ -199,7 +236,6 @@ async function createJob(
         { retryAfterSeconds: deps.producer.secondsToDrain(queue, 1) },
       );
   }
-  const input = body ? await deps.store.put(body) : null;
   const meta: JobMeta = {
     id: jobId,
     kind: data.kind,
@@ -210,7 +246,18 @@ async function createJob(
     webhook,
     canceledAt: null,
   };
-  await deps.jobs.create(meta);
+  // The input and the record are independent writes: one round trip for both. The job itself is
+  // added only after both, so no worker or reader sees it without them.
+  const [stored, recorded] = await Promise.allSettled([
+    body ? deps.store.put(body) : Promise.resolve(null),
+    deps.jobs.create(meta),
+  ]);
+  const input = stored.status === "fulfilled" ? stored.value : null;
+  if (stored.status === "rejected" || recorded.status === "rejected") {
+    if (recorded.status === "fulfilled") await deps.jobs.discard(meta).catch(() => {});
+    if (input) await deps.store.delete(input).catch(() => {});
+    throw stored.status === "rejected" ? stored.reason : (recorded as PromiseRejectedResult).reason;
+  }
   try {
     return { job: await deps.producer.enqueue({ ...data, input } as JobData, jobId), meta };
   } catch (e) {

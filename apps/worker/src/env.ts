@@ -40,8 +40,13 @@ export const Env = z.object({
   EXECUTION_PROVIDERS: list.pipe(z.array(z.enum(["cuda", "tensorrt", "cpu"]))).default(["cuda", "cpu"]),
   /** Threads onnxruntime uses within one run; 0 = one per physical core. */
   ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
-  /** Let onnxruntime's idle threads spin between ops (its default: lower latency, busier cores). */
-  ORT_ALLOW_SPINNING: bool.default(true),
+  /**
+   * Let onnxruntime's idle threads spin between ops and after a run (its own default). Off here:
+   * after each run the spinning threads hold the cores the API, Redis and this worker need to
+   * deliver the answer (`pnpm bench`: 26 → 19 ms added to a tiny decode), and throughput
+   * did not change measurably either way.
+   */
+  ORT_ALLOW_SPINNING: bool.default(false),
   /** Frames per second of mp4 answers. */
   VIDEO_FPS: z.coerce.number().positive().default(15),
   /** ffmpeg binary; unset uses the one from the @ffmpeg-installer package. */

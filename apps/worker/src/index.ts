@@ -5,6 +5,7 @@ import { DiffusionRuntime, SessionHost, VaeRuntime } from "@hybrid/inference";
 import type { ModelInfo } from "@hybrid/protocol";
 import {
   bullConnection,
+  CompletionPublisher,
   cancelChannel,
   catalogSettingsOf,
   createLogger,
@@ -84,7 +85,7 @@ const process_ = createProcessor(
   store,
   jobs,
   log,
-  metrics,
+  { metrics, completions: new CompletionPublisher(redis, env.QUEUE_PREFIX) },
 );
 
 // Jobs in flight and their lock tokens, to hand them back if a shutdown outlasts its grace.

@@ -7,7 +7,7 @@ import {
   type JobResult,
   serializeJobError,
 } from "@hybrid/protocol";
-import type { JobMeta, JobStore, PayloadStore } from "@hybrid/queue";
+import type { CompletionPublisher, JobMeta, JobStore, PayloadStore } from "@hybrid/queue";
 import { type Job, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
 import type { JobTimingSink } from "./metrics.ts";
@@ -27,19 +27,25 @@ interface Answer extends VaeAnswer {
   warnings?: string[];
 }
 
+export interface ProcessorOptions {
+  /** Gets the read/run/write times of each job that succeeds. */
+  metrics?: JobTimingSink;
+  /** Announces each result as soon as it is stored, so a waiting request answers at once. */
+  completions?: CompletionPublisher;
+}
+
 /**
  * Runs one job: read its payload, run the model, store the answer bytes, return where they are.
  * Bad input (and a cancel) fails at once (UnrecoverableError); anything else rethrows so BullMQ
  * retries it. `signal` aborts when the job is canceled while it runs: a generation stops at its
- * next step; a VAE run cannot stop half-way, so its result is discarded. `metrics`, when given,
- * gets the read/run/write times of each job that succeeds.
+ * next step; a VAE run cannot stop half-way, so its result is discarded.
  */
 export function createProcessor(
   rt: Runtimes,
   store: PayloadStore,
   jobs: JobStore,
   log: Logger,
-  metrics?: JobTimingSink,
+  { metrics, completions }: ProcessorOptions = {},
 ) {
   return async (job: Job, _token?: string, signal?: AbortSignal): Promise<JobResult> => {
     const jlog = log.child({
@@ -79,23 +85,26 @@ export function createProcessor(
       const ran = performance.now();
       const result = await store.put(answer.bytes);
       const done = performance.now();
+      const timings = {
+        readMs: read - started,
+        runMs: ran - read,
+        ...(answer.modelMs !== undefined ? { modelMs: answer.modelMs } : {}),
+        writeMs: done - ran,
+      };
       jlog.info(
         {
           kind: data.kind,
           bytes: answer.bytes.byteLength,
           queuedMs: Date.now() - job.timestamp - Math.round(done - started),
-          readMs: Math.round(read - started),
-          runMs: Math.round(ran - read),
-          writeMs: Math.round(done - ran),
+          readMs: Math.round(timings.readMs),
+          runMs: Math.round(timings.runMs),
+          modelMs: answer.modelMs === undefined ? undefined : Math.round(answer.modelMs),
+          writeMs: Math.round(timings.writeMs),
         },
         "job done",
       );
-      metrics?.timings(data.kind, data.model, {
-        readMs: read - started,
-        runMs: ran - read,
-        writeMs: done - ran,
-      });
-      return {
+      metrics?.timings(data.kind, data.model, timings);
+      const out: JobResult = {
         result,
         contentType: answer.contentType,
         bytes: answer.bytes.byteLength,
@@ -103,7 +112,10 @@ export function createProcessor(
         ...(answer.dtype ? { dtype: answer.dtype } : {}),
         ...(answer.headers ? { headers: answer.headers } : {}),
         ...(answer.warnings ? { warnings: answer.warnings } : {}),
+        timings: rounded(timings),
       };
+      if (job.id) completions?.announce(job.id, out);
+      return out;
     } catch (e) {
       // The run's events precede its end, failed or not.
       await events?.flush();
@@ -119,6 +131,11 @@ export function createProcessor(
       throw err;
     }
   };
+}
+
+/** Timings to 0.01 ms: enough for any breakdown, and short in the job's stored result. */
+function rounded<T extends Record<string, number>>(t: T): T {
+  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, Math.round(v * 100) / 100])) as T;
 }
 
 /**

@@ -31,6 +31,8 @@ export interface VaeAnswer {
   contentType: string;
   shape?: number[];
   dtype?: DType;
+  /** Time in `session.run`, ms (the rest of the answer's time is pre/postprocessing and encoding). */
+  modelMs?: number;
 }
 
 interface Served {
@@ -111,11 +113,11 @@ export class VaeRuntime {
         fps: this.opts.fps ?? 15,
         ...(this.opts.ffmpegPath ? { ffmpegPath: this.opts.ffmpegPath } : {}),
       });
-      return { bytes, contentType: "video/mp4" };
+      return { bytes, contentType: "video/mp4", modelMs: result.modelMs };
     }
     const png = job.output.kind === "image" && job.output.format === "png";
     const bytes = await encodeImage(result.data, result.width, result.height, png ? "png" : "jpeg");
-    return { bytes, contentType: png ? "image/png" : "image/jpeg" };
+    return { bytes, contentType: png ? "image/png" : "image/jpeg", modelMs: result.modelMs };
   }
 
   /** Encodes an image file or an image tensor into latents (PROTOCOL.md §2). */
@@ -175,7 +177,7 @@ export class VaeRuntime {
 
 function tensorAnswer(r: RunResult): VaeAnswer {
   if (r.kind !== "tensor") throw new AppError("internal", "Expected a tensor from the session thread.");
-  return { bytes: r.bytes, contentType: "tensor/binary", shape: r.shape, dtype: r.dtype };
+  return { bytes: r.bytes, contentType: "tensor/binary", shape: r.shape, dtype: r.dtype, modelMs: r.modelMs };
 }
 
 /** Loads a model's sessions and reads its layout and dtype from their metadata. */

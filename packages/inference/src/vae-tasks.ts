@@ -40,12 +40,16 @@ export interface DescribeResult {
   providers: string[];
 }
 
-/** Either pixels for the main thread to encode (image, mp4) or a finished wire tensor. */
-export type RunResult =
+/**
+ * Either pixels for the main thread to encode (image, mp4) or a finished wire tensor, with the
+ * time `session.run` took (the rest of the task is pre/postprocessing).
+ */
+export type RunResult = { modelMs: number } & (
   | { kind: "pixels"; data: Uint8Array; frames: number; height: number; width: number }
   | {
       kind: "tensor";
       bytes: Uint8Array;
       shape: number[];
       dtype: "float32" | "float16" | "bfloat16" | "uint8";
-    };
+    }
+);

@@ -18,13 +18,23 @@ async function describe(path: string): Promise<DescribeResult> {
   return { inputs, outputs, providers };
 }
 
-/** Runs a graph's first input → first output; returns the output as float32 with its name. */
+/**
+ * Runs a graph's first input → first output; returns the output as float32 with its name and
+ * how long `session.run` took.
+ */
 async function run(path: string, values: Float32Array, shape: number[]) {
   const { session, inputs, outputs } = await getSession(path, settings);
   const input = inputs[0]!;
   const output = outputs[0]!;
-  const result = await session.run({ [input.name]: toOrtTensor(values, shape, input.type) }, [output.name]);
-  return { name: output.name, ...fromOrtTensor(result[output.name] as Parameters<typeof fromOrtTensor>[0]) };
+  const feeds = { [input.name]: toOrtTensor(values, shape, input.type) };
+  const t0 = performance.now();
+  const result = await session.run(feeds, [output.name]);
+  const modelMs = performance.now() - t0;
+  return {
+    name: output.name,
+    modelMs,
+    ...fromOrtTensor(result[output.name] as Parameters<typeof fromOrtTensor>[0]),
+  };
 }
 
 async function decode(t: DecodeTask): Promise<RunResult> {
@@ -45,11 +55,11 @@ async function decode(t: DecodeTask): Promise<RunResult> {
       // A video model asked for an image answers its first frame: send back only that one.
       if (t.output.kind === "image") rgb = sliceFirst(rgb.data, rgb.shape);
       const [frames, height, width] = rgb.shape as [number, number, number];
-      return { kind: "pixels", data: rgb.data, frames, height, width };
+      return { kind: "pixels", data: rgb.data, frames, height, width, modelMs: out.modelMs };
     }
     case "uint8": {
       const rgb = toUint8ChannelsLast(out.data, out.shape);
-      return { kind: "tensor", bytes: rgb.data, shape: rgb.shape, dtype: "uint8" };
+      return { kind: "tensor", bytes: rgb.data, shape: rgb.shape, dtype: "uint8", modelMs: out.modelMs };
     }
     case "unit-float16": {
       const unit = toUnitRangeNCHW(out.data, out.shape);
@@ -58,6 +68,7 @@ async function decode(t: DecodeTask): Promise<RunResult> {
         bytes: encodeFromFloat32(unit.data, "float16"),
         shape: unit.shape,
         dtype: "float16",
+        modelMs: out.modelMs,
       };
     }
     case "raw":
@@ -66,6 +77,7 @@ async function decode(t: DecodeTask): Promise<RunResult> {
         bytes: encodeFromFloat32(out.data, t.output.dtype),
         shape: out.shape,
         dtype: t.output.dtype,
+        modelMs: out.modelMs,
       };
   }
 }
@@ -116,6 +128,7 @@ async function encode(t: EncodeTask): Promise<RunResult> {
     bytes: encodeFromFloat32(latents, t.outputDtype),
     shape: [b, channels, h, w],
     dtype: t.outputDtype,
+    modelMs: out.modelMs,
   };
 }
 

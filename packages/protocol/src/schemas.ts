@@ -161,5 +161,17 @@ export const JobResult = z.object({
   headers: z.record(z.string(), z.string()).optional(),
   /** Shown in the job object's `warnings`. */
   warnings: z.array(z.string()).optional(),
+  /**
+   * Where the worker's time went, in ms: reading the input, the run (the model plus pre- and
+   * postprocessing and image encoding; `modelMs` of it in the model itself), storing the answer.
+   */
+  timings: z
+    .object({
+      readMs: z.number().nonnegative(),
+      runMs: z.number().nonnegative(),
+      modelMs: z.number().nonnegative().optional(),
+      writeMs: z.number().nonnegative(),
+    })
+    .optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;

@@ -1,4 +1,5 @@
 export * from "./catalog.ts";
+export * from "./completions.ts";
 export * from "./connection.ts";
 export * from "./job-event-hub.ts";
 export * from "./job-store.ts";

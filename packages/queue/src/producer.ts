@@ -1,6 +1,7 @@
 import { AppError, type JobData, JobResult, parseJobError } from "@hybrid/protocol";
 import type { Job } from "bullmq";
 import { type CatalogSettings, jobCatalog } from "./catalog.ts";
+import type { CompletionListener } from "./completions.ts";
 import type { Queues } from "./queues.ts";
 
 /** How far back completions count toward a queue's observed drain rate. */
@@ -17,6 +18,8 @@ export class JobProducer {
   constructor(
     private readonly queues: Queues,
     private readonly settings: CatalogSettings,
+    /** Workers' result notices: a success reaches a waiting request without BullMQ's round trips. */
+    private readonly completions?: CompletionListener,
   ) {}
 
   /** The queue a job of this data goes to. */
@@ -39,6 +42,8 @@ export class JobProducer {
    * stays fetchable at `/v1/jobs/{id}`.
    */
   async waitForResult(job: Job, timeoutMs: number): Promise<JobResult> {
+    // Listening before anything else: a fast job's notice must not pass before we listen.
+    const notice = job.id ? this.completions?.wait(job.id) : undefined;
     const events = await this.queues.events(job.queueName);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -65,9 +70,10 @@ export class JobProducer {
     );
     finished.catch(() => {});
     try {
-      return await Promise.race([finished, timedOut]);
+      return await Promise.race([finished, timedOut, ...(notice ? [notice.result] : [])]);
     } finally {
       clearTimeout(timer);
+      notice?.stop();
     }
   }
 
