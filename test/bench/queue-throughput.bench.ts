@@ -126,7 +126,9 @@ const echo = Array.from({ length: WORKERS }, () => {
   const jobs = new JobStore(redis, queues, store, { prefix, catalog: catalogSettingsOf(shared) });
   const worker = new Worker(
     jobCatalog.queue("decode", model.id),
-    createProcessor(runtimes, store, jobs, log, { completions: new CompletionPublisher(redis, prefix) }),
+    createProcessor(runtimes, store, jobs, log, {
+      completions: new CompletionPublisher(redis, prefix, store),
+    }),
     {
       connection: bullConnection(redisServer.url),
       prefix,

@@ -47,7 +47,12 @@ const queues = new Queues(env.REDIS_URL, env.QUEUE_PREFIX);
 const store = new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS);
 const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, catalog });
 const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
-const completions = new CompletionListener(createRedis(env.REDIS_URL, "blocking"), env.QUEUE_PREFIX);
+const completions = new CompletionListener(
+  createRedis(env.REDIS_URL, "blocking"),
+  env.QUEUE_PREFIX,
+  store,
+  (err) => logger.warn({ err: err.message }, "an answer for a job nobody waits for any more was not stored"),
+);
 const producer = new JobProducer(queues, catalog, completions);
 const allowedHosts = parseAllowedHosts(env.WEBHOOK_ALLOWED_HOSTS);
 const metrics = env.METRICS_ENABLED

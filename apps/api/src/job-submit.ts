@@ -118,7 +118,18 @@ export async function submitJob(
   }
   if (!job) {
     try {
-      ({ job, meta } = await createJob(deps, principal, queue, jobId, data, body, webhook));
+      // A request that waits for the answer has it sent straight back to this process.
+      const waits = !(prefer.async && prefer.waitSeconds === null);
+      const reply = waits ? deps.producer.replyTo : undefined;
+      ({ job, meta } = await createJob(
+        deps,
+        principal,
+        queue,
+        jobId,
+        { ...data, ...(reply ? { reply } : {}) },
+        body,
+        webhook,
+      ));
     } catch (e) {
       if (idemKey) await deps.jobs.releaseIdempotencyKey(principal.owner, idemKey).catch(() => {});
       throw e;
@@ -133,12 +144,13 @@ export async function submitJob(
   if (prefer.waitSeconds !== null) {
     const waitMs = Math.min(prefer.waitSeconds * 1000, deps.requestTimeoutMs);
     res.setHeader("Preference-Applied", `wait=${Math.floor(waitMs / 1000)}`);
-    const result = await deps.producer.waitForResult(job, waitMs).catch((e: unknown) => {
+    // The answer stays fetchable after this (only a plain sync answer is dropped once sent).
+    const reply = await deps.producer.waitForResult(job, waitMs, { keep: true }).catch((e: unknown) => {
       if (e instanceof AppError && e.code === "timeout") return null;
       throw e;
     });
-    if (!result) return accepted(deps, res, jobId);
-    return writeResult(res, result, await resultBytes(deps.store, result));
+    if (!reply) return accepted(deps, res, jobId);
+    return writeResult(res, reply.result, reply.bytes ?? (await resultBytes(deps.store, reply.result)));
   }
 
   // Synchronous: a client that hangs up leaves nobody to answer, so its job is canceled
@@ -155,9 +167,12 @@ export async function submitJob(
   });
   hungUp.catch(() => {});
   const queued = performance.now();
-  const result = await Promise.race([deps.producer.waitForResult(job, deps.requestTimeoutMs), hungUp]);
+  const { result, bytes: inline } = await Promise.race([
+    deps.producer.waitForResult(job, deps.requestTimeoutMs, { keep: idemKey !== undefined }),
+    hungUp,
+  ]);
   const finished = performance.now();
-  const bytes = await resultBytes(deps.store, result);
+  const bytes = inline ?? (await resultBytes(deps.store, result));
   const arrivedAt = typeof res.locals.arrivedAt === "number" ? res.locals.arrivedAt : t0;
   res.setHeader(
     "Server-Timing",
@@ -166,13 +181,15 @@ export async function submitJob(
   writeResult(res, result, bytes);
   await opts.onAnswered?.(result, bytes).catch(() => {});
   // Delivered: nobody will read it again (a 504'd job's result stays for /v1/jobs/{id}/result).
-  if (!idemKey) await deps.store.delete(result.result).catch(() => {});
+  // An inline answer was never stored.
+  if (!idemKey && !inline) await deps.store.delete(result.result).catch(() => {});
 }
 
 /**
  * A sync answer's `Server-Timing` (shown by browsers' dev tools; the benchmark prints it):
- * `receive` (the body read, middleware and the request's validation), `admit` (checks, input stored, job added), `dispatch` (the wait not spent on the worker's
- * work: a worker taking the job, and its completion reaching this API), the worker's `read`,
+ * `receive` (the body read, middleware and the request's validation), `admit` (checks, input
+ * stored, job added), `dispatch` (the wait not spent on the worker's work: a worker taking the
+ * job, and its answer reaching this API), the worker's `read`,
  * `model`, `post` (pre/postprocessing and encoding) and `write`, then `fetch` (reading the answer).
  */
 function serverTiming(

@@ -30,7 +30,7 @@ interface Answer extends VaeAnswer {
 export interface ProcessorOptions {
   /** Gets the read/run/write times of each job that succeeds. */
   metrics?: JobTimingSink;
-  /** Announces each result as soon as it is stored, so a waiting request answers at once. */
+  /** Sends each answer straight to the API waiting for it (else it is only stored). */
   completions?: CompletionPublisher;
 }
 
@@ -83,14 +83,29 @@ export function createProcessor(
       await events.flush();
       if (signal?.aborted) throw canceled();
       const ran = performance.now();
-      const result = await store.put(answer.bytes);
-      const done = performance.now();
-      const timings = {
-        readMs: read - started,
-        runMs: ran - read,
-        ...(answer.modelMs !== undefined ? { modelMs: answer.modelMs } : {}),
-        writeMs: done - ran,
+      const out: JobResult = {
+        result: store.newKey(),
+        contentType: answer.contentType,
+        bytes: answer.bytes.byteLength,
+        ...(answer.shape ? { shape: answer.shape } : {}),
+        ...(answer.dtype ? { dtype: answer.dtype } : {}),
+        ...(answer.headers ? { headers: answer.headers } : {}),
+        ...(answer.warnings ? { warnings: answer.warnings } : {}),
+        timings: rounded({
+          readMs: read - started,
+          runMs: ran - read,
+          ...(answer.modelMs !== undefined ? { modelMs: answer.modelMs } : {}),
+          // Sent with the reply, before it is known: the time to store or send it shows as the
+          // API's `dispatch`.
+          writeMs: 0,
+        }),
       };
+      // Stored, or sent straight to the API waiting for it (which stores it if it must).
+      const delivered = completions
+        ? await completions.deliver(job.id ?? "", data.reply, out, answer.bytes)
+        : (await store.putAt(out.result, answer.bytes), out);
+      const done = performance.now();
+      const timings = { ...out.timings!, writeMs: done - ran };
       jlog.info(
         {
           kind: data.kind,
@@ -98,24 +113,14 @@ export function createProcessor(
           queuedMs: Date.now() - job.timestamp - Math.round(done - started),
           readMs: Math.round(timings.readMs),
           runMs: Math.round(timings.runMs),
-          modelMs: answer.modelMs === undefined ? undefined : Math.round(answer.modelMs),
+          modelMs: timings.modelMs === undefined ? undefined : Math.round(timings.modelMs),
           writeMs: Math.round(timings.writeMs),
+          inline: delivered.inline,
         },
         "job done",
       );
       metrics?.timings(data.kind, data.model, timings);
-      const out: JobResult = {
-        result,
-        contentType: answer.contentType,
-        bytes: answer.bytes.byteLength,
-        ...(answer.shape ? { shape: answer.shape } : {}),
-        ...(answer.dtype ? { dtype: answer.dtype } : {}),
-        ...(answer.headers ? { headers: answer.headers } : {}),
-        ...(answer.warnings ? { warnings: answer.warnings } : {}),
-        timings: rounded(timings),
-      };
-      if (job.id) completions?.announce(job.id, out);
-      return out;
+      return { ...delivered, timings: rounded(timings) };
     } catch (e) {
       // The run's events precede its end, failed or not.
       await events?.flush();

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ErrorCode } from "./errors.ts";
 import { GenerateParams, GenerateResponse } from "./generate.ts";
-import { DecodeJob, EncodeJob, JobResult, PayloadRef } from "./schemas.ts";
+import { DecodeJob, EncodeJob, JobResult, PayloadRef, ReplyTo } from "./schemas.ts";
 
 /** BullMQ job data of a generation: small JSON only (the init image is a payload key). */
 export const GenerateJob = z.object({
@@ -9,6 +9,7 @@ export const GenerateJob = z.object({
   model: z.string(),
   /** Image-to-image: the init image file; null for text-to-image. */
   input: PayloadRef.nullable(),
+  reply: ReplyTo.optional(),
   params: GenerateParams,
   /** Image bytes, or the `{"image": "<base64>"}` JSON the custom-handler clients read. */
   response: GenerateResponse,

@@ -124,11 +124,18 @@ export type DecodeOutput = z.infer<typeof DecodeOutput>;
 /** A Redis key holding payload bytes (never the bytes themselves: BullMQ stores job data as JSON). */
 export const PayloadRef = z.string().min(1).max(200);
 
+/**
+ * The API process waiting for a job's answer (a sync request): the worker sends the answer to
+ * it directly (`<prefix>:reply:<id>` on pub/sub) instead of only storing it for a fetch.
+ */
+export const ReplyTo = z.string().regex(/^[\w-]{1,64}$/);
+
 /** BullMQ job data of a decode: small JSON only. */
 export const DecodeJob = z.object({
   kind: z.literal("decode"),
   model: z.string(),
   input: PayloadRef,
+  reply: ReplyTo.optional(),
   shape: z.array(z.number().int().positive()),
   dtype: InputDType,
   scaling: Scaling,
@@ -142,6 +149,7 @@ export const EncodeJob = z.object({
   kind: z.literal("encode"),
   model: z.string(),
   input: PayloadRef,
+  reply: ReplyTo.optional(),
   tensor: z.object({ shape: z.array(z.number().int().positive()), dtype: InputDType }).nullable(),
   scaling: Scaling,
   sample: z.boolean(),
@@ -173,5 +181,10 @@ export const JobResult = z.object({
       writeMs: z.number().nonnegative(),
     })
     .optional(),
+  /**
+   * The bytes went straight to the waiting API (`reply`) and were not stored by the worker: a
+   * waiter that sees the job completed takes them from the reply, not from `result`.
+   */
+  inline: z.literal(true).optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;

@@ -1,58 +1,118 @@
 import { randomUUID } from "node:crypto";
 import type { JobResult } from "@hybrid/protocol";
 import { afterAll, describe, expect, it } from "vitest";
-import { CompletionListener, CompletionPublisher, completionsChannel } from "./completions.ts";
+import { CompletionListener, CompletionPublisher, replyChannel } from "./completions.ts";
 import { createRedis } from "./connection.ts";
+import { PayloadStore } from "./payload-store.ts";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const prefix = `test-${randomUUID().slice(0, 8)}`;
 const redis = createRedis(redisUrl, "command");
-const listener = new CompletionListener(createRedis(redisUrl, "blocking"), prefix);
-const publisher = new CompletionPublisher(redis, prefix);
+const store = new PayloadStore(redis, prefix, 60);
+const listener = new CompletionListener(createRedis(redisUrl, "blocking"), prefix, store);
+// Answers over 1 KB are stored and announced, not sent inline.
+const publisher = new CompletionPublisher(redis, prefix, store, 1024);
 
-afterAll(() => {
+afterAll(async () => {
   listener.close();
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
 });
 
-const result = (n: number): JobResult => ({
-  result: `${prefix}:payload:${n}`,
+const resultOf = (bytes: number): JobResult => ({
+  result: store.newKey(),
   contentType: "tensor/binary",
-  bytes: n,
-  shape: [1, n],
+  bytes,
+  shape: [1, bytes],
   dtype: "uint8",
-  timings: { readMs: 0.5, runMs: 20, modelMs: 18, writeMs: 1 },
+  timings: { readMs: 0.5, runMs: 20, modelMs: 18, writeMs: 0 },
 });
-
+const bytesOf = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * seed) & 0xff);
 const settled = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p.then(() => "settled"), new Promise((r) => setTimeout(() => r("pending"), ms))]);
 
-describe("completion notices", () => {
-  it("hands each waiter the result announced for its job, and only that", async () => {
+describe("replies from workers to the API that waits", () => {
+  it("sends a small answer inline to its waiter only, without storing it", async () => {
     await listener.subscribed();
     const a = listener.wait("job-a");
     const b = listener.wait("job-b");
-    publisher.announce("job-b", result(2));
-    expect(await b.result).toEqual(result(2));
-    expect(await settled(a.result, 100)).toBe("pending");
-    publisher.announce("job-a", result(1));
-    expect(await a.result).toEqual(result(1));
+    const r = resultOf(600);
+    const bytes = bytesOf(600, 7);
+    const kept = await publisher.deliver("job-b", listener.id, r, bytes);
+    expect(kept).toEqual({ ...r, inline: true });
+    const got = await b.reply;
+    expect(got.result).toEqual(r);
+    expect(got.bytes?.equals(Buffer.from(bytes))).toBe(true);
+    expect(await settled(a.reply, 100)).toBe("pending");
+    expect(await store.get(r.result)).toBeNull();
   });
 
-  it("ignores notices after stop, malformed notices and results that do not parse", async () => {
+  it("stores inline bytes that a waiter must keep, or that nobody waits for any more", async () => {
     await listener.subscribed();
-    const stopped = listener.wait("job-c");
-    stopped.stop();
-    publisher.announce("job-c", result(3));
-    expect(await settled(stopped.result, 100)).toBe("pending");
+    const keep = listener.wait("job-k", { keep: true });
+    const r1 = resultOf(300);
+    await publisher.deliver("job-k", listener.id, r1, bytesOf(300, 3));
+    expect((await keep.reply).bytes?.length).toBe(300);
+    const gone = listener.wait("job-g");
+    gone.stop();
+    const r2 = resultOf(200);
+    await publisher.deliver("job-g", listener.id, r2, bytesOf(200, 5));
+    for (const [r, n, seed] of [
+      [r1, 300, 3],
+      [r2, 200, 5],
+    ] as const) {
+      await expect.poll(() => store.get(r.result)).not.toBeNull();
+      expect((await store.get(r.result))?.equals(Buffer.from(bytesOf(n, seed)))).toBe(true);
+    }
+    expect(await settled(gone.reply, 50)).toBe("pending");
+  });
 
-    const w = listener.wait("job-d");
-    await redis.publish(completionsChannel(prefix), "not json");
-    await redis.publish(completionsChannel(prefix), JSON.stringify({ id: "job-d", result: { bytes: -1 } }));
-    // Another deployment's channel (another prefix) is not ours.
-    await redis.publish(completionsChannel(`${prefix}x`), JSON.stringify({ id: "job-d", result: result(9) }));
-    expect(await settled(w.result, 100)).toBe("pending");
-    publisher.announce("job-d", result(4));
-    expect(await w.result).toEqual(result(4));
+  it("stores a large answer and announces it without its bytes", async () => {
+    await listener.subscribed();
+    const w = listener.wait("job-big");
+    const r = resultOf(5000);
+    const kept = await publisher.deliver("job-big", listener.id, r, bytesOf(5000, 11));
+    expect(kept.inline).toBeUndefined();
+    const got = await w.reply;
+    expect(got.bytes).toBeUndefined();
+    expect(got.result).toEqual(r);
+    expect((await store.get(r.result))?.equals(Buffer.from(bytesOf(5000, 11)))).toBe(true);
+  });
+
+  it("stores the answer when no API listens on the reply address (it is gone)", async () => {
+    const r = resultOf(100);
+    const kept = await publisher.deliver("job-x", "no-such-api", r, bytesOf(100, 13));
+    expect(kept.inline).toBeUndefined();
+    expect((await store.get(r.result))?.length).toBe(100);
+  });
+
+  it("ignores malformed replies and other deployments' channels", async () => {
+    await listener.subscribed();
+    const w = listener.wait("job-m");
+    await redis.publish(replyChannel(prefix, listener.id), "no newline");
+    await redis.publish(
+      replyChannel(prefix, listener.id),
+      `${JSON.stringify({ id: "job-m", result: { bytes: -1 } })}\n`,
+    );
+    await redis.publish(
+      replyChannel(`${prefix}x`, listener.id),
+      `${JSON.stringify({ id: "job-m", result: resultOf(1) })}\nx`,
+    );
+    expect(await settled(w.reply, 100)).toBe("pending");
+    const r = resultOf(4);
+    await publisher.deliver("job-m", listener.id, r, bytesOf(4, 1));
+    expect((await w.reply).result).toEqual(r);
+  });
+
+  it("hands one reply to every waiter of the job (an idempotent retry beside the first request)", async () => {
+    await listener.subscribed();
+    const first = listener.wait("job-i");
+    const retry = listener.wait("job-i", { keep: true });
+    const r = resultOf(64);
+    await publisher.deliver("job-i", listener.id, r, bytesOf(64, 9));
+    expect((await first.reply).bytes?.length).toBe(64);
+    expect((await retry.reply).bytes?.length).toBe(64);
+    await expect.poll(() => store.get(r.result)).not.toBeNull();
   });
 });

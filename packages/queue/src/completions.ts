@@ -1,77 +1,150 @@
+import { randomUUID } from "node:crypto";
 import { JobResult } from "@hybrid/protocol";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connection.ts";
+import type { PayloadStore } from "./payload-store.ts";
 
-/** Pub/sub channel on which workers announce each result the moment it is stored. */
-export const completionsChannel = (prefix: string) => `${prefix}:completions`;
+/** Pub/sub channel of one API process: the answers of the jobs it waits for. */
+export const replyChannel = (prefix: string, api: string) => `${prefix}:reply:${api}`;
 
 /**
- * A worker's side: announces a job's result as soon as its bytes are stored, before BullMQ
- * marks the job completed. Waiting API requests answer from this notice instead of from
- * BullMQ's event stream, which comes one script call and one stream read later.
+ * Answers up to this size travel in the reply itself. Redis drops a subscriber whose unread
+ * pub/sub output passes 32 MB (8 MB for a minute), so large answers (videos) are stored and
+ * fetched instead.
  */
-export class CompletionPublisher {
-  constructor(
-    private readonly redis: Redis,
-    private readonly prefix: string,
-  ) {}
+export const DEFAULT_INLINE_MAX_BYTES = 4 * 1024 * 1024;
 
-  /** Fire and forget: a lost notice only means the waiter answers from BullMQ's event instead. */
-  announce(jobId: string, result: JobResult): void {
-    this.redis
-      .publish(completionsChannel(this.prefix), JSON.stringify({ id: jobId, result }))
-      .catch(() => {});
+/** A reply: the job's result JSON, a newline, then (inline replies) the answer bytes. */
+function encodeReply(jobId: string, result: JobResult, bytes?: Uint8Array): Buffer {
+  const head = Buffer.from(`${JSON.stringify({ id: jobId, result })}\n`);
+  if (!bytes) return head;
+  return Buffer.concat([head, bytes]);
+}
+
+function decodeReply(message: Buffer): { id: string; result: JobResult; bytes?: Buffer } | null {
+  const nl = message.indexOf(0x0a);
+  if (nl < 0) return null;
+  let head: { id?: unknown; result?: unknown };
+  try {
+    head = JSON.parse(message.subarray(0, nl).toString());
+  } catch {
+    return null;
   }
+  const result = JobResult.safeParse(head.result);
+  if (typeof head.id !== "string" || !result.success) return null;
+  return {
+    id: head.id,
+    result: result.data,
+    ...(nl + 1 < message.length ? { bytes: message.subarray(nl + 1) } : {}),
+  };
 }
 
 /**
- * The API's side: one subscription serves every request of this process that waits for a result.
- * A job's own BullMQ event stays the authority (failures, and a notice lost to a reconnect):
- * this only lets a success arrive sooner.
+ * A worker's side. The answer of a job a request waits for goes straight to that request's API
+ * process on pub/sub, before BullMQ marks the job completed: the waiter answers without BullMQ's
+ * completion round trips, and a small answer makes one trip through Redis instead of a store and
+ * a fetch. When nobody receives it (that API is gone), the answer is stored as for any job.
+ */
+export class CompletionPublisher {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+    private readonly store: PayloadStore,
+    private readonly inlineMaxBytes = DEFAULT_INLINE_MAX_BYTES,
+  ) {}
+
+  /**
+   * Delivers `bytes` as the answer of `jobId` (`result.result` is the key it has, or gets, in
+   * the payload store). Returns the result BullMQ should keep: `inline` when the bytes went only
+   * to the waiting API.
+   */
+  async deliver(
+    jobId: string,
+    reply: string | undefined,
+    result: JobResult,
+    bytes: Uint8Array,
+  ): Promise<JobResult> {
+    if (reply && bytes.byteLength <= this.inlineMaxBytes) {
+      const receivers = await this.redis
+        .publish(replyChannel(this.prefix, reply), encodeReply(jobId, result, bytes))
+        .catch(() => 0);
+      if (receivers > 0) return { ...result, inline: true };
+    }
+    await this.store.putAt(result.result, bytes);
+    // Stored: a short notice still saves the waiter BullMQ's completion round trips.
+    if (reply)
+      this.redis.publish(replyChannel(this.prefix, reply), encodeReply(jobId, result)).catch(() => {});
+    return result;
+  }
+}
+
+/** What a waiter gets: the result, and its bytes when they came with the reply. */
+export interface Reply {
+  result: JobResult;
+  bytes?: Buffer;
+}
+
+interface Waiter {
+  resolve: (r: Reply) => void;
+  /** Store inline bytes too (the answer must stay fetchable after it is sent). */
+  keep: boolean;
+}
+
+/**
+ * The API's side: one subscription to this process's reply channel serves every request here
+ * that waits for an answer. Inline bytes that no waiter takes any more (the request timed out
+ * with a 504 and its job went on) are stored, so `GET /v1/jobs/{id}/result` still has them.
  */
 export class CompletionListener {
-  private readonly waiting = new Map<string, (r: JobResult) => void>();
+  /** This process's reply address, put in the data of the jobs it waits for. */
+  readonly id = randomUUID().replaceAll("-", "").slice(0, 16);
+  /** Waiters by job id (an idempotent retry may wait beside the request that made the job). */
+  private readonly waiting = new Map<string, Set<Waiter>>();
   private readonly ready: Promise<unknown>;
 
   /** `subscriber` becomes a subscriber connection: give the listener one of its own. */
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: RedisClient,
     prefix: string,
+    private readonly store: PayloadStore,
+    private readonly onError: (err: Error) => void = () => {},
   ) {
-    const channel = completionsChannel(prefix);
-    subscriber.on("message", (from: string, message: string) => {
-      if (from !== channel) return;
-      let msg: { id?: unknown; result?: unknown };
-      try {
-        msg = JSON.parse(message);
-      } catch {
-        return;
-      }
-      const resolve = typeof msg.id === "string" ? this.waiting.get(msg.id) : undefined;
-      const result = JobResult.safeParse(msg.result);
-      if (resolve && result.success) resolve(result.data);
+    const channel = replyChannel(prefix, this.id);
+    subscriber.on("messageBuffer", (from: Buffer, message: Buffer) => {
+      if (from.toString() !== channel) return;
+      const reply = decodeReply(message);
+      if (!reply) return;
+      const waiters = [...(this.waiting.get(reply.id) ?? [])];
+      if (reply.bytes && (waiters.length === 0 || waiters.some((w) => w.keep)))
+        this.store.putAt(reply.result.result, reply.bytes).catch((e: Error) => this.onError(e));
+      for (const w of waiters)
+        w.resolve({ result: reply.result, ...(reply.bytes ? { bytes: reply.bytes } : {}) });
     });
     this.ready = subscriber.subscribe(channel);
     this.ready.catch(() => {});
   }
 
-  /** Resolves when it is subscribed (a notice sent before then would be missed). */
+  /** Resolves when it is subscribed (a reply sent before then would be missed). */
   async subscribed(): Promise<void> {
     await this.ready;
   }
 
   /**
-   * The result of `jobId` once a worker announces it. Call `stop` when done waiting (whatever
+   * The reply for `jobId`, once its worker sends it. Call `stop` when done waiting (whatever
    * answered): the promise then never settles.
    */
-  wait(jobId: string): { result: Promise<JobResult>; stop: () => void } {
+  wait(jobId: string, opts: { keep?: boolean } = {}): { reply: Promise<Reply>; stop: () => void } {
     let stop = () => {};
-    const result = new Promise<JobResult>((resolve) => {
-      this.waiting.set(jobId, resolve);
+    const reply = new Promise<Reply>((resolve) => {
+      const waiter: Waiter = { resolve, keep: opts.keep ?? false };
+      let set = this.waiting.get(jobId);
+      if (!set) this.waiting.set(jobId, (set = new Set()));
+      set.add(waiter);
       stop = () => {
-        if (this.waiting.get(jobId) === resolve) this.waiting.delete(jobId);
+        set.delete(waiter);
+        if (set.size === 0 && this.waiting.get(jobId) === set) this.waiting.delete(jobId);
       };
     });
-    return { result, stop };
+    return { reply, stop };
   }
 
   close(): void {

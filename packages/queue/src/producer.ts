@@ -1,8 +1,12 @@
 import { AppError, type JobData, JobResult, parseJobError } from "@hybrid/protocol";
 import type { Job } from "bullmq";
 import { type CatalogSettings, jobCatalog } from "./catalog.ts";
-import type { CompletionListener } from "./completions.ts";
+import type { CompletionListener, Reply } from "./completions.ts";
 import type { Queues } from "./queues.ts";
+
+/** How long a waiter that saw its job complete waits for the reply carrying the bytes. */
+const INLINE_REPLY_GRACE_MS = 5000;
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 /** How far back completions count toward a queue's observed drain rate. */
 const DRAIN_WINDOW_MS = 60_000;
@@ -36,14 +40,20 @@ export class JobProducer {
     return queue.add(data.kind, data, { ...jobCatalog.jobOptions(data.kind, this.settings), jobId });
   }
 
+  /** Where workers send the answers of jobs this process waits for (job data `reply`). */
+  get replyTo(): string | undefined {
+    return this.completions?.id;
+  }
+
   /**
-   * Waits until the job finishes and returns its result; throws the job's AppError when it
-   * failed, or `timeout` (504, with the job id) after `timeoutMs`. The job itself goes on: it
-   * stays fetchable at `/v1/jobs/{id}`.
+   * Waits until the job finishes and returns its result (with the answer bytes when they came
+   * in the worker's reply); throws the job's AppError when it failed, or `timeout` (504, with
+   * the job id) after `timeoutMs`. The job itself goes on: it stays fetchable at
+   * `/v1/jobs/{id}`. `keep`: inline answer bytes are stored too (they must stay fetchable).
    */
-  async waitForResult(job: Job, timeoutMs: number): Promise<JobResult> {
-    // Listening before anything else: a fast job's notice must not pass before we listen.
-    const notice = job.id ? this.completions?.wait(job.id) : undefined;
+  async waitForResult(job: Job, timeoutMs: number, opts: { keep?: boolean } = {}): Promise<Reply> {
+    // Listening before anything else: a fast job's reply must not pass before we listen.
+    const notice = job.id ? this.completions?.wait(job.id, opts) : undefined;
     const events = await this.queues.events(job.queueName);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -63,14 +73,21 @@ export class JobProducer {
     });
     // BullMQ's own deadline, a little later than ours, only releases its listener.
     const finished = job.waitUntilFinished(events, timeoutMs + 1000).then(
-      (value: unknown) => JobResult.parse(value),
+      (value: unknown): Promise<Reply> | Reply => {
+        const result = JobResult.parse(value);
+        // Inline bytes exist only in the reply, which can trail BullMQ's event by a moment (its
+        // socket carries the bytes). Should it be lost, the fetch that follows answers 410.
+        if (result.inline && notice)
+          return Promise.race([notice.reply, delay(INLINE_REPLY_GRACE_MS).then(() => ({ result }))]);
+        return { result };
+      },
       (e: unknown) => {
         throw parseJobError(e instanceof Error ? e.message : String(e));
       },
     );
     finished.catch(() => {});
     try {
-      return await Promise.race([finished, timedOut, ...(notice ? [notice.result] : [])]);
+      return await Promise.race([finished, timedOut, ...(notice ? [notice.reply] : [])]);
     } finally {
       clearTimeout(timer);
       notice?.stop();
