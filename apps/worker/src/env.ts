@@ -36,6 +36,18 @@ export const Env = z.object({
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
   /** BullMQ jobs in flight per model queue. */
   CONCURRENCY: z.coerce.number().int().min(1).max(256).default(1),
+  /**
+   * Dynamic batching of decodes and encodes: up to this many batch entries of one model, shape,
+   * dtype and output run as one batch (each job still gets exactly its own answer). 1 = off, the
+   * default: on CPUs a batch runs no faster than its parts (`pnpm bench:throughput`); on a GPU it
+   * usually does. A VAE queue then takes CONCURRENCY × MAX_BATCH_SIZE jobs in flight.
+   */
+  MAX_BATCH_SIZE: z.coerce.number().int().min(1).max(64).default(1),
+  /**
+   * How long the first job of a batch waits for more while a session thread is free, in ms. 0:
+   * never wait; jobs that arrive while the threads are busy still run together.
+   */
+  BATCH_WINDOW_MS: z.coerce.number().min(0).max(1000).default(0),
   /** onnxruntime execution providers in order of preference; cpu is always the fallback. */
   EXECUTION_PROVIDERS: list.pipe(z.array(z.enum(["cuda", "tensorrt", "cpu"]))).default(["cuda", "cpu"]),
   /** Threads onnxruntime uses within one run; 0 = one per physical core. */

@@ -37,6 +37,7 @@ export class WorkerMetrics implements JobTimingSink {
   private readonly read: Histogram<Labels>;
   private readonly run: Histogram<Labels>;
   private readonly write: Histogram<Labels>;
+  private readonly batchEntries: Histogram;
 
   constructor() {
     const registers = [this.registry];
@@ -76,6 +77,17 @@ export class WorkerMetrics implements JobTimingSink {
       buckets: WRITE_BUCKETS,
       registers,
     });
+    this.batchEntries = new Histogram({
+      name: "hybrid_worker_batch_entries",
+      help: "Batch entries per decode/encode model run (1 = a job ran alone; MAX_BATCH_SIZE > 1 batches).",
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers,
+    });
+  }
+
+  /** One decode/encode model run of `entries` batch entries. */
+  batchRun(entries: number): void {
+    this.batchEntries.observe(entries);
   }
 
   timings(kind: JobKind, model: string, t: JobTimings): void {

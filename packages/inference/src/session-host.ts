@@ -1,7 +1,7 @@
 import { Piscina } from "piscina";
 import type { GenerateResult, GenerateTask } from "./diffusion/pipeline.ts";
 import type { SessionSettings } from "./session-cache.ts";
-import type { DescribeResult, RunResult, ThreadTask } from "./vae-tasks.ts";
+import type { BatchTask, DescribeResult, RunResult, ThreadTask } from "./vae-tasks.ts";
 
 export interface SessionHostOptions extends SessionSettings {
   /** Session threads; each holds its own copy of every session it has run. @defaultValue 1 */
@@ -19,9 +19,13 @@ const threadFile = new URL(fromSource ? "./vae-thread.ts" : "./vae-thread.js", i
  */
 export class SessionHost {
   private readonly pool: Piscina;
+  private readonly threads: number;
+  private busy = 0;
+  private readonly freed = new Set<() => void>();
 
   constructor(opts: SessionHostOptions) {
     const { threads, ...settings } = opts;
+    this.threads = threads;
     this.pool = new Piscina({
       filename: threadFile,
       minThreads: threads,
@@ -34,17 +38,45 @@ export class SessionHost {
     });
   }
 
-  describe(path: string): Promise<DescribeResult> {
-    return this.pool.run({ op: "describe", path } satisfies ThreadTask);
+  /** Session threads with no task right now (a batcher sends work only to a free one). */
+  get freeThreads(): number {
+    return Math.max(0, this.threads - this.busy);
   }
 
-  run(task: Exclude<ThreadTask, { op: "describe" | "generate" }>): Promise<RunResult> {
-    return this.pool.run(task);
+  /** Calls `listener` each time a task ends (a thread may be free); returns the unsubscribe. */
+  onFreed(listener: () => void): () => void {
+    this.freed.add(listener);
+    return () => this.freed.delete(listener);
+  }
+
+  private async track<T>(p: () => Promise<T>): Promise<T> {
+    this.busy++;
+    try {
+      return await p();
+    } finally {
+      this.busy--;
+      for (const l of this.freed) l();
+    }
+  }
+
+  describe(path: string): Promise<DescribeResult> {
+    return this.track(() => this.pool.run({ op: "describe", path } satisfies ThreadTask));
+  }
+
+  run(task: Exclude<ThreadTask, { op: "describe" | "generate" | "batch" }>): Promise<RunResult> {
+    return this.track(() => this.pool.run(task));
+  }
+
+  /** Runs same-shaped decodes or encodes as one batch; one answer per task, in order. */
+  runBatch(task: BatchTask): Promise<RunResult[]> {
+    return this.track(() => this.pool.run(task));
   }
 
   /** Runs a generation; its progress port is moved to the thread. */
   generate(task: GenerateTask): Promise<GenerateResult> {
-    return this.pool.run(task, task.progress ? { transferList: [task.progress as never] } : {});
+    return this.track(() =>
+      this.pool.run(task, task.progress ? { transferList: [task.progress as never] } : {}),
+    );
   }
 
   async close(): Promise<void> {

@@ -11,10 +11,11 @@ import {
   type TensorLimits,
 } from "@hybrid/protocol";
 import sharp from "sharp";
+import { Batcher, type BatchOptions } from "./batcher.ts";
 import { decodeImage, encodeImage, ImageDecodeError } from "./image.ts";
 import { type ModelFiles, type ModelSource, resolveModelDir } from "./registry.ts";
 import { SessionHost, type SessionHostOptions } from "./session-host.ts";
-import type { RunResult } from "./vae-tasks.ts";
+import type { DecodeTask, EncodeTask, RunResult } from "./vae-tasks.ts";
 import { encodeMp4 } from "./video.ts";
 
 export interface RuntimeOptions extends SessionHostOptions {
@@ -23,6 +24,8 @@ export interface RuntimeOptions extends SessionHostOptions {
   ffmpegPath?: string;
   /** Frames per second of mp4 answers. @defaultValue 15 */
   fps?: number;
+  /** Dynamic batching of decodes and encodes; absent or `maxBatchSize` 1: every task runs alone. */
+  batching?: BatchOptions;
 }
 
 /** One answer: the body bytes and what the HTTP layer needs to describe them. */
@@ -46,19 +49,65 @@ interface Served {
  * numeric work happen in the threads; image and mp4 encoding (sharp, ffmpeg) are async I/O here.
  */
 export class VaeRuntime {
+  private readonly batcher: Batcher<DecodeTask | EncodeTask, RunResult> | null;
+
   private constructor(
     private readonly host: SessionHost,
     private readonly served: Map<string, Served>,
     private readonly opts: RuntimeOptions,
     private readonly ownsHost: boolean,
-  ) {}
+  ) {
+    const b = opts.batching;
+    this.batcher =
+      b && b.maxBatchSize > 1
+        ? new Batcher(
+            b,
+            host,
+            (t) => host.run(t),
+            (tasks) => host.runBatch({ op: "batch", tasks } as Parameters<SessionHost["runBatch"]>[0]),
+          )
+        : null;
+  }
+
+  /**
+   * Runs a task, in a batch with others of the same key when batching is on. The key holds all
+   * that must match to share a run: the model file, the shape after the batch axis, the dtype
+   * and every option (only the input bytes, the batch size and an encode's seed may differ).
+   */
+  private runTask(task: DecodeTask | EncodeTask, entries: number): Promise<RunResult> {
+    if (!this.batcher) return this.host.run(task);
+    const key = JSON.stringify(
+      task.op === "decode"
+        ? [task.op, task.path, task.shape.slice(1), task.dtype, task.scaling, task.packed, task.output]
+        : [
+            task.op,
+            task.path,
+            task.input.kind === "tensor"
+              ? [task.input.dtype, ...task.input.shape.slice(1)]
+              : [task.input.width, task.input.height],
+            task.scaling,
+            task.sample,
+            task.outputDtype,
+          ],
+    );
+    return this.batcher.submit(key, task, entries);
+  }
 
   /**
    * Opens the models on `shared` session threads when given (so a pipeline's VAE sessions serve
    * the VAE endpoints too), or on threads of its own, closed with the runtime.
    */
   static async open(sources: ModelSource[], opts: RuntimeOptions, shared?: SessionHost): Promise<VaeRuntime> {
-    const host = shared ?? new SessionHost(opts);
+    const { threads, providers, intraOpThreads, allowSpinning } = opts;
+    // Only the session settings go to the threads (the rest is this runtime's, and not all of it clones).
+    const host =
+      shared ??
+      new SessionHost({
+        threads,
+        providers,
+        intraOpThreads,
+        ...(allowSpinning !== undefined ? { allowSpinning } : {}),
+      });
     try {
       const served = new Map<string, Served>();
       for (const src of sources) {
@@ -94,16 +143,21 @@ export class VaeRuntime {
       info,
       this.limits,
     );
-    const result = await this.host.run({
-      op: "decode",
-      path: files.decoderPath,
-      input,
-      shape: job.shape,
-      dtype: job.dtype,
-      scaling: job.scaling,
-      packed: job.packed,
-      output: job.output,
-    });
+    // An image answer decodes only the first latent of the batch.
+    const entries = job.output.kind === "image" ? 1 : job.shape[0]!;
+    const result = await this.runTask(
+      {
+        op: "decode",
+        path: files.decoderPath,
+        input,
+        shape: job.shape,
+        dtype: job.dtype,
+        scaling: job.scaling,
+        packed: job.packed,
+        output: job.output,
+      },
+      entries,
+    );
     if (result.kind === "tensor") return tensorAnswer(result);
     if (job.output.kind === "mp4") {
       const bytes = await encodeMp4(result.data, {
@@ -135,11 +189,14 @@ export class VaeRuntime {
     if (job.tensor) {
       planEncodeTensor({ ...job.tensor, byteLength: input.byteLength }, info, this.limits);
       return tensorAnswer(
-        await this.host.run({ ...common, input: { kind: "tensor", bytes: input, ...job.tensor } }),
+        await this.runTask(
+          { ...common, input: { kind: "tensor", bytes: input, ...job.tensor } },
+          job.tensor.shape[0]!,
+        ),
       );
     }
     const rgb = await this.readImage(input, info.spatial_compression);
-    return tensorAnswer(await this.host.run({ ...common, input: { kind: "rgb", ...rgb } }));
+    return tensorAnswer(await this.runTask({ ...common, input: { kind: "rgb", ...rgb } }, 1));
   }
 
   /** Decodes an image file to RGB, sized down to multiples of the VAE's compression like diffusers' VaeImageProcessor. */
@@ -171,6 +228,7 @@ export class VaeRuntime {
   }
 
   async close(): Promise<void> {
+    this.batcher?.close();
     if (this.ownsHost) await this.host.close();
   }
 }

@@ -3,7 +3,13 @@ import type { GenerateTask } from "./diffusion/pipeline.ts";
 import type { GraphIO } from "./session-cache.ts";
 
 /** Messages between the runtimes (main thread) and a session thread. Plain data: they are structured-cloned. */
-export type ThreadTask = DescribeTask | DecodeTask | EncodeTask | GenerateTask;
+export type ThreadTask = DescribeTask | DecodeTask | EncodeTask | GenerateTask | BatchTask;
+
+/**
+ * Decodes (or encodes) of one model with the same shape after the batch axis, dtype and
+ * options, run as one batch along axis 0; each task's answer is what it would get alone.
+ */
+export type BatchTask = { op: "batch"; tasks: DecodeTask[] } | { op: "batch"; tasks: EncodeTask[] };
 
 export interface DescribeTask {
   op: "describe";

@@ -9,7 +9,14 @@ import { fromOrtTensor, toOrtTensor } from "./ort-tensor.ts";
 import { imageToNCHW, sliceFirst, toUint8ChannelsLast, toUnitRangeNCHW } from "./postprocess.ts";
 import { gaussian } from "./random.ts";
 import { getSession, type SessionSettings } from "./session-cache.ts";
-import type { DecodeTask, DescribeResult, EncodeTask, RunResult, ThreadTask } from "./vae-tasks.ts";
+import type {
+  BatchTask,
+  DecodeTask,
+  DescribeResult,
+  EncodeTask,
+  RunResult,
+  ThreadTask,
+} from "./vae-tasks.ts";
 
 const settings = workerData as SessionSettings;
 
@@ -37,7 +44,16 @@ async function run(path: string, values: Float32Array, shape: number[]) {
   };
 }
 
-async function decode(t: DecodeTask): Promise<RunResult> {
+/** A float tensor out of `session.run` (its output's name), with the time the run took. */
+interface ModelOutput {
+  name: string;
+  data: Float32Array;
+  shape: number[];
+  modelMs: number;
+}
+
+/** A decode's model input: the latents unpacked, cut to the first image if that is all it answers, unscaled. */
+function decodeInput(t: DecodeTask): { values: Float32Array; shape: number[] } {
   let values = decodeToFloat32(t.input, t.shape, t.dtype);
   let shape = t.shape;
   if (t.packed) ({ data: values, shape } = unpackFluxLatents(values, shape, t.packed.height, t.packed.width));
@@ -47,7 +63,11 @@ async function decode(t: DecodeTask): Promise<RunResult> {
     const { scale, shift } = t.scaling;
     for (let i = 0; i < values.length; i++) values[i] = values[i]! / scale + shift;
   }
-  const out = await run(t.path, values, shape);
+  return { values, shape };
+}
+
+/** A decode's answer from the decoder's output. */
+function decodeAnswer(t: DecodeTask, out: ModelOutput): RunResult {
   switch (t.output.kind) {
     case "image":
     case "mp4": {
@@ -82,17 +102,53 @@ async function decode(t: DecodeTask): Promise<RunResult> {
   }
 }
 
-async function encode(t: EncodeTask): Promise<RunResult> {
-  let values: Float32Array;
-  let shape: number[];
-  if (t.input.kind === "rgb") {
-    values = imageToNCHW(t.input.data, t.input.width, t.input.height, 3);
-    shape = [1, 3, t.input.height, t.input.width];
-  } else {
-    values = decodeToFloat32(t.input.bytes, t.input.shape, t.input.dtype);
-    shape = t.input.shape;
+async function decode(t: DecodeTask): Promise<RunResult> {
+  const x = decodeInput(t);
+  return decodeAnswer(t, await run(t.path, x.values, x.shape));
+}
+
+/**
+ * Runs several tasks' inputs as one batch along axis 0 and hands each task its own slice of
+ * the output. The model computes each batch entry on its own, so every slice is bit-identical
+ * to a run of that task alone (tests compare bytes).
+ */
+async function runBatched(path: string, inputs: { values: Float32Array; shape: number[] }[]) {
+  const rest = inputs[0]!.shape.slice(1);
+  const total = inputs.reduce((n, x) => n + x.shape[0]!, 0);
+  const values = new Float32Array(inputs.reduce((n, x) => n + x.values.length, 0));
+  let at = 0;
+  for (const x of inputs) {
+    values.set(x.values, at);
+    at += x.values.length;
   }
-  const out = await run(t.path, values, shape);
+  const out = await run(path, values, [total, ...rest]);
+  const per = out.data.length / total;
+  let first = 0;
+  return inputs.map((x): ModelOutput => {
+    const n = x.shape[0]!;
+    const data = out.data.subarray(first * per, (first + n) * per);
+    first += n;
+    return { name: out.name, data, shape: [n, ...out.shape.slice(1)], modelMs: out.modelMs };
+  });
+}
+
+/** An encode's model input: `[B, 3, H, W]` floats in [-1, 1]. */
+function encodeInput(t: EncodeTask): { values: Float32Array; shape: number[] } {
+  if (t.input.kind === "rgb")
+    return {
+      values: imageToNCHW(t.input.data, t.input.width, t.input.height, 3),
+      shape: [1, 3, t.input.height, t.input.width],
+    };
+  return { values: decodeToFloat32(t.input.bytes, t.input.shape, t.input.dtype), shape: t.input.shape };
+}
+
+async function encode(t: EncodeTask): Promise<RunResult> {
+  const x = encodeInput(t);
+  return encodeAnswer(t, await run(t.path, x.values, x.shape));
+}
+
+/** An encode's latents from the encoder's output (sampled with the task's own seed). */
+function encodeAnswer(t: EncodeTask, out: ModelOutput): RunResult {
   const [b, c2, h, w] = out.shape as [number, number, number, number];
   let latents: Float32Array;
   let channels: number;
@@ -151,8 +207,41 @@ function transferred<T extends RunResult | GenerateResult>(result: T): T {
   }) as unknown as T;
 }
 
+async function batch(t: BatchTask): Promise<RunResult[]> {
+  if (t.tasks.length === 0) return [];
+  const path = t.tasks[0]!.path;
+  if (t.tasks[0]!.op === "decode") {
+    const tasks = t.tasks as DecodeTask[];
+    const outs = await runBatched(path, tasks.map(decodeInput));
+    return tasks.map((task, k) => decodeAnswer(task, outs[k]!));
+  }
+  const tasks = t.tasks as EncodeTask[];
+  const outs = await runBatched(path, tasks.map(encodeInput));
+  return tasks.map((task, k) => encodeAnswer(task, outs[k]!));
+}
+
+/** {@link transferred} for the answers of a batch: each distinct buffer moves once. */
+function transferredAll(results: RunResult[]): RunResult[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const r of results) {
+    const view = "bytes" in r ? r.bytes : r.data;
+    if (view.byteLength >= 64 * 1024 && view.buffer instanceof ArrayBuffer) buffers.add(view.buffer);
+  }
+  if (buffers.size === 0) return results;
+  return move({
+    get [transferableSymbol]() {
+      return [...buffers];
+    },
+    get [valueSymbol]() {
+      return results;
+    },
+  }) as unknown as RunResult[];
+}
+
 /** Piscina calls this for every task sent to the pool. */
-export default async function handle(task: ThreadTask): Promise<DescribeResult | RunResult | GenerateResult> {
+export default async function handle(
+  task: ThreadTask,
+): Promise<DescribeResult | RunResult | RunResult[] | GenerateResult> {
   switch (task.op) {
     case "describe":
       return describe(task.path);
@@ -160,6 +249,8 @@ export default async function handle(task: ThreadTask): Promise<DescribeResult |
       return transferred(await decode(task));
     case "encode":
       return transferred(await encode(task));
+    case "batch":
+      return transferredAll(await batch(task));
     case "generate":
       try {
         return transferred(await generate(task, settings));
