@@ -1,16 +1,17 @@
 // `pnpm bench:throughput`: how many decodes a second the service serves, against the same model
-// run back to back in one process. 1, 4 and 16 clients (keep-alive fetch loops) send 1x4x64x64
+// run back to back in one process. 1, 4 and 16 clients (keep-alive request loops) send 1x4x64x64
 // float32 latents for a uint8 512x512 answer (`output_type=pt&partial_postprocess=True`) to one
 // API + one worker, for the tiny generated VAE and a TAESD-size one; just before each of those
-// cells this process runs `session.run` of the same model, sequentially, with the worker's ORT
-// options, on the same cores. The ratios come from this one run. Each cell also shows where the
+// cells this process runs `session.run` of the same model, sequentially, with ORT's own defaults,
+// on the same cores. The ratios come from this one run. Each cell also shows where the
 // time goes: the worker's read/run/write phases (its /metrics) and the CPU time per answer of the
 // clients, the API, the worker and Redis. Then a grid of worker settings (SESSION_THREADS,
-// CONCURRENCY, ORT_INTRA_OP_THREADS, ORT_ALLOW_SPINNING) at 16 clients tells which serves the most.
+// CONCURRENCY, ORT_INTRA_OP_THREADS, ORT_ALLOW_SPINNING, MAX_BATCH_SIZE) at 16 clients tells
+// which serves the most.
 //
 // Settings (env): BENCH_SECONDS (8) per service cell, BENCH_INPROCESS_SECONDS (3) per in-process
-// measurement, BENCH_GRID=small|full|none (small: ~4 min in all on 2 cores; full: 29 settings,
-// ~15 min), BENCH_GRID_SECONDS (6), BENCH_GRID_INPROCESS_SECONDS (2), BENCH_CLIENTS (1,4,16).
+// measurement, BENCH_GRID=small|full|none (small: ~5 min in all on 2 cores; full: ~100 settings,
+// ~50 min), BENCH_GRID_SECONDS (6), BENCH_GRID_INPROCESS_SECONDS (2), BENCH_CLIENTS (1,4,16).
 // Redis: REDIS_URL, else a redis-server of its own (see bench-utils.ts).
 import { existsSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
@@ -19,6 +20,7 @@ import { generateVaeModel } from "@hybrid/inference";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import { jobCatalog, Queues } from "@hybrid/queue";
 import * as ort from "onnxruntime-node";
+import { Agent, request } from "undici";
 import { freePort } from "../../scripts/lib.ts";
 import { pythonQuery } from "../e2e/diffusers-client.ts";
 import { type Stack, startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
@@ -65,22 +67,25 @@ interface Setting {
   CONCURRENCY: number;
   ORT_INTRA_OP_THREADS: number;
   ORT_ALLOW_SPINNING: boolean;
+  MAX_BATCH_SIZE: number;
 }
 const DEFAULT: Setting = {
   SESSION_THREADS: 1,
   CONCURRENCY: 1,
   ORT_INTRA_OP_THREADS: 0,
-  ORT_ALLOW_SPINNING: true,
+  ORT_ALLOW_SPINNING: false,
+  MAX_BATCH_SIZE: 1,
 };
 const label = (s: Setting) =>
-  `threads=${s.SESSION_THREADS} conc=${s.CONCURRENCY} intra=${s.ORT_INTRA_OP_THREADS} spin=${s.ORT_ALLOW_SPINNING ? "on" : "off"}`;
+  `threads=${s.SESSION_THREADS} conc=${s.CONCURRENCY} intra=${s.ORT_INTRA_OP_THREADS} spin=${s.ORT_ALLOW_SPINNING ? "on" : "off"} batch=${s.MAX_BATCH_SIZE}`;
 const envOf = (s: Setting): Record<string, string> =>
   Object.fromEntries(Object.entries(s).map(([k, v]) => [k, String(v)]));
 
 /**
- * The small grid asks, on a few cores: does a second job in flight help (CONCURRENCY 2), do two
- * sessions side by side beat one run spread over every core (SESSION_THREADS 2, with and without
- * one ORT thread each), does spinning pay, does a deeper prefetch (CONCURRENCY 4) add anything.
+ * The small grid asks, on a few cores: does spinning pay, does a second job in flight help
+ * (CONCURRENCY 2), does dynamic batching (MAX_BATCH_SIZE 4, 8), do two sessions side by side
+ * beat one run spread over every core (SESSION_THREADS 2 with one ORT thread each), with batching
+ * too, and does a deeper prefetch (CONCURRENCY 4) add anything.
  */
 function grid(): Setting[] {
   if (GRID === "none") return [];
@@ -90,27 +95,33 @@ function grid(): Setting[] {
       for (const conc of [1, 2, 4])
         for (const intra of [0, 1, 2])
           for (const spin of [true, false])
-            out.push({
-              SESSION_THREADS: threads,
-              CONCURRENCY: conc,
-              ORT_INTRA_OP_THREADS: intra,
-              ORT_ALLOW_SPINNING: spin,
-            });
+            for (const batch of [1, 4, 8])
+              out.push({
+                SESSION_THREADS: threads,
+                CONCURRENCY: conc,
+                ORT_INTRA_OP_THREADS: intra,
+                ORT_ALLOW_SPINNING: spin,
+                MAX_BATCH_SIZE: batch,
+              });
     // More session threads than jobs in flight would leave threads idle.
-    return out.filter((s) => s.CONCURRENCY >= s.SESSION_THREADS && label(s) !== label(DEFAULT));
+    return out.filter(
+      (s) => s.CONCURRENCY * s.MAX_BATCH_SIZE >= s.SESSION_THREADS && label(s) !== label(DEFAULT),
+    );
   }
+  const base = DEFAULT;
   return [
-    { SESSION_THREADS: 1, CONCURRENCY: 2, ORT_INTRA_OP_THREADS: 0, ORT_ALLOW_SPINNING: true },
-    { SESSION_THREADS: 1, CONCURRENCY: 2, ORT_INTRA_OP_THREADS: 0, ORT_ALLOW_SPINNING: false },
-    { SESSION_THREADS: 2, CONCURRENCY: 2, ORT_INTRA_OP_THREADS: 0, ORT_ALLOW_SPINNING: true },
-    { SESSION_THREADS: 2, CONCURRENCY: 2, ORT_INTRA_OP_THREADS: 1, ORT_ALLOW_SPINNING: true },
-    { SESSION_THREADS: 2, CONCURRENCY: 2, ORT_INTRA_OP_THREADS: 1, ORT_ALLOW_SPINNING: false },
-    { SESSION_THREADS: 2, CONCURRENCY: 4, ORT_INTRA_OP_THREADS: 1, ORT_ALLOW_SPINNING: true },
+    { ...base, ORT_ALLOW_SPINNING: true },
+    { ...base, CONCURRENCY: 2 },
+    { ...base, MAX_BATCH_SIZE: 4 },
+    { ...base, MAX_BATCH_SIZE: 8 },
+    { ...base, SESSION_THREADS: 2, CONCURRENCY: 2, ORT_INTRA_OP_THREADS: 1 },
+    { ...base, SESSION_THREADS: 2, CONCURRENCY: 2, ORT_INTRA_OP_THREADS: 1, MAX_BATCH_SIZE: 4 },
+    { ...base, SESSION_THREADS: 2, CONCURRENCY: 4, ORT_INTRA_OP_THREADS: 1 },
   ];
 }
 
-// The session options the worker's threads use (packages/inference/src/session-cache.ts) on a
-// machine without GPU provider libraries, for the default ORT settings.
+// The baseline is a bare session: ORT's own defaults (every core, spinning on), as anyone would
+// run the model in their own process.
 const session = new Map<string, ort.InferenceSession>();
 for (const m of models)
   session.set(
@@ -118,8 +129,6 @@ for (const m of models)
     await ort.InferenceSession.create(join(TEST_MODELS_DIR, m.id, "vae_decoder", "model.onnx"), {
       executionProviders: ["cpu"],
       graphOptimizationLevel: "all",
-      ...(DEFAULT.ORT_INTRA_OP_THREADS > 0 ? { intraOpNumThreads: DEFAULT.ORT_INTRA_OP_THREADS } : {}),
-      extra: { session: { intra_op: { allow_spinning: DEFAULT.ORT_ALLOW_SPINNING ? "1" : "0" } } },
     }),
   );
 const feeds = { latent_sample: new ort.Tensor("float32", values, shape) };
@@ -167,7 +176,7 @@ interface ServiceCell {
 }
 
 /**
- * `clients` keep-alive fetch loops for `seconds`. Throughput is (answers - 1) / (last - first
+ * `clients` keep-alive request loops (undici) for `seconds`. Throughput is (answers - 1) / (last - first
  * answer time): the ramp-up before the first answer and the cut at the deadline don't count,
  * which matters when a cell holds only a dozen answers of a slow model.
  */
@@ -197,15 +206,16 @@ async function service(
     while (performance.now() < deadline) {
       const t = performance.now();
       try {
-        const res = await fetch(url, {
+        const res = await request(url, {
           method: "POST",
           headers: { "Content-Type": "tensor/binary", Accept: "tensor/binary" },
           body,
           signal: abort.signal,
+          dispatcher: client,
         });
-        const bytes = await res.arrayBuffer();
+        const bytes = await res.body.arrayBuffer();
         const at = performance.now();
-        if (res.status !== 200 || bytes.byteLength !== ANSWER_BYTES) errors++;
+        if (res.statusCode !== 200 || bytes.byteLength !== ANSWER_BYTES) errors++;
         else if (at <= deadline) done.push({ sent: t, at, ms: at - t });
       } catch (e) {
         if (!abort.signal.aborted) {
@@ -215,6 +225,9 @@ async function service(
       }
     }
   };
+  // One keep-alive connection per client loop. undici's request, not fetch: fetch took ~14 ms of
+  // CPU per 786 KB answer here, CPU the service under test then lacks on a small machine.
+  const client = new Agent({ connections: clients });
   const loops = Array.from({ length: clients }, loop);
   await sleep(deadline - performance.now());
   const cpu1 = {
@@ -227,6 +240,7 @@ async function service(
   // Hanging up withdraws the jobs still waiting (a sync client that leaves cancels its job).
   abort.abort();
   await Promise.all(loops);
+  await client.close();
   await drained(redisUrl, stack.prefix, model);
   redis.disconnect();
   const n = done.length;
@@ -363,7 +377,7 @@ console.log(
 );
 console.log(
   `${started}, ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), load ${fmt(load0, 1)} at start, ${redisNote}; ` +
-    `worker defaults (${label(DEFAULT)}); in-process = session.run back to back, same ORT options, just before each cell`,
+    `worker defaults (${label(DEFAULT)}); in-process = session.run back to back, ORT defaults, just before each cell`,
 );
 console.log(
   `${"model".padEnd(12)} ${"clients".padStart(7)} ${"in-proc rps".padStart(11)} ${"service rps".padStart(11)} ` +
@@ -400,7 +414,7 @@ for (const m of models) {
 
 if (gridRows.length > 0) {
   console.log(
-    `\nWorker settings at ${GOAL_CLIENTS} clients (ratio: service rps / in-process rps with the default ORT options, measured just before)`,
+    `\nWorker settings at ${GOAL_CLIENTS} clients (ratio: service rps / in-process rps with ORT defaults, measured just before)`,
   );
   const all = [
     ...rows
