@@ -1,0 +1,120 @@
+import { describe, expect, it } from "vitest";
+import { Batcher, type BatchSlots } from "./batcher.ts";
+
+/**
+ * Threads as plain counters: each run holds one until the test ends it, so the order in which
+ * batches form is deterministic (the real session threads are covered in batcher.test.ts).
+ */
+class Threads implements BatchSlots {
+  busy = 0;
+  readonly runs: Array<{ tasks: string[]; end: () => void }> = [];
+  private readonly listeners = new Set<() => void>();
+  constructor(private readonly size: number) {}
+  get freeThreads() {
+    return this.size - this.busy;
+  }
+  onFreed(l: () => void) {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  run(tasks: string[]): Promise<string[]> {
+    this.busy++;
+    return new Promise((resolve) => {
+      this.runs.push({
+        tasks,
+        end: () => {
+          this.busy--;
+          resolve(tasks.map((t) => `${t}!`));
+          for (const l of this.listeners) l();
+        },
+      });
+    });
+  }
+}
+
+const batcherOn = (threads: Threads, maxBatchSize: number, windowMs: number) =>
+  new Batcher<string, string>(
+    { maxBatchSize, windowMs },
+    threads,
+    (t) => threads.run([t]).then((r) => r[0]!),
+    (ts) => threads.run(ts),
+  );
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+describe("Batcher scheduling", () => {
+  it("window 0: runs at once on a free thread; what arrives meanwhile runs together next", async () => {
+    const threads = new Threads(1);
+    const b = batcherOn(threads, 8, 0);
+    const first = b.submit("k", "a", 1);
+    const rest = ["b", "c", "d"].map((t) => b.submit("k", t, 1));
+    expect(threads.runs.map((r) => r.tasks)).toEqual([["a"]]);
+    threads.runs[0]!.end();
+    expect(await first).toBe("a!");
+    await tick();
+    expect(threads.runs.map((r) => r.tasks)).toEqual([["a"], ["b", "c", "d"]]);
+    threads.runs[1]!.end();
+    expect(await Promise.all(rest)).toEqual(["b!", "c!", "d!"]);
+  });
+
+  it("waits up to the window for more while a thread is free, and not once the batch is full", async () => {
+    const threads = new Threads(1);
+    const b = batcherOn(threads, 3, 60);
+    void b.submit("k", "a", 1);
+    void b.submit("k", "b", 1);
+    await tick(10);
+    expect(threads.runs).toHaveLength(0);
+    void b.submit("k", "c", 1);
+    expect(threads.runs.map((r) => r.tasks)).toEqual([["a", "b", "c"]]);
+    threads.runs[0]!.end();
+    void b.submit("k", "d", 1);
+    await tick(20);
+    expect(threads.runs).toHaveLength(1);
+    await tick(80);
+    expect(threads.runs.map((r) => r.tasks)).toEqual([["a", "b", "c"], ["d"]]);
+    b.close();
+  });
+
+  it("counts batch entries, keeps keys apart and serves the oldest group first", async () => {
+    const threads = new Threads(1);
+    const b = batcherOn(threads, 4, 0);
+    void b.submit("x", "x0", 1);
+    void b.submit("y", "y1", 1);
+    void b.submit("x", "x2", 3);
+    void b.submit("x", "x3", 2);
+    void b.submit("y", "y4", 1);
+    threads.runs[0]!.end();
+    await tick();
+    // x0 ran alone; then the oldest waiting group is y (y1 came before x2).
+    expect(threads.runs.map((r) => r.tasks)).toEqual([["x0"], ["y1", "y4"]]);
+    threads.runs[1]!.end();
+    await tick();
+    threads.runs[2]!.end();
+    await tick();
+    // x2 (3 entries) and x3 (2) do not fit one batch of 4.
+    expect(threads.runs.map((r) => r.tasks)).toEqual([["x0"], ["y1", "y4"], ["x2"], ["x3"]]);
+    expect(b.waiting).toBe(0);
+  });
+
+  it("runs each task of a failed batch again alone, so one bad task fails only itself", async () => {
+    let batchRuns = 0;
+    const b = new Batcher<string, string>(
+      { maxBatchSize: 4, windowMs: 20 },
+      { freeThreads: 1, onFreed: () => () => {} },
+      async (t) => {
+        if (t === "bad") throw new Error("bad input");
+        return `${t}!`;
+      },
+      async () => {
+        batchRuns++;
+        throw new Error("bad input in the batch");
+      },
+    );
+    const results = await Promise.allSettled(["a", "bad", "c"].map((t) => b.submit("k", t, 1)));
+    expect(batchRuns).toBe(1);
+    expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual([
+      "a!",
+      "bad input",
+      "c!",
+    ]);
+  });
+});
