@@ -21,6 +21,7 @@ import type { ModelInfo } from "@hybrid/protocol";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import {
   bullConnection,
+  bullPrefix,
   CompletionPublisher,
   catalogSettingsOf,
   createLogger,
@@ -131,7 +132,7 @@ const echo = Array.from({ length: WORKERS }, () => {
     }),
     {
       connection: bullConnection(redisServer.url),
-      prefix,
+      prefix: bullPrefix(prefix, jobCatalog.queue("decode", model.id)),
       name: workerId,
       concurrency: CONCURRENCY,
       ...jobCatalog.workerOptions(30_000),

@@ -1,4 +1,4 @@
-import { jobCatalog } from "@hybrid/queue";
+import { bullPrefix, jobCatalog } from "@hybrid/queue";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prepareDecode, remoteDecode } from "./diffusers-client.ts";
@@ -20,7 +20,8 @@ describe("a client that hangs up while its job waits", () => {
     const url = `${stack.baseUrl}/v1/vae/sd-v1-tiny/decode`;
     // Keep the worker busy for a while (CONCURRENCY=1) so the next job waits.
     const busy = remoteDecode(url, { tensor: latents([2, 4, 128, 128]).tensor, output_type: "pt" });
-    const key = (list: string) => `${stack.prefix}:${jobCatalog.queue("decode", "sd-v1-tiny")}:${list}`;
+    const queue = jobCatalog.queue("decode", "sd-v1-tiny");
+    const key = (list: string) => `${bullPrefix(stack.prefix, queue)}:${queue}:${list}`;
     const waiting = async () => redis.llen(key("wait"));
     const until = async (check: () => Promise<boolean>) => {
       for (let i = 0; i < 250 && !(await check()); i++) await new Promise((r) => setTimeout(r, 20));

@@ -1,11 +1,12 @@
-// A real stack for end-to-end tests: the machine's Redis (or REDIS_URL), workers and one API
-// process started from source, under a key prefix of their own.
+// A real stack for end-to-end tests: the machine's Redis (or REDIS_URL, which may name a Redis
+// Cluster), workers and one API process started from source, under a key prefix of their own.
 import type { ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateDefaultModels } from "@hybrid/inference";
-import { Redis } from "ioredis";
+import { createRedis } from "@hybrid/queue";
+import { Cluster } from "ioredis";
 import { freePort, repoRoot, startApp, stop, waitFor } from "../../scripts/lib.ts";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -35,17 +36,40 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-/** Deletes everything a test stack left under its prefix (queues, events, payloads). */
-async function dropPrefix(url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+/**
+ * Every key matching `pattern`, by the node holding it (`host:port`): one Redis, or each master
+ * of a cluster (a SCAN sees only the keys of the node it runs on).
+ */
+export async function keysByNode(url: string, pattern: string): Promise<Map<string, string[]>> {
+  const redis = createRedis(url, "command", { maxRetriesPerRequest: 1, lazyConnect: true });
   try {
     await redis.connect();
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== "0");
+    const nodes = redis instanceof Cluster ? redis.nodes("master") : [redis];
+    const out = new Map<string, string[]>();
+    for (const node of nodes) {
+      const keys: string[] = [];
+      let cursor = "0";
+      do {
+        const [next, batch] = await node.scan(cursor, "MATCH", pattern, "COUNT", 500);
+        cursor = next;
+        keys.push(...batch);
+      } while (cursor !== "0");
+      out.set(`${node.options.host}:${node.options.port}`, keys);
+    }
+    return out;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Deletes everything a test stack left under its prefix (queues, events, payloads). */
+async function dropPrefix(url: string, prefix: string): Promise<void> {
+  const redis = createRedis(url, "command", { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    // One DEL per key: on a cluster, keys of one node may still sit in different slots.
+    for (const keys of (await keysByNode(url, `${prefix}:*`)).values())
+      await Promise.all(keys.map((k) => redis.del(k)));
   } finally {
     redis.disconnect();
   }

@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { AppError } from "@hybrid/protocol";
-import type { JobEventHub, JobStore, WorkerDirectory } from "@hybrid/queue";
+import type { JobEventHub, JobStore, RedisClient, WorkerDirectory } from "@hybrid/queue";
 import express, { type Express } from "express";
-import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
 import { authenticate, modelAllowed } from "./auth.ts";
@@ -18,7 +17,7 @@ import { vaeRoutes } from "./routes/vae.ts";
 import type { SseOptions } from "./sse.ts";
 
 export interface AppDeps extends GenerateRouteDeps, SubmitDeps {
-  redis: Redis;
+  redis: RedisClient;
   jobs: JobStore;
   hub: JobEventHub;
   directory: WorkerDirectory;

@@ -48,7 +48,7 @@ const store = new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS)
 const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, catalog });
 const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
 const completions = new CompletionListener(
-  createRedis(env.REDIS_URL, "blocking"),
+  createRedis(env.REDIS_URL, "blocking", {}, { shardedSubscribers: true }),
   env.QUEUE_PREFIX,
   store,
   (err) => logger.warn({ err: err.message }, "an answer for a job nobody waits for any more was not stored"),

@@ -1,5 +1,5 @@
 import { AppError } from "@hybrid/protocol";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@hybrid/queue";
 import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { ApiKeyRecord } from "./keys.ts";
 
@@ -8,15 +8,16 @@ import type { ApiKeyRecord } from "./keys.ts";
  * A budget is a fixed one-minute window that starts at the key's first request in it.
  */
 export class KeyRateLimiter {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keyPrefix: string;
   private readonly limiters = new Map<number, RateLimiterRedis>();
 
   /**
-   * @param redis - an ioredis client (the API's shared one will do).
-   * @param prefix - the deployment's Redis prefix; counters live under `${prefix}:ratelimit:<key id>`.
+   * @param redis - an ioredis client or cluster (the API's shared one will do).
+   * @param prefix - the deployment's Redis prefix; counters live under `${prefix}:ratelimit:<key id>`,
+   *   one key per API key that the limiter's script touches alone (so any cluster slot will do).
    */
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = redis;
     this.keyPrefix = `${prefix}:ratelimit`;
   }

@@ -1,4 +1,4 @@
-import { jobCatalog, type WebhookJobData } from "@hybrid/queue";
+import { bullPrefix, jobCatalog, type WebhookJobData } from "@hybrid/queue";
 import { UnrecoverableError, Worker, type WorkerOptions } from "bullmq";
 import type { Logger } from "pino";
 import { ANONYMOUS } from "./auth.ts";
@@ -7,6 +7,7 @@ import { deliverWebhook } from "./webhook-sender.ts";
 
 export interface WebhookWorkerOptions {
   connection: WorkerOptions["connection"];
+  /** The deployment's prefix (`QUEUE_PREFIX`); the queue's own BullMQ prefix is made from it. */
   prefix: string;
   concurrency: number;
   timeoutMs: number;
@@ -36,7 +37,11 @@ export function startWebhookWorker(keys: KeyStore, log: Logger, opts: WebhookWor
         "webhook delivered",
       );
     },
-    { connection: opts.connection, prefix: opts.prefix, concurrency: opts.concurrency },
+    {
+      connection: opts.connection,
+      prefix: bullPrefix(opts.prefix, jobCatalog.webhookQueue),
+      concurrency: opts.concurrency,
+    },
   );
   worker.on("failed", (job, err) =>
     log.warn(

@@ -5,6 +5,7 @@ import { DiffusionRuntime, SessionHost, VaeRuntime } from "@hybrid/inference";
 import type { ModelInfo } from "@hybrid/protocol";
 import {
   bullConnection,
+  bullPrefix,
   CompletionPublisher,
   cancelChannel,
   catalogSettingsOf,
@@ -44,6 +45,7 @@ const hostOptions = {
   allowSpinning: env.ORT_ALLOW_SPINNING,
 };
 const host = new SessionHost(hostOptions);
+const metrics = new WorkerMetrics();
 const runtime = await VaeRuntime.open(
   sources,
   {
@@ -51,6 +53,11 @@ const runtime = await VaeRuntime.open(
     limits: limitsOf(env),
     fps: env.VIDEO_FPS,
     ...(env.FFMPEG_PATH ? { ffmpegPath: env.FFMPEG_PATH } : {}),
+    batching: {
+      maxBatchSize: env.MAX_BATCH_SIZE,
+      windowMs: env.BATCH_WINDOW_MS,
+      onRun: (entries) => metrics.batchRun(entries),
+    },
   },
   host,
 );
@@ -79,13 +86,12 @@ const jobs = new JobStore(redis, queues, store, {
   catalog: catalogSettingsOf(env),
 });
 const directory = new WorkerDirectory(redis, env.QUEUE_PREFIX, Math.ceil(env.HEARTBEAT_SECONDS * 3));
-const metrics = new WorkerMetrics();
 const process_ = createProcessor(
   { vae: runtime, diffusion, maxImagePixels: env.MAX_IMAGE_PIXELS },
   store,
   jobs,
   log,
-  { metrics, completions: new CompletionPublisher(redis, env.QUEUE_PREFIX) },
+  { metrics, completions: new CompletionPublisher(redis, env.QUEUE_PREFIX, store) },
 );
 
 // Jobs in flight and their lock tokens, to hand them back if a shutdown outlasts its grace.
@@ -105,10 +111,11 @@ const workers = models.flatMap((m) =>
   [...m.operations, ...(m.generation ? (["generate"] as const) : [])].map((kind) => {
     const w = new Worker(jobCatalog.queue(kind, m.id), processor, {
       connection: bullConnection(env.REDIS_URL),
-      prefix: env.QUEUE_PREFIX,
+      prefix: bullPrefix(env.QUEUE_PREFIX, jobCatalog.queue(kind, m.id)),
       // Recorded on each job it takes (BullMQ's processedBy): which worker ran what.
       name: workerId,
-      concurrency: env.CONCURRENCY,
+      // With batching, a VAE queue holds enough jobs in flight to fill a batch per session thread.
+      concurrency: kind === "generate" ? env.CONCURRENCY : env.CONCURRENCY * env.MAX_BATCH_SIZE,
       ...jobCatalog.workerOptions(env.LOCK_DURATION_MS),
     });
     w.on("error", (err) => log.warn({ err: err.message, queue: w.name }, "queue error"));

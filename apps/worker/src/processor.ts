@@ -101,9 +101,9 @@ export function createProcessor(
         }),
       };
       // Stored, or sent straight to the API waiting for it (which stores it if it must).
-      const delivered = completions
-        ? await completions.deliver(job.id ?? "", data.reply, out, answer.bytes)
-        : (await store.putAt(out.result, answer.bytes), out);
+      let delivered = out;
+      if (completions) delivered = await completions.deliver(job.id ?? "", data.reply, out, answer.bytes);
+      else await store.putAt(out.result, answer.bytes);
       const done = performance.now();
       const timings = { ...out.timings!, writeMs: done - ran };
       jlog.info(

@@ -113,13 +113,15 @@ export class Batcher<T, R> {
       batch.reduce((n, p) => n + p.entries, 0),
       batch.length,
     );
-    const settle = (p: Pending<T, R>, run: Promise<R>) => run.then(p.resolve, p.reject);
+    const settle = (p: Pending<T, R>, run: Promise<R>) => void run.then(p.resolve, p.reject);
     if (batch.length === 1) {
       settle(batch[0]!, this.runOne(batch[0]!.task));
       return;
     }
-    this.runMany(batch.map((p) => p.task)).then(
-      (results) => batch.forEach((p, i) => p.resolve(results[i]!)),
+    void this.runMany(batch.map((p) => p.task)).then(
+      (results) => {
+        for (const [i, p] of batch.entries()) p.resolve(results[i]!);
+      },
       // One bad task must not fail the others: each runs again alone and fails on its own.
       () => {
         for (const p of batch) settle(p, this.runOne(p.task));

@@ -7,6 +7,14 @@ import type { PayloadStore } from "./payload-store.ts";
 export const replyChannel = (prefix: string, api: string) => `${prefix}:reply:${api}`;
 
 /**
+ * On a cluster, replies use sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7): classic PUBLISH
+ * copies every message to every node, which for answer bytes would multiply the traffic by the
+ * cluster's size; a shard channel lives on the one node that owns its slot. The subscriber
+ * connection must be created with `shardedSubscribers: true`.
+ */
+const sharded = (redis: RedisClient) => redis.isCluster;
+
+/**
  * Answers up to this size travel in the reply itself. Redis drops a subscriber whose unread
  * pub/sub output passes 32 MB (8 MB for a minute), so large answers (videos) are stored and
  * fetched instead.
@@ -64,16 +72,22 @@ export class CompletionPublisher {
     bytes: Uint8Array,
   ): Promise<JobResult> {
     if (reply && bytes.byteLength <= this.inlineMaxBytes) {
-      const receivers = await this.redis
-        .publish(replyChannel(this.prefix, reply), encodeReply(jobId, result, bytes))
-        .catch(() => 0);
+      const receivers = await this.send(reply, encodeReply(jobId, result, bytes)).catch(() => 0);
       if (receivers > 0) return { ...result, inline: true };
     }
     await this.store.putAt(result.result, bytes);
     // Stored: a short notice still saves the waiter BullMQ's completion round trips.
-    if (reply)
-      this.redis.publish(replyChannel(this.prefix, reply), encodeReply(jobId, result)).catch(() => {});
+    if (reply) this.send(reply, encodeReply(jobId, result)).catch(() => {});
     return result;
+  }
+
+  /** Publishes on an API's reply channel; resolves to how many subscribers got it. */
+  private async send(reply: string, message: Buffer): Promise<number> {
+    const channel = replyChannel(this.prefix, reply);
+    const n = sharded(this.redis)
+      ? await this.redis.spublish(channel, message)
+      : await this.redis.publish(channel, message);
+    return Number(n);
   }
 }
 
@@ -101,7 +115,10 @@ export class CompletionListener {
   private readonly waiting = new Map<string, Set<Waiter>>();
   private readonly ready: Promise<unknown>;
 
-  /** `subscriber` becomes a subscriber connection: give the listener one of its own. */
+  /**
+   * `subscriber` becomes a subscriber connection: give the listener one of its own (on a
+   * cluster, created with `shardedSubscribers: true`).
+   */
   constructor(
     private readonly subscriber: RedisClient,
     prefix: string,
@@ -109,17 +126,20 @@ export class CompletionListener {
     private readonly onError: (err: Error) => void = () => {},
   ) {
     const channel = replyChannel(prefix, this.id);
-    subscriber.on("messageBuffer", (from: Buffer, message: Buffer) => {
-      if (from.toString() !== channel) return;
-      const reply = decodeReply(message);
-      if (!reply) return;
-      const waiters = [...(this.waiting.get(reply.id) ?? [])];
-      if (reply.bytes && (waiters.length === 0 || waiters.some((w) => w.keep)))
-        this.store.putAt(reply.result.result, reply.bytes).catch((e: Error) => this.onError(e));
-      for (const w of waiters)
-        w.resolve({ result: reply.result, ...(reply.bytes ? { bytes: reply.bytes } : {}) });
-    });
-    this.ready = subscriber.subscribe(channel);
+    subscriber.on(
+      sharded(subscriber) ? "smessageBuffer" : "messageBuffer",
+      (from: Buffer, message: Buffer) => {
+        if (from.toString() !== channel) return;
+        const reply = decodeReply(message);
+        if (!reply) return;
+        const waiters = [...(this.waiting.get(reply.id) ?? [])];
+        if (reply.bytes && (waiters.length === 0 || waiters.some((w) => w.keep)))
+          this.store.putAt(reply.result.result, reply.bytes).catch((e: Error) => this.onError(e));
+        for (const w of waiters)
+          w.resolve({ result: reply.result, ...(reply.bytes ? { bytes: reply.bytes } : {}) });
+      },
+    );
+    this.ready = sharded(subscriber) ? subscriber.ssubscribe(channel) : subscriber.subscribe(channel);
     this.ready.catch(() => {});
   }
 
@@ -136,8 +156,8 @@ export class CompletionListener {
     let stop = () => {};
     const reply = new Promise<Reply>((resolve) => {
       const waiter: Waiter = { resolve, keep: opts.keep ?? false };
-      let set = this.waiting.get(jobId);
-      if (!set) this.waiting.set(jobId, (set = new Set()));
+      const set = this.waiting.get(jobId) ?? new Set<Waiter>();
+      this.waiting.set(jobId, set);
       set.add(waiter);
       stop = () => {
         set.delete(waiter);

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connection.ts";
 import { type JobEvent, parseEvent } from "./job-store.ts";
 import { jobEventsChannel } from "./names.ts";
 
@@ -14,7 +14,7 @@ export class JobEventHub {
 
   /** `subscriber` becomes a subscriber connection: give the hub one of its own. */
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: RedisClient,
     private readonly prefix: string,
   ) {
     subscriber.on("message", (_channel: string, message: string) => {

@@ -14,8 +14,9 @@ import {
   webhookFilterOf,
 } from "@hybrid/protocol";
 import type { Job } from "bullmq";
-import type { ChainableCommander, Redis } from "ioredis";
+import type { ChainableCommander } from "ioredis";
 import { type CatalogSettings, jobCatalog } from "./catalog.ts";
+import type { RedisClient } from "./connection.ts";
 import {
   cancelChannel,
   idempotencyKey,
@@ -70,13 +71,13 @@ export interface JobStoreOptions {
 const EVENT_LOG_MAX = 2000;
 
 const APPEND_EVENT = "hybridAppendJobEvent";
-// KEYS: the job's event stream, its owner's unfinished set. ARGV: max log length, event, data,
-// ttl, job id, channel, terminal. The stream id (the event's seq) is known only inside Redis, so
-// the SSE notice carrying it is published from here too.
+// KEYS: the job's event stream. ARGV: max log length, event, data, ttl, job id, channel. The
+// stream id (the event's seq) is known only inside Redis, so the SSE notice carrying it is
+// published from here too. One key only: on a Redis Cluster a script may not touch keys of two
+// slots, and the owner's unfinished set lives in the owner's slot (see `publish`).
 const APPEND_EVENT_LUA = `
 local seq = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2], 'data', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-if ARGV[7] == '1' then redis.call('ZREM', KEYS[2], ARGV[5]) end
 redis.call('PUBLISH', ARGV[6], cjson.encode({id = ARGV[5], seq = seq, event = ARGV[2], data = ARGV[3]}))
 return seq
 `;
@@ -92,7 +93,7 @@ export class JobStore {
   private readonly retention: number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly queues: Queues,
     private readonly payloads: PayloadStore,
     private readonly opts: JobStoreOptions,
@@ -100,33 +101,28 @@ export class JobStore {
     this.prefix = opts.prefix;
     this.retention = opts.catalog.retentionSeconds;
     if (!(APPEND_EVENT in redis))
-      redis.defineCommand(APPEND_EVENT, { numberOfKeys: 2, lua: APPEND_EVENT_LUA });
+      redis.defineCommand(APPEND_EVENT, { numberOfKeys: 1, lua: APPEND_EVENT_LUA });
   }
 
-  /** Queues the append of one event (log, expiry, unfinished set, SSE notice) on `tx`: one round trip. */
-  private appendEvent(
-    tx: ChainableCommander,
-    meta: JobMeta,
-    event: JobEventName,
-    data: string,
-    terminal: boolean,
-  ) {
+  /** Queues the append of one event (log, expiry, SSE notice) on `tx`, a transaction in the job's slot. */
+  private appendEvent(tx: ChainableCommander, meta: JobMeta, event: JobEventName, data: string) {
     (tx as unknown as Record<string, (...a: (string | number)[]) => ChainableCommander>)[APPEND_EVENT]!(
       jobEventsKey(this.prefix, meta.id),
-      ownerActiveKey(this.prefix, meta.owner),
       EVENT_LOG_MAX,
       event,
       data,
       this.retention,
       meta.id,
       jobEventsChannel(this.prefix),
-      terminal ? "1" : "0",
     );
   }
 
   /**
-   * Records a new job and its `queued` event, in one round trip, before it is enqueued: a fast
-   * worker always finds its record, and its `started` always follows `queued`.
+   * Records a new job and its `queued` event before it is enqueued: a fast worker always finds its
+   * record, and its `started` always follows `queued`. Two transactions sent together (one round
+   * trip): the record and its log in the job's slot, the owner's indexes in the owner's. They need
+   * not be atomic together: readers skip index entries without a record, and a record no index
+   * names is never listed; if either fails, both are undone.
    */
   async create(meta: JobMeta): Promise<void> {
     const fields: Record<string, string> = {
@@ -140,28 +136,38 @@ export class JobStore {
     const jobs = ownerJobsKey(this.prefix, meta.owner);
     const active = ownerActiveKey(this.prefix, meta.owner);
     const oldest = Date.now() - this.retention * 1000;
-    const tx = this.redis
+    const queued = await this.build(meta, null, "pending");
+    const owned = this.redis
       .multi()
-      .hset(jobKey(this.prefix, meta.id), fields)
-      .expire(jobKey(this.prefix, meta.id), this.retention)
       .zadd(jobs, meta.createdAt, meta.id)
       .zremrangebyscore(jobs, "-inf", oldest)
       .expire(jobs, this.retention)
       .zadd(active, meta.createdAt, meta.id)
       .expire(active, this.retention);
-    const queued = await this.build(meta, null, "pending");
-    if (queued) this.appendEvent(tx, meta, "queued", JSON.stringify(queued), false);
-    await tx.exec();
+    const record = this.redis
+      .multi()
+      .hset(jobKey(this.prefix, meta.id), fields)
+      .expire(jobKey(this.prefix, meta.id), this.retention);
+    if (queued) this.appendEvent(record, meta, "queued", JSON.stringify(queued));
+    const done = await Promise.allSettled([owned.exec(), record.exec()]);
+    const failed = done.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) {
+      await this.discard(meta).catch(() => {});
+      throw failed.reason;
+    }
   }
 
   /** Forgets a job that never made it into its queue (the enqueue failed). */
   async discard(meta: JobMeta): Promise<void> {
-    await this.redis
-      .multi()
-      .del(jobKey(this.prefix, meta.id))
-      .zrem(ownerJobsKey(this.prefix, meta.owner), meta.id)
-      .zrem(ownerActiveKey(this.prefix, meta.owner), meta.id)
-      .exec();
+    // The record (job's slot) and the owner's indexes (owner's slot): one command each.
+    await Promise.all([
+      this.redis.del(jobKey(this.prefix, meta.id)),
+      this.redis
+        .multi()
+        .zrem(ownerJobsKey(this.prefix, meta.owner), meta.id)
+        .zrem(ownerActiveKey(this.prefix, meta.owner), meta.id)
+        .exec(),
+    ]);
   }
 
   async meta(id: string): Promise<JobMeta | null> {
@@ -245,7 +251,8 @@ export class JobStore {
 
   /**
    * Jobs ahead of this one. BullMQ pushes new jobs at the head of `wait` and takes from the
-   * tail; while a queue is paused they sit in `paused` (and still read as "waiting").
+   * tail; while a queue is paused they sit in `paused` (and still read as "waiting"). Both lists
+   * are the queue's, so they share its slot and one transaction reads them.
    */
   private async position(meta: JobMeta): Promise<number | null> {
     const q = this.queues.queue(meta.queue);
@@ -319,14 +326,22 @@ export class JobStore {
    */
   async publish(meta: JobMeta, event: JobEventName, job: JobObject): Promise<string> {
     const data = JSON.stringify(job);
+    // The owner's set is in another slot, so it is a command of its own, sent first (one Redis
+    // runs them in order: a client told of the end finds the cap freed). It need not be atomic
+    // with the event: `activeCount` re-checks the jobs left in it, as after a crash in between.
+    const released = isTerminal(job.status)
+      ? this.redis.zrem(ownerActiveKey(this.prefix, meta.owner), meta.id)
+      : undefined;
+    // The log and the record share the job's slot: one pipeline, one round trip.
     const tx = this.redis.pipeline();
-    this.appendEvent(tx, meta, event, data, isTerminal(job.status));
+    this.appendEvent(tx, meta, event, data);
     if (event === "progress" && job.progress) {
       // The job object reads progress from here: one round trip per step, not BullMQ's too.
       const { step, total } = job.progress;
       tx.hset(jobKey(this.prefix, meta.id), "progress", JSON.stringify({ step, total }));
     }
-    const [[err, seqValue] = [null, null]] = (await tx.exec()) ?? [];
+    const [results] = await Promise.all([tx.exec(), released]);
+    const [[err, seqValue] = [null, null]] = results ?? [];
     if (err) throw err;
     const seq = String(seqValue);
     const filter = webhookFilterOf(event);

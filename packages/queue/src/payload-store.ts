@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connection.ts";
 import { payloadKey } from "./names.ts";
 
 /**
@@ -8,7 +8,7 @@ import { payloadKey } from "./names.ts";
  */
 export class PayloadStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     /** Seconds a payload lives if nobody deletes it. */
     private readonly ttlSeconds: number,
@@ -16,12 +16,23 @@ export class PayloadStore {
 
   /** Stores the bytes under a new key and returns the key. */
   async put(bytes: Uint8Array, ttlSeconds = this.ttlSeconds): Promise<string> {
-    const key = payloadKey(this.prefix, randomUUID());
+    const key = this.newKey();
+    await this.putAt(key, bytes, ttlSeconds);
+    return key;
+  }
+
+  /** A fresh key of this store, for bytes that may be stored later (or never: see {@link putAt}). */
+  newKey(): string {
+    return payloadKey(this.prefix, randomUUID());
+  }
+
+  /** Stores the bytes under a key from {@link newKey}. */
+  async putAt(key: string, bytes: Uint8Array, ttlSeconds = this.ttlSeconds): Promise<void> {
+    if (!this.ours(key)) throw new RangeError("Not a key of this payload store.");
     const buf = Buffer.isBuffer(bytes)
       ? bytes
       : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     await this.redis.set(key, buf, "EX", Math.max(1, Math.ceil(ttlSeconds)));
-    return key;
   }
 
   /** Only keys this store made are read or deleted: a job cannot point it at other keys. */
@@ -36,7 +47,8 @@ export class PayloadStore {
   }
 
   async delete(...keys: string[]): Promise<void> {
-    const ours = keys.filter((k) => this.ours(k));
-    if (ours.length > 0) await this.redis.del(...ours);
+    // One DEL per key: payload keys spread over a cluster's slots, and a multi-key DEL may not
+    // span slots. Sent together, they still cost one round trip.
+    await Promise.all(keys.filter((k) => this.ours(k)).map((k) => this.redis.del(k)));
   }
 }

@@ -4,7 +4,7 @@ import { UnrecoverableError, Worker } from "bullmq";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { jobCatalog } from "./catalog.ts";
 import { bullConnection, createRedis } from "./connection.ts";
-import { payloadKey, workerKey, workersKey } from "./names.ts";
+import { bullPrefix, payloadKey, workerKey, workersKey } from "./names.ts";
 import { PayloadStore } from "./payload-store.ts";
 import { JobProducer, RateMeter } from "./producer.ts";
 import { Queues } from "./queues.ts";
@@ -118,11 +118,16 @@ describe("JobProducer", () => {
         shape: [3],
         dtype: "uint8",
       }),
-      { connection: bullConnection(redisUrl), prefix },
+      {
+        connection: bullConnection(redisUrl),
+        prefix: bullPrefix(prefix, jobCatalog.queue("decode", "echo")),
+      },
     );
     try {
       const j = await producer.enqueue(job("echo"), randomUUID());
-      const result = await producer.waitForResult(j, 10_000);
+      const { result, bytes } = await producer.waitForResult(j, 10_000);
+      // No reply address in the job: the result comes from BullMQ's event, the bytes are fetched.
+      expect(bytes).toBeUndefined();
       expect(result).toEqual({
         result: payloadKey(prefix, "x"),
         contentType: "tensor/binary",
@@ -145,7 +150,7 @@ describe("JobProducer", () => {
         calls++;
         throw new UnrecoverableError(serializeJobError(new AppError("invalid_image", "not an image")));
       },
-      { connection: bullConnection(redisUrl), prefix },
+      { connection: bullConnection(redisUrl), prefix: bullPrefix(prefix, jobCatalog.queue("decode", "bad")) },
     );
     try {
       const j = await producer.enqueue(job("bad"), randomUUID());

@@ -1,5 +1,5 @@
 import type { JobResult } from "@hybrid/protocol";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connection.ts";
 import { resultCacheKey } from "./names.ts";
 
 /** A cached answer: its bytes and the headers that describe them. */
@@ -16,7 +16,7 @@ export interface CachedAnswer {
  */
 export class ResultCache {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly ttlSeconds: number,
   ) {}

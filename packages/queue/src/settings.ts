@@ -6,14 +6,28 @@ import {
 } from "@hybrid/protocol";
 import { z } from "zod";
 import type { CatalogSettings } from "./catalog.ts";
+import { parseRedisUrl } from "./connection.ts";
 
 /**
  * Settings the API and the workers share, as a zod shape each app spreads into its own env
  * schema (packages never read process.env themselves). They must agree within a deployment.
  */
 export const SharedEnv = {
-  /** Redis holding the queues and payloads. */
-  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  /**
+   * Redis holding the queues and payloads: `redis://[user:pass@]host:port[/db]` (`rediss://` for
+   * TLS), or a Redis Cluster as `redis+cluster://[user:pass@]host1:port1,host2:port2,...`
+   * (`rediss+cluster://` for TLS; any reachable nodes, the rest are discovered).
+   */
+  REDIS_URL: z
+    .string()
+    .superRefine((url, ctx) => {
+      try {
+        parseRedisUrl(url);
+      } catch (e) {
+        ctx.addIssue({ code: "custom", message: (e as Error).message });
+      }
+    })
+    .default("redis://127.0.0.1:6379"),
   /** Key prefix of everything in Redis; API and workers of one deployment must agree. */
   QUEUE_PREFIX: z.string().min(1).default("hybrid"),
   /**

@@ -1,6 +1,6 @@
 import { type ModelInfo, ModelInfo as ModelInfoSchema } from "@hybrid/protocol";
-import type { Redis } from "ioredis";
 import { z } from "zod";
+import type { RedisClient } from "./connection.ts";
 import { knownModelsKey, workerKey, workersKey } from "./names.ts";
 
 /** What a live worker announces: who it is and the models it serves. */
@@ -16,13 +16,14 @@ export type WorkerAnnouncement = z.infer<typeof WorkerAnnouncement>;
 /**
  * Live workers and their models, as heartbeat keys with a TTL: a worker that dies drops out
  * by itself after `ttlSeconds`. The API reads it for readiness, `GET /v1/models` and to know
- * a model's latent layout before it enqueues.
+ * a model's latent layout before it enqueues. Its keys share one hash tag (`{directory}`), so
+ * its transactions and MGET work on a Redis Cluster; it is small and read at most once a second.
  */
 export class WorkerDirectory {
   private cache: { at: number; workers: WorkerAnnouncement[] } | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly ttlSeconds = 15,
     /** How long `list` may answer from memory, in ms. */
