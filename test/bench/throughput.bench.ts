@@ -73,7 +73,7 @@ const DEFAULT: Setting = {
   SESSION_THREADS: 1,
   CONCURRENCY: 1,
   ORT_INTRA_OP_THREADS: 0,
-  ORT_ALLOW_SPINNING: false,
+  ORT_ALLOW_SPINNING: true,
   MAX_BATCH_SIZE: 1,
 };
 const label = (s: Setting) =>
@@ -110,7 +110,7 @@ function grid(): Setting[] {
   }
   const base = DEFAULT;
   return [
-    { ...base, ORT_ALLOW_SPINNING: true },
+    { ...base, ORT_ALLOW_SPINNING: false },
     { ...base, CONCURRENCY: 2 },
     { ...base, MAX_BATCH_SIZE: 4 },
     { ...base, MAX_BATCH_SIZE: 8 },

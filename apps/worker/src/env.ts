@@ -53,12 +53,11 @@ export const Env = z.object({
   /** Threads onnxruntime uses within one run; 0 = one per physical core. */
   ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
   /**
-   * Let onnxruntime's idle threads spin between ops and after a run (its own default). Off here:
-   * after each run the spinning threads hold the cores the API, Redis and this worker need to
-   * deliver the answer (`pnpm bench`: 26 → 19 ms added to a tiny decode), and throughput
-   * did not change measurably either way.
+   * Let onnxruntime's idle threads spin between the ops of a run (its own default). They stop
+   * spinning as soon as the run ends either way (`session.force_spinning_stop`): spinning after
+   * it would hold the cores that delivering the answer needs.
    */
-  ORT_ALLOW_SPINNING: bool.default(false),
+  ORT_ALLOW_SPINNING: bool.default(true),
   /** Frames per second of mp4 answers. */
   VIDEO_FPS: z.coerce.number().positive().default(15),
   /** ffmpeg binary; unset uses the one from the @ffmpeg-installer package. */

@@ -12,9 +12,10 @@ export interface SessionSettings {
   /** Threads ORT uses inside one run; 0 lets ORT pick (one per physical core). @defaultValue 0 */
   intraOpThreads: number;
   /**
-   * Let ORT's idle intra-op threads spin between ops and runs (ORT's default). Measured here: a
-   * small decode ran 47 ms without spinning against 29 ms with it, so turn it off only where the
-   * cores are shared with other busy work.
+   * Let ORT's idle intra-op threads spin between the ops of a run (ORT's default); either way
+   * they stop when the run ends. Measured here (`pnpm bench`): spinning off made a TAESD-size
+   * decode ~1.5% slower; spinning that went on after each run (ORT's default without the stop)
+   * added ~7 ms to a tiny decode's delivery on 2 cores.
    * @defaultValue true
    */
   allowSpinning?: boolean;
@@ -73,7 +74,14 @@ async function create(path: string, settings: SessionSettings): Promise<LoadedSe
     executionProviders,
     graphOptimizationLevel: "all",
     ...(settings.intraOpThreads > 0 ? { intraOpNumThreads: settings.intraOpThreads } : {}),
-    extra: { session: { intra_op: { allow_spinning: settings.allowSpinning === false ? "0" : "1" } } },
+    extra: {
+      session: {
+        intra_op: { allow_spinning: settings.allowSpinning === false ? "0" : "1" },
+        // Spinning pays between the ops of a run; after it, spinning threads would hold the
+        // cores the answer's delivery (this worker, Redis, the API) needs: stop them at once.
+        force_spinning_stop: "1",
+      },
+    },
   });
   let providers = wanted;
   let session: ort.InferenceSession;
