@@ -4,6 +4,7 @@ import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { generateDefaultModels } from "@hybrid/inference";
 import { redisAnswers, repoRoot, startApp, startRedisServer, stop, waitFor } from "./lib.ts";
+import { ensureWebBuild } from "./web-build.ts";
 
 const port = process.env.PORT ?? "8080";
 let redisUrl = process.env.REDIS_URL;
@@ -37,6 +38,16 @@ const modelsDir = process.env.MODELS_DIR ?? join(repoRoot, "models");
 if (!process.env.MODELS) {
   const ids = await generateDefaultModels(modelsDir);
   console.log(`Default models in ${modelsDir}: ${ids.join(", ")}`);
+}
+
+// `pnpm install` built the playground; sources changed since (a pull, an edit) are rebuilt here.
+try {
+  const why = await ensureWebBuild();
+  if (why) console.log(`Built the playground (${why}).`);
+} catch (e) {
+  console.error(
+    `The playground could not be built (${(e as Error).message}); the API serves everything else.`,
+  );
 }
 
 // The models were just generated here; the worker need not check them again.
@@ -75,5 +86,5 @@ const ready = async () => {
 };
 await waitFor(ready, 120_000, "the API to become ready");
 console.log(
-  `\nhybrid-inference is ready on http://localhost:${port} with ${workerCount} worker${workerCount > 1 ? "s" : ""}  (GET /v1/models lists the models; Ctrl-C stops)\n`,
+  `\nhybrid-inference is ready on http://localhost:${port} with ${workerCount} worker${workerCount > 1 ? "s" : ""}  (the playground is at /, GET /v1/models lists the models; Ctrl-C stops)\n`,
 );

@@ -5,7 +5,7 @@ import express, { type Express } from "express";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
 import { authenticate, modelAllowed } from "./auth.ts";
-import { type DashboardOptions, dashboardRoutes } from "./dashboard.ts";
+import { type DashboardOptions, dashboardAccess, dashboardRoutes } from "./dashboard.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import type { SubmitDeps } from "./job-submit.ts";
 import type { KeyStore } from "./keys.ts";
@@ -14,6 +14,7 @@ import { docsRoutes } from "./routes/docs.ts";
 import { type GenerateRouteDeps, generateRoutes } from "./routes/generate.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { vaeRoutes } from "./routes/vae.ts";
+import { defaultWebDir, webRoutes } from "./routes/web.ts";
 import type { SseOptions } from "./sse.ts";
 
 export interface AppDeps extends GenerateRouteDeps, SubmitDeps {
@@ -28,6 +29,11 @@ export interface AppDeps extends GenerateRouteDeps, SubmitDeps {
   metrics?: ApiMetrics | null;
   /** The queue dashboard at /admin/queues (before auth, with its own admin key); absent: none. */
   dashboard?: DashboardOptions | null;
+  /**
+   * The folder of the playground's build served at `/` (before auth). Absent: `@hybrid/web`'s
+   * `dist/`; null: no playground.
+   */
+  webDir?: string | null;
 }
 
 /** Builds the HTTP app (no listen): health, then auth, then the inference and job routes. */
@@ -65,7 +71,7 @@ export function createApp(deps: AppDeps): Express {
       customLogLevel: (_req, res) => (res.statusCode >= 500 && res.statusCode < 503 ? "error" : "info"),
       // Probes and the dashboard's own polling would drown the request log.
       autoLogging: {
-        ignore: (req) => /^\/(health\/|admin\/queues\/api\/|metrics$)/.test(req.url ?? ""),
+        ignore: (req) => /^\/(health\/|admin\/queues\/api\/|metrics$|assets\/)/.test(req.url ?? ""),
       },
     }),
   );
@@ -87,8 +93,22 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: "ready", workers: workers.length, models: [...models].sort() });
   });
 
-  // Public docs, and the dashboard with its own key: both before the API-key check.
+  // Public docs and playground, and the dashboard with its own key: all before the API-key check.
   app.use(docsRoutes());
+  const webDir = deps.webDir === undefined ? defaultWebDir() : deps.webDir;
+  if (webDir)
+    app.use(
+      webRoutes({
+        dir: webDir,
+        config: async () => {
+          await deps.keys.refresh();
+          const dashboard = deps.dashboard
+            ? dashboardAccess(deps.keys.enabled, deps.dashboard.adminKey) !== "off"
+            : false;
+          return { api_keys: deps.keys.enabled, dashboard, docs: true };
+        },
+      }),
+    );
   if (deps.dashboard)
     app.use(dashboardRoutes({ ...deps.dashboard, directory: deps.directory, keys: deps.keys }));
   app.use(authenticate(deps.keys));

@@ -10,7 +10,7 @@ export function toBase64(bytes: Uint8Array): string {
 }
 
 /** Bytes of standard base64 text; throws a `SyntaxError` when it is not base64. */
-export function fromBase64(text: string): Uint8Array {
+export function fromBase64(text: string): Uint8Array<ArrayBuffer> {
   let binary: string;
   try {
     binary = atob(text);

@@ -73,7 +73,8 @@ export class Transport {
   /** Sends a request; resolves with a 2xx response, rejects with a HybridError otherwise. */
   async send(req: PreparedRequest, signal?: AbortSignal): Promise<Response> {
     const init: RequestInit = { method: req.method, headers: { ...this.headers, ...req.headers } };
-    if (req.body !== undefined) init.body = req.body;
+    // Any Uint8Array is a body at run time; the DOM typings admit only ArrayBuffer-backed ones.
+    if (req.body !== undefined) init.body = req.body as NonNullable<RequestInit["body"]>;
     if (signal) init.signal = signal;
     const res = await this.fetchImpl(this.url(req.path), init);
     if (!res.ok) throw await errorOf(res);

@@ -40,7 +40,7 @@ function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 async function hmacKey(secret: string) {
-  let raw: Uint8Array;
+  let raw: Uint8Array<ArrayBuffer>;
   try {
     raw = fromBase64(secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret);
   } catch {
