@@ -357,7 +357,9 @@ try {
   });
   for (const s of grid()) {
     await withStack(redis.url, s, async (stack, metricsPort) => {
-      for (const m of models) {
+      // Batching is about many small decodes: a TAESD-size batch of 4 takes ~3 s here, so a
+      // grid cell of a few seconds would hold one or two bursts of answers, not a rate.
+      for (const m of models.filter((x) => s.MAX_BATCH_SIZE === 1 || x.arch === "tiny")) {
         const inproc = await inProcess(m.id, GRID_INPROCESS_SECONDS);
         await sleep(200);
         const svc = await service(stack, metricsPort, redis.url, m.id, GOAL_CLIENTS, GRID_SECONDS);
