@@ -192,6 +192,23 @@ describe("Idempotency-Key", () => {
   });
 });
 
+describe("Idempotency-Key on sync requests", () => {
+  it("a retry after the answer gets the same bytes at once (the first answer came inline and was kept)", async () => {
+    const key = randomUUID();
+    const first = await decodeRequest(stack.baseUrl, small, { "Idempotency-Key": key });
+    expect(first.status).toBe(200);
+    const firstBytes = Buffer.from(await first.arrayBuffer());
+    const t0 = performance.now();
+    const retry = await decodeRequest(stack.baseUrl, small, { "Idempotency-Key": key });
+    const ms = performance.now() - t0;
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get("x-job-id")).toBe(first.headers.get("x-job-id"));
+    expect(Buffer.from(await retry.arrayBuffer()).equals(firstBytes)).toBe(true);
+    // No wait for a reply that went by before the retry listened (that grace is 5 s).
+    expect(ms).toBeLessThan(1500);
+  });
+});
+
 describe("Server-Sent Events", () => {
   it("streams queued → started → succeeded with rising ids, and ends after the terminal event", async () => {
     const job = await accepted(await decodeRequest(stack.baseUrl, long, ASYNC));

@@ -167,6 +167,19 @@ export class CompletionListener {
     return { reply, stop };
   }
 
+  /**
+   * Resolves once an answer sent inline is in the store (an API that got it stored it: a waiter
+   * keeps it, or nobody waited any more), or after `timeoutMs` (then the fetch that follows
+   * answers 410). For a waiter that finds its job already completed, e.g. an idempotent retry of
+   * a sync request that was answered before: the reply went by before it listened.
+   */
+  async stored(result: JobResult, timeoutMs: number): Promise<Reply> {
+    const until = performance.now() + timeoutMs;
+    while (performance.now() < until && !(await this.store.has(result.result).catch(() => false)))
+      await new Promise((r) => setTimeout(r, 25));
+    return { result };
+  }
+
   close(): void {
     this.subscriber.disconnect();
   }

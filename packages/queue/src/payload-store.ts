@@ -40,6 +40,11 @@ export class PayloadStore {
     return key.startsWith(payloadKey(this.prefix, ""));
   }
 
+  /** Whether the key holds bytes (without reading them). */
+  async has(key: string): Promise<boolean> {
+    return this.ours(key) && (await this.redis.exists(key)) === 1;
+  }
+
   /** The bytes, or null when the key expired or never existed. */
   async get(key: string): Promise<Buffer | null> {
     if (!this.ours(key)) return null;

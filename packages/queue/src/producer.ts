@@ -4,9 +4,8 @@ import { type CatalogSettings, jobCatalog } from "./catalog.ts";
 import type { CompletionListener, Reply } from "./completions.ts";
 import type { Queues } from "./queues.ts";
 
-/** How long a waiter that saw its job complete waits for the reply carrying the bytes. */
+/** How long a waiter that saw its job complete waits for its inline answer (reply or store). */
 const INLINE_REPLY_GRACE_MS = 5000;
-const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 /** How far back completions count toward a queue's observed drain rate. */
 const DRAIN_WINDOW_MS = 60_000;
@@ -78,7 +77,7 @@ export class JobProducer {
         // Inline bytes exist only in the reply, which can trail BullMQ's event by a moment (its
         // socket carries the bytes). Should it be lost, the fetch that follows answers 410.
         if (result.inline && notice)
-          return Promise.race([notice.reply, delay(INLINE_REPLY_GRACE_MS).then(() => ({ result }))]);
+          return Promise.race([notice.reply, this.completions!.stored(result, INLINE_REPLY_GRACE_MS)]);
         return { result };
       },
       (e: unknown) => {
