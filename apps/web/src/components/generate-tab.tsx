@@ -139,55 +139,34 @@ export function GenerateTab({ task, client, models, onUnauthorized }: Props) {
           />
         </div>
         <div class="row">
-          <div class="field">
-            <label for={id("width")}>Width</label>
-            <input
-              id={id("width")}
-              type="number"
-              inputMode="numeric"
-              min={64}
-              step={8}
-              value={form.width}
-              onInput={set("width")}
-            />
-          </div>
-          <div class="field">
-            <label for={id("height")}>Height</label>
-            <input
-              id={id("height")}
-              type="number"
-              inputMode="numeric"
-              min={64}
-              step={8}
-              value={form.height}
-              onInput={set("height")}
-            />
-          </div>
+          <NumberField
+            id={id("width")}
+            label="Width"
+            value={form.width}
+            onInput={set("width")}
+            min={64}
+            step={8}
+          />
+          <NumberField
+            id={id("height")}
+            label="Height"
+            value={form.height}
+            onInput={set("height")}
+            min={64}
+            step={8}
+          />
         </div>
         <div class="row">
-          <div class="field">
-            <label for={id("steps")}>Steps</label>
-            <input
-              id={id("steps")}
-              type="number"
-              inputMode="numeric"
-              min={1}
-              value={form.steps}
-              onInput={set("steps")}
-            />
-          </div>
-          <div class="field">
-            <label for={id("guidance")}>Guidance</label>
-            <input
-              id={id("guidance")}
-              type="number"
-              inputMode="decimal"
-              min={0}
-              step={0.5}
-              value={form.guidance}
-              onInput={set("guidance")}
-            />
-          </div>
+          <NumberField id={id("steps")} label="Steps" value={form.steps} onInput={set("steps")} min={1} />
+          <NumberField
+            id={id("guidance")}
+            label="Guidance"
+            value={form.guidance}
+            onInput={set("guidance")}
+            min={0}
+            step={0.5}
+            decimal
+          />
         </div>
         {task === "image-to-image" && (
           <div class="field">
@@ -278,6 +257,32 @@ export function GenerateTab({ task, client, models, onUnauthorized }: Props) {
         run={run}
         idPrefix={task}
         onUseSeed={(seed) => setForm((f) => ({ ...f, seed: String(seed) }))}
+      />
+    </div>
+  );
+}
+
+/** A labelled number input (numeric keyboard on phones; `decimal` for fractional values). */
+function NumberField(props: {
+  id: string;
+  label: string;
+  value: string;
+  onInput: (e: Event) => void;
+  min: number;
+  step?: number;
+  decimal?: boolean;
+}) {
+  return (
+    <div class="field">
+      <label for={props.id}>{props.label}</label>
+      <input
+        id={props.id}
+        type="number"
+        inputMode={props.decimal ? "decimal" : "numeric"}
+        min={props.min}
+        step={props.step}
+        value={props.value}
+        onInput={props.onInput}
       />
     </div>
   );
