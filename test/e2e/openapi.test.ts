@@ -391,7 +391,7 @@ describe("every operation, against the running API", () => {
     expect((await call("GET /v1/jobs", "/v1/jobs?limit=0")).status).toBe(400);
   });
 
-  it("GET /v1/models, /health/*, /metrics, /openapi.json", async () => {
+  it("GET /v1/models, /health/*, /metrics, /openapi.json, the dashboard and the playground", async () => {
     const models = await call("GET /v1/models", "/v1/models");
     expect((models.json as { data: { id: string }[] }).data.map((m) => m.id)).toContain("sd-tiny");
     expect((await call("GET /health/live", "/health/live")).status).toBe(200);
@@ -401,6 +401,10 @@ describe("every operation, against the running API", () => {
     expect((await call("GET /openapi.json", "/openapi.json")).status).toBe(200);
     const board = await call("GET /admin/queues", "/admin/queues");
     expect([board.status, board.contentType]).toEqual([200, "text/html"]);
+    const page = await call("GET /", "/");
+    expect([page.status, page.contentType]).toEqual([200, "text/html"]);
+    const config = await call("GET /playground/config.json", "/playground/config.json");
+    expect(config.json).toEqual({ api_keys: false, dashboard: true, docs: true });
   });
 
   it("GET /docs: Swagger UI from local assets only, on /openapi.json", async () => {

@@ -48,6 +48,12 @@ export const ModelEntry = ModelInfo.extend({
 export const ModelList = z.object({ object: z.literal("list"), data: z.array(ModelEntry) });
 
 export const HealthLive = z.object({ status: z.literal("ok") });
+/** `GET /playground/config.json` (apps/api/src/routes/web.ts). */
+export const PlaygroundConfig = z.object({
+  api_keys: z.boolean().meta({ description: "API keys are on: the page asks for one." }),
+  dashboard: z.boolean().meta({ description: "The queue dashboard answers at /admin/queues." }),
+  docs: z.boolean().meta({ description: "Swagger UI answers at /docs." }),
+});
 export const HealthReady = z.object({
   status: z.literal("ready"),
   workers: z.number().int().positive(),
@@ -600,6 +606,35 @@ const paths: ZodOpenApiPathsObject = {
       ...publicOp,
       responses: {
         "200": { description: "The Swagger UI page.", content: { "text/html": { schema: text } } },
+      },
+    },
+  },
+  "/": {
+    get: {
+      operationId: "playground",
+      tags: ["operations"],
+      summary: "The playground: a page to try every endpoint",
+      description:
+        "Static files built from `apps/web` (no CDN; it works offline). Public: the page asks for an API " +
+        "key when keys are on. 503 with a hint when the page was not built.",
+      ...publicOp,
+      responses: {
+        "200": { description: "The playground's page.", content: { "text/html": { schema: text } } },
+        "503": { description: "The playground is not built.", content: { "text/html": { schema: text } } },
+      },
+    },
+  },
+  "/playground/config.json": {
+    get: {
+      operationId: "playgroundConfig",
+      tags: ["operations"],
+      summary: "What the playground needs to know before its first call",
+      ...publicOp,
+      responses: {
+        "200": {
+          description: "Whether to ask for a key, and which links to show.",
+          content: { "application/json": { schema: PlaygroundConfig } },
+        },
       },
     },
   },
