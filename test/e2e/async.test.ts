@@ -193,11 +193,15 @@ describe("Idempotency-Key", () => {
 });
 
 describe("Idempotency-Key on sync requests", () => {
-  it("a retry after the answer gets the same bytes at once (the first answer came inline and was kept)", async () => {
+  it("keeps the answer fetchable, and a retry after it gets the same bytes at once", async () => {
     const key = randomUUID();
     const first = await decodeRequest(stack.baseUrl, small, { "Idempotency-Key": key });
     expect(first.status).toBe(200);
     const firstBytes = Buffer.from(await first.arrayBuffer());
+    // Stored by the worker before its reply went out (an API crash cannot lose it): fetchable now.
+    const stored = await fetch(`${stack.baseUrl}/v1/jobs/${first.headers.get("x-job-id")}/result`);
+    expect(stored.status).toBe(200);
+    expect(Buffer.from(await stored.arrayBuffer()).equals(firstBytes)).toBe(true);
     const t0 = performance.now();
     const retry = await decodeRequest(stack.baseUrl, small, { "Idempotency-Key": key });
     const ms = performance.now() - t0;

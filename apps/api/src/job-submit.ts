@@ -120,7 +120,9 @@ export async function submitJob(
     try {
       // A request that waits for the answer has it sent straight back to this process.
       const waits = !(prefer.async && prefer.waitSeconds === null);
-      const reply = waits ? deps.producer.replyTo : undefined;
+      const api = waits ? deps.producer.replyTo : undefined;
+      // A `wait=N` answer and an idempotent one stay fetchable after they are sent.
+      const reply = api ? { api, keep: prefer.waitSeconds !== null || idemKey !== undefined } : undefined;
       ({ job, meta } = await createJob(
         deps,
         principal,
@@ -144,8 +146,7 @@ export async function submitJob(
   if (prefer.waitSeconds !== null) {
     const waitMs = Math.min(prefer.waitSeconds * 1000, deps.requestTimeoutMs);
     res.setHeader("Preference-Applied", `wait=${Math.floor(waitMs / 1000)}`);
-    // The answer stays fetchable after this (only a plain sync answer is dropped once sent).
-    const reply = await deps.producer.waitForResult(job, waitMs, { keep: true }).catch((e: unknown) => {
+    const reply = await deps.producer.waitForResult(job, waitMs).catch((e: unknown) => {
       if (e instanceof AppError && e.code === "timeout") return null;
       throw e;
     });
@@ -168,7 +169,7 @@ export async function submitJob(
   hungUp.catch(() => {});
   const queued = performance.now();
   const { result, bytes: inline } = await Promise.race([
-    deps.producer.waitForResult(job, deps.requestTimeoutMs, { keep: idemKey !== undefined }),
+    deps.producer.waitForResult(job, deps.requestTimeoutMs),
     hungUp,
   ]);
   const finished = performance.now();

@@ -126,9 +126,12 @@ export const PayloadRef = z.string().min(1).max(200);
 
 /**
  * The API process waiting for a job's answer (a sync request): the worker sends the answer to
- * it directly (`<prefix>:reply:<id>` on pub/sub) instead of only storing it for a fetch.
+ * it directly (`<prefix>:reply:<api>` on pub/sub). `keep`: the answer must stay fetchable after
+ * it is sent (`Prefer: wait=N`, an Idempotency-Key), so the worker stores it first; otherwise it
+ * is only stored when no API receives the reply.
  */
-export const ReplyTo = z.string().regex(/^[\w-]{1,64}$/);
+export const ReplyTo = z.object({ api: z.string().regex(/^[\w-]{1,64}$/), keep: z.boolean() });
+export type ReplyTo = z.infer<typeof ReplyTo>;
 
 /** BullMQ job data of a decode: small JSON only. */
 export const DecodeJob = z.object({

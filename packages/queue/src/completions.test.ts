@@ -28,6 +28,8 @@ const resultOf = (bytes: number): JobResult => ({
   dtype: "uint8",
   timings: { readMs: 0.5, runMs: 20, modelMs: 18, writeMs: 0 },
 });
+/** This listener's reply address. */
+const to = (keep: boolean) => ({ api: listener.id, keep });
 const bytesOf = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * seed) & 0xff);
 const settled = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p.then(() => "settled"), new Promise((r) => setTimeout(() => r("pending"), ms))]);
@@ -39,7 +41,7 @@ describe("replies from workers to the API that waits", () => {
     const b = listener.wait("job-b");
     const r = resultOf(600);
     const bytes = bytesOf(600, 7);
-    const kept = await publisher.deliver("job-b", listener.id, r, bytes);
+    const kept = await publisher.deliver("job-b", to(false), r, bytes);
     expect(kept).toEqual({ ...r, inline: true });
     const got = await b.reply;
     expect(got.result).toEqual(r);
@@ -48,23 +50,26 @@ describe("replies from workers to the API that waits", () => {
     expect(await store.get(r.result)).toBeNull();
   });
 
-  it("stores inline bytes that a waiter must keep, or that nobody waits for any more", async () => {
+  it("stores an answer that must stay fetchable before replying, and still sends its bytes", async () => {
     await listener.subscribed();
-    const keep = listener.wait("job-k", { keep: true });
-    const r1 = resultOf(300);
-    await publisher.deliver("job-k", listener.id, r1, bytesOf(300, 3));
-    expect((await keep.reply).bytes?.length).toBe(300);
+    const keep = listener.wait("job-k");
+    const r = resultOf(300);
+    const kept = await publisher.deliver("job-k", to(true), r, bytesOf(300, 3));
+    expect(kept.inline).toBeUndefined();
+    // Stored by the worker before the reply went out.
+    expect((await store.get(r.result))?.equals(Buffer.from(bytesOf(300, 3)))).toBe(true);
+    expect((await keep.reply).bytes?.equals(Buffer.from(bytesOf(300, 3)))).toBe(true);
+  });
+
+  it("stores inline bytes that nobody waits for any more (a request answered 504)", async () => {
+    await listener.subscribed();
     const gone = listener.wait("job-g");
     gone.stop();
-    const r2 = resultOf(200);
-    await publisher.deliver("job-g", listener.id, r2, bytesOf(200, 5));
-    for (const [r, n, seed] of [
-      [r1, 300, 3],
-      [r2, 200, 5],
-    ] as const) {
-      await expect.poll(() => store.get(r.result)).not.toBeNull();
-      expect((await store.get(r.result))?.equals(Buffer.from(bytesOf(n, seed)))).toBe(true);
-    }
+    const r = resultOf(200);
+    const kept = await publisher.deliver("job-g", to(false), r, bytesOf(200, 5));
+    expect(kept.inline).toBe(true);
+    await expect.poll(() => store.get(r.result)).not.toBeNull();
+    expect((await store.get(r.result))?.equals(Buffer.from(bytesOf(200, 5)))).toBe(true);
     expect(await settled(gone.reply, 50)).toBe("pending");
   });
 
@@ -72,7 +77,7 @@ describe("replies from workers to the API that waits", () => {
     await listener.subscribed();
     const w = listener.wait("job-big");
     const r = resultOf(5000);
-    const kept = await publisher.deliver("job-big", listener.id, r, bytesOf(5000, 11));
+    const kept = await publisher.deliver("job-big", to(false), r, bytesOf(5000, 11));
     expect(kept.inline).toBeUndefined();
     const got = await w.reply;
     expect(got.bytes).toBeUndefined();
@@ -82,7 +87,7 @@ describe("replies from workers to the API that waits", () => {
 
   it("stores the answer when no API listens on the reply address (it is gone)", async () => {
     const r = resultOf(100);
-    const kept = await publisher.deliver("job-x", "no-such-api", r, bytesOf(100, 13));
+    const kept = await publisher.deliver("job-x", { api: "no-such-api", keep: false }, r, bytesOf(100, 13));
     expect(kept.inline).toBeUndefined();
     expect((await store.get(r.result))?.length).toBe(100);
   });
@@ -97,22 +102,22 @@ describe("replies from workers to the API that waits", () => {
     );
     await redis.publish(
       replyChannel(`${prefix}x`, listener.id),
-      `${JSON.stringify({ id: "job-m", result: resultOf(1) })}\nx`,
+      `${JSON.stringify({ id: "job-m", result: resultOf(1), stored: false })}\nx`,
     );
     expect(await settled(w.reply, 100)).toBe("pending");
     const r = resultOf(4);
-    await publisher.deliver("job-m", listener.id, r, bytesOf(4, 1));
+    await publisher.deliver("job-m", to(false), r, bytesOf(4, 1));
     expect((await w.reply).result).toEqual(r);
   });
 
   it("hands one reply to every waiter of the job (an idempotent retry beside the first request)", async () => {
     await listener.subscribed();
     const first = listener.wait("job-i");
-    const retry = listener.wait("job-i", { keep: true });
+    const retry = listener.wait("job-i");
     const r = resultOf(64);
-    await publisher.deliver("job-i", listener.id, r, bytesOf(64, 9));
+    await publisher.deliver("job-i", to(true), r, bytesOf(64, 9));
     expect((await first.reply).bytes?.length).toBe(64);
     expect((await retry.reply).bytes?.length).toBe(64);
-    await expect.poll(() => store.get(r.result)).not.toBeNull();
+    expect(await store.get(r.result)).not.toBeNull();
   });
 });

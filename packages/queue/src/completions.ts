@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { JobResult } from "@hybrid/protocol";
+import { JobResult, type ReplyTo } from "@hybrid/protocol";
 import type { RedisClient } from "./connection.ts";
 import type { PayloadStore } from "./payload-store.ts";
 
@@ -21,17 +21,27 @@ const sharded = (redis: RedisClient) => redis.isCluster;
  */
 export const DEFAULT_INLINE_MAX_BYTES = 4 * 1024 * 1024;
 
-/** A reply: the job's result JSON, a newline, then (inline replies) the answer bytes. */
-function encodeReply(jobId: string, result: JobResult, bytes?: Uint8Array): Buffer {
-  const head = Buffer.from(`${JSON.stringify({ id: jobId, result })}\n`);
+/**
+ * A reply: a JSON head (the job id, its result, whether the worker stored the bytes), a newline,
+ * then the answer bytes when they travel with it.
+ */
+function encodeReply(jobId: string, result: JobResult, stored: boolean, bytes?: Uint8Array): Buffer {
+  const head = Buffer.from(`${JSON.stringify({ id: jobId, result, stored })}\n`);
   if (!bytes) return head;
   return Buffer.concat([head, bytes]);
 }
 
-function decodeReply(message: Buffer): { id: string; result: JobResult; bytes?: Buffer } | null {
+interface DecodedReply {
+  id: string;
+  result: JobResult;
+  stored: boolean;
+  bytes?: Buffer;
+}
+
+function decodeReply(message: Buffer): DecodedReply | null {
   const nl = message.indexOf(0x0a);
   if (nl < 0) return null;
-  let head: { id?: unknown; result?: unknown };
+  let head: { id?: unknown; result?: unknown; stored?: unknown };
   try {
     head = JSON.parse(message.subarray(0, nl).toString());
   } catch {
@@ -42,6 +52,7 @@ function decodeReply(message: Buffer): { id: string; result: JobResult; bytes?: 
   return {
     id: head.id,
     result: result.data,
+    stored: head.stored === true,
     ...(nl + 1 < message.length ? { bytes: message.subarray(nl + 1) } : {}),
   };
 }
@@ -63,27 +74,33 @@ export class CompletionPublisher {
   /**
    * Delivers `bytes` as the answer of `jobId` (`result.result` is the key it has, or gets, in
    * the payload store). Returns the result BullMQ should keep: `inline` when the bytes went only
-   * to the waiting API.
+   * to the waiting API. An answer that must stay fetchable (`reply.keep`) is stored first, so a
+   * crash of that API cannot lose it; its bytes still travel with the reply (no fetch).
    */
   async deliver(
     jobId: string,
-    reply: string | undefined,
+    reply: ReplyTo | undefined,
     result: JobResult,
     bytes: Uint8Array,
   ): Promise<JobResult> {
-    if (reply && bytes.byteLength <= this.inlineMaxBytes) {
-      const receivers = await this.send(reply, encodeReply(jobId, result, bytes)).catch(() => 0);
+    const small = bytes.byteLength <= this.inlineMaxBytes;
+    if (reply && small && !reply.keep) {
+      const receivers = await this.send(reply.api, encodeReply(jobId, result, false, bytes)).catch(() => 0);
       if (receivers > 0) return { ...result, inline: true };
     }
     await this.store.putAt(result.result, bytes);
-    // Stored: a short notice still saves the waiter BullMQ's completion round trips.
-    if (reply) this.send(reply, encodeReply(jobId, result)).catch(() => {});
+    // Stored: the reply still saves the waiter BullMQ's completion round trips (and, when small
+    // enough, the fetch).
+    if (reply)
+      this.send(reply.api, encodeReply(jobId, result, true, reply.keep && small ? bytes : undefined)).catch(
+        () => {},
+      );
     return result;
   }
 
   /** Publishes on an API's reply channel; resolves to how many subscribers got it. */
-  private async send(reply: string, message: Buffer): Promise<number> {
-    const channel = replyChannel(this.prefix, reply);
+  private async send(api: string, message: Buffer): Promise<number> {
+    const channel = replyChannel(this.prefix, api);
     const n = sharded(this.redis)
       ? await this.redis.spublish(channel, message)
       : await this.redis.publish(channel, message);
@@ -97,16 +114,13 @@ export interface Reply {
   bytes?: Buffer;
 }
 
-interface Waiter {
-  resolve: (r: Reply) => void;
-  /** Store inline bytes too (the answer must stay fetchable after it is sent). */
-  keep: boolean;
-}
+type Waiter = (r: Reply) => void;
 
 /**
  * The API's side: one subscription to this process's reply channel serves every request here
- * that waits for an answer. Inline bytes that no waiter takes any more (the request timed out
- * with a 504 and its job went on) are stored, so `GET /v1/jobs/{id}/result` still has them.
+ * that waits for an answer. Bytes the worker did not store that no waiter takes any more (the
+ * request timed out with a 504 and its job went on) are stored here, so
+ * `GET /v1/jobs/{id}/result` still has them.
  */
 export class CompletionListener {
   /** This process's reply address, put in the data of the jobs it waits for. */
@@ -133,10 +147,9 @@ export class CompletionListener {
         const reply = decodeReply(message);
         if (!reply) return;
         const waiters = [...(this.waiting.get(reply.id) ?? [])];
-        if (reply.bytes && (waiters.length === 0 || waiters.some((w) => w.keep)))
+        if (reply.bytes && !reply.stored && waiters.length === 0)
           this.store.putAt(reply.result.result, reply.bytes).catch((e: Error) => this.onError(e));
-        for (const w of waiters)
-          w.resolve({ result: reply.result, ...(reply.bytes ? { bytes: reply.bytes } : {}) });
+        for (const w of waiters) w({ result: reply.result, ...(reply.bytes ? { bytes: reply.bytes } : {}) });
       },
     );
     this.ready = sharded(subscriber) ? subscriber.ssubscribe(channel) : subscriber.subscribe(channel);
@@ -152,10 +165,10 @@ export class CompletionListener {
    * The reply for `jobId`, once its worker sends it. Call `stop` when done waiting (whatever
    * answered): the promise then never settles.
    */
-  wait(jobId: string, opts: { keep?: boolean } = {}): { reply: Promise<Reply>; stop: () => void } {
+  wait(jobId: string): { reply: Promise<Reply>; stop: () => void } {
     let stop = () => {};
     const reply = new Promise<Reply>((resolve) => {
-      const waiter: Waiter = { resolve, keep: opts.keep ?? false };
+      const waiter: Waiter = resolve;
       const set = this.waiting.get(jobId) ?? new Set<Waiter>();
       this.waiting.set(jobId, set);
       set.add(waiter);
@@ -168,10 +181,9 @@ export class CompletionListener {
   }
 
   /**
-   * Resolves once an answer sent inline is in the store (an API that got it stored it: a waiter
-   * keeps it, or nobody waited any more), or after `timeoutMs` (then the fetch that follows
-   * answers 410). For a waiter that finds its job already completed, e.g. an idempotent retry of
-   * a sync request that was answered before: the reply went by before it listened.
+   * Resolves once an answer sent inline is in the store (the API that got it stored it because
+   * nobody waited any more), or after `timeoutMs` (then the fetch that follows answers 410): for
+   * a waiter that finds its job already completed, whose reply went by before it listened.
    */
   async stored(result: JobResult, timeoutMs: number): Promise<Reply> {
     const until = performance.now() + timeoutMs;

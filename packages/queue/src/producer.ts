@@ -48,11 +48,11 @@ export class JobProducer {
    * Waits until the job finishes and returns its result (with the answer bytes when they came
    * in the worker's reply); throws the job's AppError when it failed, or `timeout` (504, with
    * the job id) after `timeoutMs`. The job itself goes on: it stays fetchable at
-   * `/v1/jobs/{id}`. `keep`: inline answer bytes are stored too (they must stay fetchable).
+   * `/v1/jobs/{id}`.
    */
-  async waitForResult(job: Job, timeoutMs: number, opts: { keep?: boolean } = {}): Promise<Reply> {
+  async waitForResult(job: Job, timeoutMs: number): Promise<Reply> {
     // Listening before anything else: a fast job's reply must not pass before we listen.
-    const notice = job.id ? this.completions?.wait(job.id, opts) : undefined;
+    const notice = job.id ? this.completions?.wait(job.id) : undefined;
     const events = await this.queues.events(job.queueName);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
