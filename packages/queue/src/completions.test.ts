@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { JobResult } from "@hybrid/protocol";
 import { afterAll, describe, expect, it } from "vitest";
-import { CompletionListener, CompletionPublisher, replyChannel } from "./completions.ts";
+import { CompletionListener, CompletionPublisher } from "./completions.ts";
 import { createRedis } from "./connection.ts";
+import { replyChannel } from "./names.ts";
 import { PayloadStore } from "./payload-store.ts";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";

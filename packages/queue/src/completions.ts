@@ -1,10 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { JobResult, type ReplyTo } from "@hybrid/protocol";
 import type { RedisClient } from "./connection.ts";
+import { replyChannel } from "./names.ts";
 import type { PayloadStore } from "./payload-store.ts";
-
-/** Pub/sub channel of one API process: the answers of the jobs it waits for. */
-export const replyChannel = (prefix: string, api: string) => `${prefix}:reply:${api}`;
 
 /**
  * On a cluster, replies use sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7): classic PUBLISH

@@ -55,6 +55,8 @@ export const jobKey = (prefix: string, id: string) => `${prefix}:job:{${id}}`;
 export const jobEventsKey = (prefix: string, id: string) => `${prefix}:job:{${id}}:events`;
 /** Pub/sub channel announcing every new job event (SSE readers fan it out in-process). */
 export const jobEventsChannel = (prefix: string) => `${prefix}:job-events`;
+/** Pub/sub channel of one API process: the answers of the jobs it waits for (sharded on a cluster). */
+export const replyChannel = (prefix: string, api: string) => `${prefix}:reply:${api}`;
 /** Pub/sub channel telling workers to abort a running job. */
 export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
 /** An owner's jobs by creation time (`GET /v1/jobs`). */
