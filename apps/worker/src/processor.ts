@@ -100,7 +100,8 @@ export function createProcessor(
           writeMs: 0,
         }),
       };
-      // Stored, or sent straight to the API waiting for it (which stores it if it must).
+      // Sent straight to the API waiting for it, or stored (first stored, then sent, when it
+      // must stay fetchable).
       let delivered = out;
       if (completions) delivered = await completions.deliver(job.id ?? "", data.reply, out, answer.bytes);
       else await store.putAt(out.result, answer.bytes);
