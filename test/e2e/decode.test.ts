@@ -94,7 +94,8 @@ describe.each(IMAGE_FAMILIES)("decode $model", ({ model, channels, scaling, shif
     expect([...timing.keys()]).toEqual([
       "receive",
       "admit",
-      "dispatch",
+      "queue",
+      "deliver",
       "read",
       "model",
       "post",

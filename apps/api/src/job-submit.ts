@@ -189,8 +189,9 @@ export async function submitJob(
 /**
  * A sync answer's `Server-Timing` (shown by browsers' dev tools; the benchmark prints it):
  * `receive` (the body read, middleware and the request's validation), `admit` (checks, input
- * stored, job added), `dispatch` (the wait not spent on the worker's work: a worker taking the
- * job, and its answer reaching this API), the worker's `read`,
+ * stored, job added), `queue` (until a worker started the job, by the worker's clock), `deliver`
+ * (the rest of the wait not spent on the worker's work: mostly its answer reaching this API),
+ * the worker's `read`,
  * `model`, `post` (pre/postprocessing and encoding) and `write`, then `fetch` (reading the answer).
  */
 function serverTiming(
@@ -207,7 +208,8 @@ function serverTiming(
   ];
   if (t) {
     const work = t.readMs + t.runMs + t.writeMs;
-    parts.push(["dispatch", Math.max(0, waitMs - work)], ["read", t.readMs]);
+    const queue = Math.min(t.queueMs ?? 0, Math.max(0, waitMs - work));
+    parts.push(["queue", queue], ["deliver", Math.max(0, waitMs - work - queue)], ["read", t.readMs]);
     if (t.modelMs !== undefined) parts.push(["model", t.modelMs], ["post", Math.max(0, t.runMs - t.modelMs)]);
     else parts.push(["run", t.runMs]);
     parts.push(["write", t.writeMs]);

@@ -55,6 +55,8 @@ export function createProcessor(
       attempt: job.attemptsMade + 1,
     });
     const started = performance.now();
+    // job.timestamp is the API's clock at enqueueing: ms precision, and clock skew across machines.
+    const queueMs = Math.max(0, Date.now() - job.timestamp);
     let events: EventReporter | undefined;
     try {
       const parsed = JobData.safeParse(job.data);
@@ -92,6 +94,7 @@ export function createProcessor(
         ...(answer.headers ? { headers: answer.headers } : {}),
         ...(answer.warnings ? { warnings: answer.warnings } : {}),
         timings: rounded({
+          queueMs,
           readMs: read - started,
           runMs: ran - read,
           ...(answer.modelMs !== undefined ? { modelMs: answer.modelMs } : {}),

@@ -173,11 +173,13 @@ export const JobResult = z.object({
   /** Shown in the job object's `warnings`. */
   warnings: z.array(z.string()).optional(),
   /**
-   * Where the worker's time went, in ms: reading the input, the run (the model plus pre- and
+   * Where the worker's time went, in ms: waiting in the queue, reading the input, the run (the model plus pre- and
    * postprocessing and image encoding; `modelMs` of it in the model itself), storing the answer.
    */
   timings: z
     .object({
+      /** From the job's enqueueing to this attempt's start (two clocks: ms precision at best). */
+      queueMs: z.number().nonnegative().optional(),
       readMs: z.number().nonnegative(),
       runMs: z.number().nonnegative(),
       modelMs: z.number().nonnegative().optional(),
