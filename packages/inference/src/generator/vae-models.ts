@@ -1,6 +1,6 @@
 import { FAMILIES, Family, type FamilySpec } from "@hybrid/protocol";
-import { mulberry32 } from "../random.ts";
-import { DataType, type Dim, OnnxGraphBuilder } from "./onnx-builder.ts";
+import { NnGraph, streamSeed } from "./nn-graph.ts";
+import { DataType, type Dim, type OnnxGraphBuilder } from "./onnx-builder.ts";
 
 export type Arch = "tiny" | "taesd";
 export type EncoderOutput = "latent_sample" | "latent_parameters";
@@ -43,32 +43,6 @@ export function vaeConfig(family: Family, arch: Arch): Record<string, unknown> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deterministic weights
-
-/** Separate streams for encoder and decoder, so adding an encoder does not change the decoder. */
-function streamSeed(seed: number, label: string): number {
-  let h = 0x811c9dc5 ^ (seed >>> 0);
-  for (let i = 0; i < label.length; i++) {
-    h ^= label.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
-class Weights {
-  private readonly rand: () => number;
-  constructor(seed: number) {
-    this.rand = mulberry32(seed);
-  }
-  /** Uniform in [-bound, bound]; uniform rather than normal because only the variance matters here. */
-  uniform(n: number, bound: number): Float32Array {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = (this.rand() * 2 - 1) * bound;
-    return out;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Graph helpers
 
 interface ConvOptions {
@@ -89,15 +63,19 @@ const RESIDUAL_GAIN = 0.4;
 const BIAS_BOUND = 0.05;
 const INT64_MAX = 9223372036854775807n;
 
+/**
+ * The VAE's layers over NnGraph (its builder, seeded weight stream and constants; encoder and
+ * decoder draw from separate streams, see `streamSeed`, so adding an encoder does not change the
+ * decoder). Its convs take a rank and a gain, and pad video causally.
+ */
 class VaeGraph {
+  private readonly g: NnGraph;
   readonly b: OnnxGraphBuilder;
-  private readonly w: Weights;
   private readonly scalesCache = new Map<string, string>();
-  private readonly constCache = new Map<number, string>();
 
   constructor(name: string, seed: number) {
-    this.b = new OnnxGraphBuilder(name);
-    this.w = new Weights(seed);
+    this.g = new NnGraph(name, seed);
+    this.b = this.g.b;
   }
 
   conv(x: string, cin: number, cout: number, o: ConvOptions): string {
@@ -106,14 +84,14 @@ class VaeGraph {
     const fanIn = cin * kernel.reduce((a, c) => a * c, 1);
     const bound = o.gain * Math.sqrt(3 / fanIn);
     const name = this.b.uniqueName("conv");
-    const weight = this.b.addFloatInitializer(`${name}.weight`, this.w.uniform(cout * fanIn, bound), [
+    const weight = this.b.addFloatInitializer(`${name}.weight`, this.g.uniform(cout * fanIn, bound), [
       cout,
       cin,
       ...kernel,
     ]);
     const inputs = [x, weight];
     if (o.bias ?? true) {
-      inputs.push(this.b.addFloatInitializer(`${name}.bias`, this.w.uniform(cout, BIAS_BOUND), [cout]));
+      inputs.push(this.b.addFloatInitializer(`${name}.bias`, this.g.uniform(cout, BIAS_BOUND), [cout]));
     }
     const stride = o.stride ?? 1;
     // Video convs pad time only on the past side (causal, like HunyuanVideo's CausalConv3d), so
@@ -131,12 +109,7 @@ class VaeGraph {
   }
 
   scalar(value: number): string {
-    let name = this.constCache.get(value);
-    if (!name) {
-      name = this.b.addFloatInitializer(this.b.uniqueName("const"), new Float32Array([value]), []);
-      this.constCache.set(value, name);
-    }
-    return name;
+    return this.g.scalar(value);
   }
 
   /** Nearest-neighbour upsampling, with the attributes PyTorch exports for nn.Upsample(mode="nearest"). */
