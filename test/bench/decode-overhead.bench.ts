@@ -3,30 +3,24 @@
 // generated model (queue overhead dominates) and with a TAESD-architecture model (realistic
 // compute). Measurements alternate between the two paths so machine noise hits both alike; the
 // output is ratios from this one run.
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { generateVaeModel } from "@hybrid/inference";
-import { encodeFromFloat32 } from "@hybrid/protocol";
-import * as ort from "onnxruntime-node";
 import { Agent, request } from "undici";
-import { pythonQuery } from "../e2e/diffusers-client.ts";
-import { startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
+import { startStack } from "../e2e/stack.ts";
 import { pct } from "./bench-utils.ts";
+import {
+  BENCH_VAES,
+  bareSession,
+  benchVaesEnv,
+  DECODE_BODY,
+  DECODE_QUERY,
+  ensureBenchVaes,
+} from "./decode-workload.ts";
 
-const models = [
-  {
-    id: "bench-tiny",
-    arch: "tiny" as const,
-    rounds: Number(process.env.BENCH_ROUNDS_TINY ?? 30),
-    goal: 1.25,
-  },
-  {
-    id: "bench-taesd",
-    arch: "taesd" as const,
-    rounds: Number(process.env.BENCH_ROUNDS_TAESD ?? 16),
-    goal: 1.02,
-  },
-];
+const rounds = {
+  "bench-tiny": Number(process.env.BENCH_ROUNDS_TINY ?? 30),
+  "bench-taesd": Number(process.env.BENCH_ROUNDS_TAESD ?? 16),
+};
+const goals = { "bench-tiny": 1.25, "bench-taesd": 1.02 };
+const models = BENCH_VAES.map((m) => ({ id: m.id, rounds: rounds[m.id], goal: goals[m.id] }));
 
 /** `Server-Timing: name;dur=1.5, ...` → name → ms. */
 function parseServerTiming(header: string): Map<string, number> {
@@ -34,25 +28,10 @@ function parseServerTiming(header: string): Map<string, number> {
   for (const m of header.matchAll(/([\w-]+);dur=([\d.]+)/g)) out.set(m[1]!, Number(m[2]));
   return out;
 }
-for (const m of models) {
-  const dir = join(TEST_MODELS_DIR, m.id);
-  if (!existsSync(join(dir, "vae_decoder", "model.onnx")))
-    await generateVaeModel({ family: "sd-v1", outDir: dir, arch: m.arch, withEncoder: false });
-}
-
-const shape = [1, 4, 64, 64];
-const values = Float32Array.from({ length: 4 * 64 * 64 }, (_, i) => Math.sin(i * 0.37) * 2);
-const body = encodeFromFloat32(values, "float32");
-const query = pythonQuery({
-  image_format: "jpg",
-  output_type: "pt",
-  partial_postprocess: true,
-  shape,
-  dtype: "float32",
-});
+await ensureBenchVaes();
 
 const stack = await startStack({
-  MODELS: models.map((m) => `${m.id}=${join(TEST_MODELS_DIR, m.id)}`).join(","),
+  MODELS: benchVaesEnv(),
   GENERATE_DEFAULT_MODELS: "false",
   LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
   // Worker settings to compare (e.g. ORT_ALLOW_SPINNING=false pnpm bench) pass through.
@@ -68,30 +47,23 @@ const client = new Agent({ connections: 1 });
 const rows: string[] = [];
 try {
   for (const m of models) {
-    const session = await ort.InferenceSession.create(
-      join(TEST_MODELS_DIR, m.id, "vae_decoder", "model.onnx"),
-      {
-        executionProviders: ["cpu"],
-        graphOptimizationLevel: "all",
-      },
-    );
-    const feeds = { latent_sample: new ort.Tensor("float32", values, shape) };
+    const session = await bareSession(m.id);
     // ORT's threads spin for a while after a run: let them settle so neither path slows the other.
     const settle = () => new Promise((r) => setTimeout(r, 50));
     const inProcess = async () => {
       await settle();
       const t0 = performance.now();
-      await session.run(feeds);
+      await session.run();
       return performance.now() - t0;
     };
     const phases = new Map<string, number[]>();
     const endToEnd = async () => {
       await settle();
       const t0 = performance.now();
-      const res = await request(`${stack.baseUrl}/v1/vae/${m.id}/decode?${query}`, {
+      const res = await request(`${stack.baseUrl}/v1/vae/${m.id}/decode?${DECODE_QUERY}`, {
         method: "POST",
         headers: { "Content-Type": "tensor/binary", Accept: "tensor/binary" },
-        body,
+        body: DECODE_BODY,
         dispatcher: client,
       });
       const bytes = await res.body.arrayBuffer();

@@ -13,17 +13,11 @@
 // measurement, BENCH_GRID=small|full|none (small: ~5 min in all on 2 cores; full: ~100 settings,
 // ~50 min), BENCH_GRID_SECONDS (6), BENCH_GRID_INPROCESS_SECONDS (2), BENCH_CLIENTS (1,4,16).
 // Redis: REDIS_URL, else a redis-server of its own (see bench-utils.ts).
-import { existsSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
-import { join } from "node:path";
-import { generateVaeModel } from "@hybrid/inference";
-import { encodeFromFloat32 } from "@hybrid/protocol";
 import { jobCatalog, Queues } from "@hybrid/queue";
-import * as ort from "onnxruntime-node";
 import { Agent, request } from "undici";
 import { freePort } from "../../scripts/lib.ts";
-import { pythonQuery } from "../e2e/diffusers-client.ts";
-import { type Stack, startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
+import { type Stack, startStack } from "../e2e/stack.ts";
 import {
   benchRedis,
   fmt,
@@ -35,6 +29,15 @@ import {
   redisPid,
   sleep,
 } from "./bench-utils.ts";
+import {
+  ANSWER_BYTES,
+  BENCH_VAES,
+  bareSession,
+  benchVaesEnv,
+  DECODE_BODY,
+  DECODE_QUERY,
+  ensureBenchVaes,
+} from "./decode-workload.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const INPROCESS_SECONDS = Number(process.env.BENCH_INPROCESS_SECONDS ?? 3);
@@ -45,21 +48,8 @@ const CLIENTS = (process.env.BENCH_CLIENTS ?? "1,4,16").split(",").map(Number);
 const GOAL_CLIENTS = 16;
 const GOAL = 0.95;
 
-const models = [
-  { id: "bench-tiny", arch: "tiny" as const },
-  { id: "bench-taesd", arch: "taesd" as const },
-];
-for (const m of models) {
-  const dir = join(TEST_MODELS_DIR, m.id);
-  if (!existsSync(join(dir, "vae_decoder", "model.onnx")))
-    await generateVaeModel({ family: "sd-v1", outDir: dir, arch: m.arch, withEncoder: false });
-}
-
-const shape = [1, 4, 64, 64];
-const values = Float32Array.from({ length: 4 * 64 * 64 }, (_, i) => Math.sin(i * 0.37) * 2);
-const body = encodeFromFloat32(values, "float32");
-const query = pythonQuery({ output_type: "pt", partial_postprocess: true, shape, dtype: "float32" });
-const ANSWER_BYTES = 512 * 512 * 3;
+const models = BENCH_VAES;
+await ensureBenchVaes();
 
 /** Worker settings, named as the worker's environment variables (apps/worker/src/env.ts). */
 interface Setting {
@@ -120,18 +110,8 @@ function grid(): Setting[] {
   ];
 }
 
-// The baseline is a bare session: ORT's own defaults (every core, spinning on), as anyone would
-// run the model in their own process.
-const session = new Map<string, ort.InferenceSession>();
-for (const m of models)
-  session.set(
-    m.id,
-    await ort.InferenceSession.create(join(TEST_MODELS_DIR, m.id, "vae_decoder", "model.onnx"), {
-      executionProviders: ["cpu"],
-      graphOptimizationLevel: "all",
-    }),
-  );
-const feeds = { latent_sample: new ort.Tensor("float32", values, shape) };
+const session = new Map<string, Awaited<ReturnType<typeof bareSession>>>();
+for (const m of models) session.set(m.id, await bareSession(m.id));
 
 interface InProcess {
   rps: number;
@@ -143,13 +123,13 @@ interface InProcess {
 /** `session.run` back to back for `seconds` (at least 3 runs): runs per second. */
 async function inProcess(model: string, seconds: number): Promise<InProcess> {
   const s = session.get(model)!;
-  await s.run(feeds);
+  await s.run();
   const times: number[] = [];
   const cpu0 = ownCpuMs();
   const t0 = performance.now();
   while (performance.now() - t0 < seconds * 1000 || times.length < 3) {
     const t = performance.now();
-    await s.run(feeds);
+    await s.run();
     times.push(performance.now() - t);
   }
   const wall = performance.now() - t0;
@@ -188,7 +168,7 @@ async function service(
   clients: number,
   seconds: number,
 ): Promise<ServiceCell> {
-  const url = `${stack.baseUrl}/v1/vae/${model}/decode?${query}`;
+  const url = `${stack.baseUrl}/v1/vae/${model}/decode?${DECODE_QUERY}`;
   const redis = infoClient(redisUrl);
   const abort = new AbortController();
   const done: Array<{ sent: number; at: number; ms: number }> = [];
@@ -209,7 +189,7 @@ async function service(
         const res = await request(url, {
           method: "POST",
           headers: { "Content-Type": "tensor/binary", Accept: "tensor/binary" },
-          body,
+          body: DECODE_BODY,
           signal: abort.signal,
           dispatcher: client,
         });
@@ -303,7 +283,7 @@ async function withStack<T>(
   const stack = await startStack(
     {
       REDIS_URL: redisUrl,
-      MODELS: models.map((m) => `${m.id}=${join(TEST_MODELS_DIR, m.id)}`).join(","),
+      MODELS: benchVaesEnv(),
       GENERATE_DEFAULT_MODELS: "false",
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
       ...envOf(s),
@@ -314,10 +294,10 @@ async function withStack<T>(
     // Warm every path: sessions in the worker's threads, connections, queue event streams.
     for (const m of models)
       for (let i = 0; i < 2 * s.SESSION_THREADS; i++)
-        await fetch(`${stack.baseUrl}/v1/vae/${m.id}/decode?${query}`, {
+        await fetch(`${stack.baseUrl}/v1/vae/${m.id}/decode?${DECODE_QUERY}`, {
           method: "POST",
           headers: { "Content-Type": "tensor/binary" },
-          body,
+          body: DECODE_BODY,
         }).then((r) => r.arrayBuffer());
     return await fn(stack, metricsPort);
   } finally {
