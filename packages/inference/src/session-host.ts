@@ -24,7 +24,14 @@ export class SessionHost {
   private readonly freed = new Set<() => void>();
 
   constructor(opts: SessionHostOptions) {
-    const { threads, ...settings } = opts;
+    const { threads, providers, intraOpThreads, allowSpinning } = opts;
+    // Only the session settings go to the threads: callers pass wider option objects, and not
+    // everything in them can be cloned into a thread (functions such as a batching callback).
+    const settings: SessionSettings = {
+      providers,
+      intraOpThreads,
+      ...(allowSpinning !== undefined ? { allowSpinning } : {}),
+    };
     this.threads = threads;
     this.pool = new Piscina({
       filename: threadFile,

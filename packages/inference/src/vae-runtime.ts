@@ -98,16 +98,7 @@ export class VaeRuntime {
    * the VAE endpoints too), or on threads of its own, closed with the runtime.
    */
   static async open(sources: ModelSource[], opts: RuntimeOptions, shared?: SessionHost): Promise<VaeRuntime> {
-    const { threads, providers, intraOpThreads, allowSpinning } = opts;
-    // Only the session settings go to the threads (the rest is this runtime's, and not all of it clones).
-    const host =
-      shared ??
-      new SessionHost({
-        threads,
-        providers,
-        intraOpThreads,
-        ...(allowSpinning !== undefined ? { allowSpinning } : {}),
-      });
+    const host = shared ?? new SessionHost(opts);
     try {
       const served = new Map<string, Served>();
       for (const src of sources) {
