@@ -1,18 +1,11 @@
 import type { ServerResponse } from "node:http";
-import type { JobKind } from "@hybrid/protocol";
+import type { JobKind, JobResult } from "@hybrid/protocol";
 import { parseJobError } from "@hybrid/protocol";
 import type { Job, Worker } from "bullmq";
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 
-/** A job's phases on the worker, in ms, as the processor measures them for its "job done" line. */
-export interface JobTimings {
-  /** Reading the job's record and input payload from Redis. */
-  readMs: number;
-  /** The model run, postprocessing and image/video encoding included. */
-  runMs: number;
-  /** Storing the answer bytes in Redis. */
-  writeMs: number;
-}
+/** A job's phases on the worker, in ms: the ones the processor reports in the job's result. */
+export type JobTimings = Pick<NonNullable<JobResult["timings"]>, "readMs" | "runMs" | "writeMs">;
 
 /** What the processor reports a finished run to (optional: the processor runs without it). */
 export interface JobTimingSink {

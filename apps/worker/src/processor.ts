@@ -71,7 +71,7 @@ export function createProcessor(
         data.input ? store.get(data.input) : null,
       ]);
       if (meta?.canceledAt) throw canceled();
-      jlog.info({ kind: data.kind, queuedMs: Date.now() - job.timestamp }, "job started");
+      jlog.info({ kind: data.kind, queuedMs: queueMs }, "job started");
       events = new EventReporter(jobs, meta, job, jlog);
       events.started();
       if (data.input && !input)
@@ -85,6 +85,15 @@ export function createProcessor(
       await events.flush();
       if (signal?.aborted) throw canceled();
       const ran = performance.now();
+      const timings = {
+        queueMs,
+        readMs: read - started,
+        runMs: ran - read,
+        ...(answer.modelMs !== undefined ? { modelMs: answer.modelMs } : {}),
+        // The reply carries 0: it leaves before the time to store or send it is known, which
+        // the API then counts in its `deliver`.
+        writeMs: 0,
+      };
       const out: JobResult = {
         result: store.newKey(),
         contentType: answer.contentType,
@@ -93,15 +102,7 @@ export function createProcessor(
         ...(answer.dtype ? { dtype: answer.dtype } : {}),
         ...(answer.headers ? { headers: answer.headers } : {}),
         ...(answer.warnings ? { warnings: answer.warnings } : {}),
-        timings: rounded({
-          queueMs,
-          readMs: read - started,
-          runMs: ran - read,
-          ...(answer.modelMs !== undefined ? { modelMs: answer.modelMs } : {}),
-          // Sent with the reply, before it is known: the time to store or send it shows as the
-          // API's `dispatch`.
-          writeMs: 0,
-        }),
+        timings: rounded(timings),
       };
       // Sent straight to the API waiting for it, or stored (first stored, then sent, when it
       // must stay fetchable).
@@ -109,12 +110,12 @@ export function createProcessor(
       if (completions) delivered = await completions.deliver(job.id ?? "", data.reply, out, answer.bytes);
       else await store.putAt(out.result, answer.bytes);
       const done = performance.now();
-      const timings = { ...out.timings!, writeMs: done - ran };
+      timings.writeMs = done - ran;
       jlog.info(
         {
           kind: data.kind,
           bytes: answer.bytes.byteLength,
-          queuedMs: Date.now() - job.timestamp - Math.round(done - started),
+          queuedMs: queueMs,
           readMs: Math.round(timings.readMs),
           runMs: Math.round(timings.runMs),
           modelMs: timings.modelMs === undefined ? undefined : Math.round(timings.modelMs),
