@@ -2,6 +2,8 @@ import { fileURLToPath } from "node:url";
 import type { ViteUserConfig } from "vitest/config";
 
 const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+const appSrc = (app: string, file: string) =>
+  fileURLToPath(new URL(`./apps/${app}/src/${file}`, import.meta.url));
 
 /** Tests run the TypeScript sources of our packages directly, never a stale dist/. */
 export const shared: ViteUserConfig = {
@@ -11,6 +13,9 @@ export const shared: ViteUserConfig = {
       "@hybrid/queue": src("queue"),
       "@hybrid/inference": src("inference"),
       "@hybrid/client": src("client"),
+      // The apps export only their env schema (for the manifests' test).
+      "@hybrid/api/env": appSrc("api", "env.ts"),
+      "@hybrid/worker/env": appSrc("worker", "env.ts"),
     },
   },
   test: {

@@ -4,14 +4,14 @@
 // of the job catalog's queues.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { Env as ApiEnv } from "@hybrid/api/env";
 import { jobCatalog, Queues } from "@hybrid/queue";
+import { Env as WorkerEnv } from "@hybrid/worker/env";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { Service } from "kubernetes-models/v1/Service";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { Env as ApiEnv } from "../../apps/api/src/env.ts";
-import { Env as WorkerEnv } from "../../apps/worker/src/env.ts";
 import { repoRoot } from "../../scripts/lib.ts";
 import { REDIS_URL } from "./stack.ts";
 
