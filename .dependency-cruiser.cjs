@@ -38,6 +38,13 @@ module.exports = {
       },
     },
     {
+      name: "testing-only-in-tests",
+      severity: "error",
+      comment: "@hybrid/testing holds test fixtures: tests and benches use it, shipped code never does.",
+      from: { pathNot: ["[.]test[.]tsx?$", "[.]bench[.]ts$", "^test/", "^packages/testing/"] },
+      to: { path: "^packages/testing/" },
+    },
+    {
       name: "not-to-unresolvable",
       severity: "error",
       comment:

@@ -13,6 +13,7 @@ export const shared: ViteUserConfig = {
       "@hybrid/queue": src("queue"),
       "@hybrid/inference": src("inference"),
       "@hybrid/client": src("client"),
+      "@hybrid/testing": src("testing"),
       // The apps export only their env schema (for the manifests' test).
       "@hybrid/api/env": appSrc("api", "env.ts"),
       "@hybrid/worker/env": appSrc("worker", "env.ts"),

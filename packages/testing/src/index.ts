@@ -1,0 +1,2 @@
+export * from "./model-info.ts";
+export * from "./redis.ts";
