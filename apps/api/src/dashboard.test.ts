@@ -1,44 +1,18 @@
-import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { ModelInfo } from "@hybrid/protocol";
 import { Queues } from "@hybrid/queue";
+import { sdV1Generation, sdV1Model, useTestRedis } from "@hybrid/testing";
 import express from "express";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { dashboardAccess, dashboardRoutes, presentedSecret } from "./dashboard.ts";
 import { errorHandler, notFound } from "./errors.ts";
 
-const model = (id: string, generation: boolean): ModelInfo => ({
-  id,
-  family: "sd-v1",
-  task: "vae",
-  operations: ["decode", "encode"],
-  latent_channels: 4,
-  latent_rank: 4,
-  spatial_compression: 8,
-  scaling_factor: 0.18215,
-  shift_factor: null,
-  dtype: "float32",
-  ...(generation
-    ? {
-        generation: {
-          tasks: ["text-to-image"],
-          defaults: {
-            width: 512,
-            height: 512,
-            num_inference_steps: 20,
-            guidance_scale: 7.5,
-            scheduler: "euler",
-            strength: 0.8,
-          },
-        },
-      }
-    : {}),
-});
+const model = (id: string, generation: boolean): ModelInfo =>
+  sdV1Model({ id, ...(generation ? { generation: sdV1Generation() } : {}) });
 
-const queues = new Queues(
-  process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
-  `test-dash-${randomBytes(6).toString("hex")}`,
-);
+const REFRESH_MS = 200;
+const db = useTestRedis("api-dashboard");
+const queues = new Queues(db.url, db.prefix);
 const servers: { close(): void }[] = [];
 afterAll(async () => {
   for (const s of servers) s.close();
@@ -56,7 +30,9 @@ async function serve(opts: { keysEnabled: boolean; adminKey?: string; models: Mo
     },
   };
   const app = express()
-    .use(dashboardRoutes({ queues, adminKey: opts.adminKey, refreshMs: 200, directory: counted, keys }))
+    .use(
+      dashboardRoutes({ queues, adminKey: opts.adminKey, refreshMs: REFRESH_MS, directory: counted, keys }),
+    )
     .use(notFound)
     .use(errorHandler);
   const server = app.listen(0, "127.0.0.1");
@@ -99,22 +75,30 @@ describe("presentedSecret", () => {
 
 describe("dashboardRoutes", () => {
   it("lists each live model's queues and the webhook queue, re-read at most every refreshMs", async () => {
-    const d = await serve({ keysEnabled: false, models: [model("vae-only", false), model("pipe", true)] });
-    expect(await d.names()).toEqual([
-      "decode-pipe",
-      "encode-pipe",
-      "generate-pipe",
-      "decode-vae-only",
-      "encode-vae-only",
-      "webhooks",
-    ]);
-    await d.names();
-    await d.names();
-    expect(d.directory.calls).toBe(1);
-    d.models.splice(0, 1);
-    await new Promise((r) => setTimeout(r, 250));
-    expect(await d.names()).toEqual(["decode-pipe", "encode-pipe", "generate-pipe", "webhooks"]);
-    expect(d.directory.calls).toBe(2);
+    // Only Date is faked: the refresh reads Date.now(), and the clock moves when the test says
+    // so, however long the requests take on a busy machine (sockets and Redis keep real timers).
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      const d = await serve({ keysEnabled: false, models: [model("vae-only", false), model("pipe", true)] });
+      expect(await d.names()).toEqual([
+        "decode-pipe",
+        "encode-pipe",
+        "generate-pipe",
+        "decode-vae-only",
+        "encode-vae-only",
+        "webhooks",
+      ]);
+      vi.setSystemTime(Date.now() + REFRESH_MS - 1);
+      await d.names();
+      await d.names();
+      expect(d.directory.calls).toBe(1);
+      d.models.splice(0, 1);
+      vi.setSystemTime(Date.now() + 1);
+      expect(await d.names()).toEqual(["decode-pipe", "encode-pipe", "generate-pipe", "webhooks"]);
+      expect(d.directory.calls).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("turns off (404) when keys appear and there is no admin key", async () => {

@@ -1,30 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { AddressInfo } from "node:net";
-import type { ModelInfo } from "@hybrid/protocol";
-import { createRedis, jobCatalog, Queues, WorkerDirectory } from "@hybrid/queue";
+import { jobCatalog, Queues, WorkerDirectory } from "@hybrid/queue";
+import { sdV1Model, useTestRedis } from "@hybrid/testing";
 import express, { Router } from "express";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiMetrics, UNMATCHED_ROUTE } from "./metrics.ts";
 
-const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const prefix = `test-metrics-${randomUUID().slice(0, 8)}`;
-const redis = createRedis(redisUrl, "command");
-const queues = new Queues(redisUrl, prefix);
+const { url, prefix, redis } = useTestRedis("api-metrics");
+const queues = new Queues(url, prefix);
 const directory = new WorkerDirectory(redis, prefix);
 
-const sd: ModelInfo = {
-  id: "sd-m",
-  family: "sd-v1",
-  task: "vae",
-  operations: ["decode", "encode"],
-  latent_channels: 4,
-  latent_rank: 4,
-  spatial_compression: 8,
-  scaling_factor: 0.18215,
-  shift_factor: null,
-  dtype: "float32",
-};
+const sd = sdV1Model({ id: "sd-m" });
 
 /** A small app shaped like ours: metrics first, routes in routers, a 404 for the rest. */
 function appWith(metrics: ApiMetrics) {
@@ -79,12 +66,8 @@ beforeAll(async () => {
   await queues.queue(jobCatalog.queue("decode", sd.id)).add("decode", { x: 1 });
 });
 
-afterAll(async () => {
-  await queues.close();
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
-});
+// Before the Redis fixture's own afterAll (hooks run last-registered first) deletes the keys.
+afterAll(() => queues.close());
 
 describe("ApiMetrics", () => {
   it("labels requests by route pattern and status, never by raw URL", async () => {

@@ -1,25 +1,14 @@
-import { randomBytes } from "node:crypto";
 import { AppError } from "@hybrid/protocol";
+import { useTestRedis } from "@hybrid/testing";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { ApiKeyRecord } from "./keys.ts";
 import { KeyRateLimiter } from "./rate-limit.ts";
 
-const prefix = `test-ratelimit-${randomBytes(6).toString("hex")}`;
-let redis: Redis;
-let other: Redis;
-
-beforeAll(() => {
-  const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-  redis = new Redis(url, { maxRetriesPerRequest: 1 });
-  other = new Redis(url, { maxRetriesPerRequest: 1 });
-});
-
-afterAll(async () => {
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await Promise.all([redis.quit(), other.quit()]);
-});
+const { url, prefix, redis } = useTestRedis("api-ratelimit");
+// A second API instance's connection: limits are shared through Redis, not process memory.
+const other = new Redis(url, { maxRetriesPerRequest: 1 });
+afterAll(() => other.quit());
 
 const record = (id: string, ratePerMinute: number | null): ApiKeyRecord => ({
   id,
