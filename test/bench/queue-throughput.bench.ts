@@ -17,7 +17,6 @@ import { randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
 import { hostname, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ModelInfo } from "@hybrid/protocol";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import {
   bullConnection,
@@ -33,6 +32,7 @@ import {
   SharedEnv,
   WorkerDirectory,
 } from "@hybrid/queue";
+import { sdV1Model } from "@hybrid/testing";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import { attachLifecycle } from "../../apps/worker/src/lifecycle.ts";
@@ -77,18 +77,7 @@ const redisServer = await benchRedis();
 const prefix = `bench-queue-${randomUUID().slice(0, 8)}`;
 // The settings API and workers share, at their defaults (retention, attempts, payload TTL).
 const shared = z.object(SharedEnv).parse({ REDIS_URL: redisServer.url, QUEUE_PREFIX: prefix });
-const model: ModelInfo = {
-  id: "echo-sd-v1",
-  family: "sd-v1",
-  task: "vae",
-  operations: ["decode"],
-  latent_channels: 4,
-  latent_rank: 4,
-  spatial_compression: 8,
-  scaling_factor: 0.18215,
-  shift_factor: null,
-  dtype: "float32",
-};
+const model = sdV1Model({ id: "echo-sd-v1", operations: ["decode"] });
 const answer = Buffer.alloc(SIDE * SIDE * 3, 7);
 // Everything the worker's processor needs of its runtimes: a decode that answers at once.
 const runtimes = {
