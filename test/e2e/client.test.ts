@@ -235,9 +235,9 @@ describe("jobs", () => {
       { webhook: { url: hookUrl } },
     );
     await job.wait({ timeoutMs: 30_000 });
-    const deadline = Date.now() + 30_000;
-    while (!hooks.some((h) => h.raw.includes(job.id)) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 25));
+    await expect
+      .poll(() => hooks.some((h) => h.raw.includes(job.id)), { timeout: 30_000, interval: 25 })
+      .toBe(true);
     const hook = hooks.find((h) => h.raw.includes(job.id));
     expect(hook).toBeDefined();
     const verified = await verifyWebhook(secret, new Uint8Array(hook!.raw), hook!.headers);

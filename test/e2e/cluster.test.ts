@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type { JobObject } from "@hybrid/protocol";
 import { jobCatalog, Queues } from "@hybrid/queue";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   freePort,
   type RedisCluster,
@@ -166,13 +166,15 @@ describe.skipIf(!haveRedisServer)("on a Redis Cluster of 3 masters", () => {
     expect(isPng(got.bytes)).toBe(true);
     expect(got.bytes.equals(want.bytes)).toBe(true);
     // The answer was cached after it was sent: wait for the entry.
-    let cached: Response | undefined;
-    for (let i = 0; i < 50 && cached?.headers.get("x-cache") !== "HIT"; i++) {
-      if (i > 0) await new Promise((r) => setTimeout(r, 100));
-      cached = await post(on(), as("main"));
-    }
-    expect(cached?.headers.get("x-cache")).toBe("HIT");
-    expect((await answer(cached!)).bytes.equals(want.bytes)).toBe(true);
+    const cached = await vi.waitFor(
+      async () => {
+        const again = await post(on(), as("main"));
+        expect(again.headers.get("x-cache")).toBe("HIT");
+        return again;
+      },
+      { timeout: 5_000, interval: 100 },
+    );
+    expect((await answer(cached)).bytes.equals(want.bytes)).toBe(true);
   });
 
   it("delivers a job's webhook through the webhook queue", async () => {
@@ -183,8 +185,7 @@ describe.skipIf(!haveRedisServer)("on a Redis Cluster of 3 masters", () => {
     });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as JobObject;
-    for (let i = 0; i < 300 && !delivered.some((j) => j.id === id); i++)
-      await new Promise((r) => setTimeout(r, 50));
+    await expect.poll(() => delivered.some((j) => j.id === id), { timeout: 15_000, interval: 50 }).toBe(true);
     expect(delivered.filter((j) => j.id === id).map((j) => j.status)).toEqual(["succeeded"]);
   });
 

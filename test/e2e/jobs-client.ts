@@ -1,5 +1,6 @@
 // A small client of the async job API, as a user would write one with fetch.
 import type { JobObject } from "@hybrid/protocol";
+import { vi } from "vitest";
 import { prepareDecode, type RemoteDecodeArgs } from "./diffusers-client.ts";
 
 export interface SseEvent {
@@ -63,13 +64,14 @@ export async function pollJob(
   timeoutMs = 30_000,
   headers: Record<string, string> = {},
 ): Promise<JobObject> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await getJob(base, id, headers);
-    if (done(job)) return job;
-    if (Date.now() > until) throw new Error(`job ${id} still ${job.status} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  return vi.waitFor(
+    async () => {
+      const job = await getJob(base, id, headers);
+      if (!done(job)) throw new Error(`job ${id} still ${job.status} after ${timeoutMs} ms`);
+      return job;
+    },
+    { timeout: timeoutMs, interval: 25 },
+  );
 }
 
 export const finished = (j: JobObject) => ["succeeded", "failed", "canceled"].includes(j.status);
