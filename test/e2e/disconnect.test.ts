@@ -23,11 +23,8 @@ describe("a client that hangs up while its job waits", () => {
     const queue = jobCatalog.queue("decode", "sd-v1-tiny");
     const key = (list: string) => `${bullPrefix(stack.prefix, queue)}:${queue}:${list}`;
     const waiting = async () => redis.llen(key("wait"));
-    const until = async (check: () => Promise<boolean>) => {
-      for (let i = 0; i < 250 && !(await check()); i++) await new Promise((r) => setTimeout(r, 20));
-    };
-    await until(async () => (await redis.llen(key("active"))) === 1);
-    expect(await redis.llen(key("active"))).toBe(1);
+    const poll = { timeout: 10_000, interval: 20 };
+    await expect.poll(() => redis.llen(key("active")), poll).toBe(1);
 
     const abort = new AbortController();
     const { query, headers, body } = prepareDecode({
@@ -37,12 +34,10 @@ describe("a client that hangs up while its job waits", () => {
     const gone = fetch(`${url}?${query}`, { method: "POST", headers, body, signal: abort.signal }).catch(
       (e: Error) => e.name,
     );
-    await until(async () => (await waiting()) === 1);
-    expect(await waiting()).toBe(1);
+    await expect.poll(waiting, poll).toBe(1);
     abort.abort();
     expect(await gone).toBe("AbortError");
-    await until(async () => (await waiting()) === 0);
-    expect(await waiting()).toBe(0);
+    await expect.poll(waiting, poll).toBe(0);
     expect((await busy).res.status).toBe(200);
   }, 60_000);
 });

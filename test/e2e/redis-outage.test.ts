@@ -31,18 +31,15 @@ describe("when Redis goes away", () => {
     await stop(redis);
     const t0 = performance.now();
     const { res, bytes } = await decode();
-    expect(performance.now() - t0).toBeLessThan(10_000);
+    // A hang would last REQUEST_TIMEOUT_MS (120 s) and end in a timeout, not this 503; the bound
+    // only has to tell the two apart, with room for a loaded machine.
+    expect(performance.now() - t0).toBeLessThan(30_000);
     expect(res.status).toBe(503);
     expect(JSON.parse(Buffer.from(bytes).toString())).toMatchObject({ code: "unavailable" });
     expect(stack.api.exitCode).toBeNull();
 
     redis = await startRedisServer(redisPort);
     // The worker re-announces itself on its next heartbeat (1 s in tests).
-    let status = 0;
-    for (let i = 0; i < 50 && status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      status = (await decode()).res.status;
-    }
-    expect(status).toBe(200);
-  }, 60_000);
+    await expect.poll(async () => (await decode()).res.status, { timeout: 20_000, interval: 200 }).toBe(200);
+  }, 90_000);
 });

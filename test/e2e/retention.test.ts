@@ -27,10 +27,7 @@ describe("retention", () => {
     const id = res.headers.get("x-job-id")!;
     await pollJob(stack.baseUrl, id, finished);
     // The worker frees the input as the job completes, the API the result once sent.
-    const until = Date.now() + 5000;
-    while ((await payloadKeys()) !== before && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 50));
-    expect(await payloadKeys()).toBe(before);
+    await expect.poll(payloadKeys, { timeout: 5000, interval: 50 }).toBe(before);
     // The job itself is still readable; its delivered result is gone.
     expect((await getJob(stack.baseUrl, id)).status).toBe("succeeded");
     expect((await fetch(`${stack.baseUrl}/v1/jobs/${id}/result`)).status).toBe(410);
@@ -41,13 +38,8 @@ describe("retention", () => {
     const job = (await res.json()) as JobObject;
     await pollJob(stack.baseUrl, job.id, finished);
     expect((await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/result`)).status).toBe(200);
-    const until = Date.now() + 10_000;
-    let status = 200;
-    while (status === 200 && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 200));
-      status = (await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/result`)).status;
-    }
-    expect(status).toBe(410);
+    const status = async () => (await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/result`)).status;
+    await expect.poll(status, { timeout: 10_000, interval: 200 }).toBe(410);
     const gone = await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/result`);
     expect(await gone.json()).toMatchObject({ code: "payload_expired" });
     expect((await getJob(stack.baseUrl, job.id)).status).toBe("succeeded");

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { JobObject } from "@hybrid/protocol";
 import { jobCatalog, Queues } from "@hybrid/queue";
 import { Webhook } from "standardwebhooks";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { latents } from "./fixtures.ts";
 import { decodeRequest, getJob, readEvents } from "./jobs-client.ts";
 import { REDIS_URL, type Stack, startStack } from "./stack.ts";
@@ -25,18 +25,19 @@ const small = () => ({ tensor: latents([1, 4, 8, 8]).tensor, output_type: "pt" a
 const async = { Prefer: "respond-async" };
 
 /** Polls `check` every 25 ms until it returns something, failing after `timeoutMs`. */
-async function until<T>(
+function until<T>(
   what: string,
   check: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 30_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await check();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+): Promise<T> {
+  return vi.waitFor(
+    async () => {
+      const found = await check();
+      if (found === undefined) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      return found;
+    },
+    { timeout: timeoutMs, interval: 25 },
+  );
 }
 
 let tmp: string;

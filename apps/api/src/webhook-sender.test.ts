@@ -119,9 +119,10 @@ describe("deliverWebhook", () => {
     const e = await failure(delivery(), { ...opts, timeoutMs: 300 });
     const elapsed = performance.now() - started;
     expect(e).not.toBeInstanceOf(UnrecoverableError);
+    // The message names the timer that fired (not the 2 s default); a late timer on a loaded
+    // machine is no failure, an early one is.
     expect(e.message).toMatch(/timed out after 300 ms/);
     expect(elapsed).toBeGreaterThanOrEqual(250);
-    expect(elapsed).toBeLessThan(3000);
   });
 
   it("retries when the connection is refused", async () => {
