@@ -1,3 +1,4 @@
+import { DecodeQuery } from "@hybrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prepareDecode, pythonQuery, readTensor, remoteDecode } from "./diffusers-client.ts";
 import { latents } from "./fixtures.ts";
@@ -239,16 +240,43 @@ describe("bad input gets a 4xx JSON error with a stable code", () => {
     expect(stack.worker.exitCode).toBeNull();
   });
 
-  it("the request diffusers forms has the exact query keys the protocol names", () => {
-    const { query, headers } = prepareDecode({
+  it("the protocol's decode query names every key diffusers sends, and reads the values diffusers means", () => {
+    // DecodeQuery lets unknown keys through (clients send extras), so a key diffusers sends
+    // under a name the protocol does not know would be ignored without an error: check each.
+    const asDiffusers = (query: string) => {
+      const params = new URLSearchParams(query);
+      const unknown = [...new Set(params.keys())].filter((k) => !(k in DecodeQuery.shape));
+      expect(unknown, query).toEqual([]);
+      return DecodeQuery.parse({ ...Object.fromEntries(params), shape: params.getAll("shape") });
+    };
+    const scaled = prepareDecode({
       tensor: good,
       output_type: "pt",
       partial_postprocess: true,
       scaling_factor: 0.18215,
     });
-    expect(query).toBe(
-      "image_format=jpg&output_type=pt&partial_postprocess=True&shape=1&shape=4&shape=4&shape=4&dtype=float32&scaling_factor=0.18215",
+    expect(scaled.headers).toEqual({ "Content-Type": "tensor/binary", Accept: "tensor/binary" });
+    expect(asDiffusers(scaled.query)).toMatchObject({
+      shape: [1, 4, 4, 4],
+      dtype: "float32",
+      output_type: "pt",
+      partial_postprocess: true,
+      image_format: "jpg",
+      scaling_factor: 0.18215,
+    });
+    // Older diffusers (no Accept header), a packed Flux latent's height and width, a shift.
+    const older = prepareDecode(
+      { tensor: good, scaling_factor: 0.3611, shift_factor: 0.1159, height: 64, width: 48 },
+      "no-headers",
     );
-    expect(headers).toEqual({ "Content-Type": "tensor/binary", Accept: "tensor/binary" });
+    expect(asDiffusers(older.query)).toMatchObject({
+      output_type: "pil",
+      partial_postprocess: false,
+      scaling_factor: 0.3611,
+      shift_factor: 0.1159,
+      height: 64,
+      width: 48,
+    });
+    expect(asDiffusers(prepareDecode({ tensor: good }).query)).toMatchObject({ do_scaling: true });
   });
 });

@@ -88,6 +88,14 @@ describe("planDecode", () => {
     expect(plan([17, 4, 2, 2])).toBe("too_large");
     expect(plan([1, 16, 40, 4, 4], video)).toBe("too_large");
   });
+
+  it("caps an output at 2048 × 2048 pixels by default, counting the product (docs/protocol.md)", () => {
+    const outputOf = (shape: number[]) =>
+      planDecode({ shape, dtype: "float16", byteLength: bytes(shape, 2), packed: null }, sd).outputShape;
+    expect(outputOf([1, 4, 256, 256])).toEqual([1, 3, 2048, 2048]);
+    expect(outputOf([1, 4, 128, 512])).toEqual([1, 3, 1024, 4096]);
+    expect(codeOf(() => outputOf([1, 4, 256, 257]))).toBe("too_large");
+  });
 });
 
 describe("decodeOutputFor", () => {
