@@ -1,15 +1,15 @@
 // A real stack for end-to-end tests: the machine's Redis (or REDIS_URL, which may name a Redis
 // Cluster), workers and one API process started from source, under a key prefix of their own.
 import type { ChildProcess } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateDefaultModels } from "@hybrid/inference";
 import { createRedis } from "@hybrid/queue";
+import { TEST_REDIS_URL, uniquePrefix } from "@hybrid/testing";
 import { Cluster } from "ioredis";
 import { freePort, repoRoot, startApp, stop, waitFor } from "../../scripts/lib.ts";
 
-export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+export const REDIS_URL = TEST_REDIS_URL;
 /** Generated once per checkout; node_modules/.cache is ignored by git. */
 export const TEST_MODELS_DIR = join(repoRoot, "node_modules", ".cache", "hybrid-test-models");
 
@@ -93,7 +93,7 @@ function printed(child: ChildProcess, text: string, timeoutMs: number): Promise<
 
 export async function startStack(env: Record<string, string> = {}, opts: StackOptions = {}): Promise<Stack> {
   await generateDefaultModels(TEST_MODELS_DIR);
-  const prefix = `e2e-${randomUUID().slice(0, 8)}`;
+  const prefix = uniquePrefix("e2e");
   const port = await freePort();
   const common = { REDIS_URL, QUEUE_PREFIX: prefix, MODELS_DIR: TEST_MODELS_DIR, LOG_LEVEL: "warn", ...env };
   const workerEnv = { ...common, HEARTBEAT_SECONDS: "1", GENERATE_DEFAULT_MODELS: "false", ...opts.worker };
