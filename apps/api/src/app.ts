@@ -1,10 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { AppError } from "@hybrid/protocol";
 import type { JobEventHub, JobStore, RedisClient, WorkerDirectory } from "@hybrid/queue";
 import express, { type Express } from "express";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
-import { authenticate, modelAllowed } from "./auth.ts";
+import { authenticate } from "./auth.ts";
 import { type DashboardOptions, dashboardAccess, dashboardRoutes } from "./dashboard.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import type { SubmitDeps } from "./job-submit.ts";
@@ -12,7 +11,9 @@ import type { KeyStore } from "./keys.ts";
 import type { ApiMetrics } from "./metrics.ts";
 import { docsRoutes } from "./routes/docs.ts";
 import { type GenerateRouteDeps, generateRoutes } from "./routes/generate.ts";
+import { healthRoutes } from "./routes/health.ts";
 import { jobRoutes } from "./routes/jobs.ts";
+import { modelRoutes } from "./routes/models.ts";
 import { vaeRoutes } from "./routes/vae.ts";
 import { defaultWebDir, webRoutes } from "./routes/web.ts";
 import type { SseOptions } from "./sse.ts";
@@ -76,22 +77,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
-  app.get("/health/live", (_req, res) => {
-    res.json({ status: "ok" });
-  });
-
-  app.get("/health/ready", async (_req, res) => {
-    const redisOk = await deps.redis.ping().then(
-      (r) => r === "PONG",
-      () => false,
-    );
-    if (!redisOk) throw new AppError("unavailable", "Redis is not reachable.");
-    const workers = await deps.directory.list(true);
-    const models = new Set(workers.flatMap((w) => w.models.map((m) => m.id)));
-    if (workers.length === 0 || models.size === 0)
-      throw new AppError("no_workers", "No worker is serving any model yet.");
-    res.json({ status: "ready", workers: workers.length, models: [...models].sort() });
-  });
+  app.use(healthRoutes(deps));
 
   // Public docs and playground, and the dashboard with its own key: all before the API-key check.
   app.use(docsRoutes());
@@ -113,25 +99,7 @@ export function createApp(deps: AppDeps): Express {
     app.use(dashboardRoutes({ ...deps.dashboard, directory: deps.directory, keys: deps.keys }));
   app.use(authenticate(deps.keys));
 
-  app.get("/v1/models", async (_req, res) => {
-    const models = [...(await deps.directory.models(true)).values()]
-      .filter((m) => modelAllowed(res, m.id))
-      .sort((a, b) => a.id.localeCompare(b.id));
-    res.json({
-      object: "list",
-      data: models.map((m) => {
-        const id = encodeURIComponent(m.id);
-        return {
-          ...m,
-          tasks: ["vae", ...(m.generation?.tasks ?? [])],
-          endpoints: Object.fromEntries([
-            ...m.operations.map((op) => [op, `/v1/vae/${id}/${op}`]),
-            ...(m.generation?.tasks ?? []).map((t) => [t, `/v1/${t}/${id}`]),
-          ]),
-        };
-      }),
-    });
-  });
+  app.use(modelRoutes(deps));
   app.use(vaeRoutes(deps));
   app.use(generateRoutes(deps));
   app.use(jobRoutes(deps));

@@ -1,4 +1,4 @@
-import { AppError, isAppError } from "@hybrid/protocol";
+import { AppError, type ErrorBody, isAppError } from "@hybrid/protocol";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 
 /** Unknown routes answer JSON like every other error. */
@@ -55,7 +55,7 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
     res.destroy();
     return;
   }
-  const body: Record<string, unknown> = e.toBody();
+  const body: ErrorBody = e.toBody();
   // Fields clients read at the top level: the job of a 504, the wait of a loading model (HF's shape).
   const details = e.details as { job_id?: unknown; estimated_time?: unknown } | undefined;
   if (typeof details?.job_id === "string") body.job_id = details.job_id;

@@ -1,14 +1,5 @@
 import { HybridClient } from "@hybrid/client";
-
-/** What the API tells the page before its first call (`GET /playground/config.json`). */
-export interface PlaygroundConfig {
-  /** API keys are on: ask for one before calling. */
-  api_keys: boolean;
-  /** /admin/queues answers (open, or behind ADMIN_KEY). */
-  dashboard: boolean;
-  /** /docs answers. */
-  docs: boolean;
-}
+import type { PlaygroundConfig } from "@hybrid/protocol";
 
 /** An API that predates the config route: no keys assumed (a 401 still brings the key prompt). */
 const FALLBACK: PlaygroundConfig = { api_keys: false, dashboard: false, docs: true };

@@ -24,6 +24,13 @@ const sd: ModelEntry = {
   id: "sd-tiny",
   operations: ["decode", "encode"],
   latent_rank: 4,
+  tasks: ["vae", "text-to-image", "image-to-image"],
+  endpoints: {
+    decode: "/v1/vae/sd-tiny/decode",
+    encode: "/v1/vae/sd-tiny/encode",
+    "text-to-image": "/v1/text-to-image/sd-tiny",
+    "image-to-image": "/v1/image-to-image/sd-tiny",
+  },
   generation: {
     tasks: ["text-to-image", "image-to-image"],
     defaults: {
@@ -36,9 +43,25 @@ const sd: ModelEntry = {
     },
   },
 };
-const t2iOnly: ModelEntry = { ...sd, id: "t2i", generation: { ...sd.generation!, tasks: ["text-to-image"] } };
-const decoderOnly: ModelEntry = { ...base, id: "dec", operations: ["decode"], latent_rank: 4 };
-const video: ModelEntry = { ...base, id: "video", operations: ["decode", "encode"], latent_rank: 5 };
+const t2iOnly: ModelEntry = {
+  ...sd,
+  id: "t2i",
+  tasks: ["vae", "text-to-image"],
+  endpoints: {
+    decode: "/v1/vae/t2i/decode",
+    encode: "/v1/vae/t2i/encode",
+    "text-to-image": "/v1/text-to-image/t2i",
+  },
+  generation: { ...sd.generation!, tasks: ["text-to-image"] },
+};
+const vae = (id: string, operations: ModelEntry["operations"]) => ({
+  id,
+  operations,
+  tasks: ["vae" as const],
+  endpoints: Object.fromEntries(operations.map((op) => [op, `/v1/vae/${id}/${op}`])),
+});
+const decoderOnly: ModelEntry = { ...base, ...vae("dec", ["decode"]), latent_rank: 4 };
+const video: ModelEntry = { ...base, ...vae("video", ["decode", "encode"]), latent_rank: 5 };
 
 describe("models per tab", () => {
   it("lists the pipelines that run a task, and the VAEs that round-trip images", () => {

@@ -1,4 +1,4 @@
-import type { JobObject } from "@hybrid/protocol";
+import type { JobObject, ModelEntry } from "@hybrid/protocol";
 import { describe, expect, it } from "vitest";
 import { HybridClient } from "./client.ts";
 import { HybridError, parseRetryAfter } from "./errors.ts";
@@ -42,6 +42,31 @@ const event = (id: string, name: string, status: JobObject["status"]) =>
   `id: ${id}\nevent: ${name}\ndata: ${JSON.stringify(job(status))}\n\n`;
 
 describe("HybridClient", () => {
+  it("lists the models: the entries of GET /v1/models as the API answers them", async () => {
+    const entry: ModelEntry = {
+      id: "sd-v1-tiny",
+      family: "sd-v1",
+      task: "vae",
+      operations: ["decode"],
+      latent_channels: 4,
+      latent_rank: 4,
+      spatial_compression: 8,
+      scaling_factor: 0.18215,
+      shift_factor: null,
+      dtype: "float32",
+      tasks: ["vae"],
+      endpoints: { decode: "/v1/vae/sd-v1-tiny/decode" },
+    };
+    const { fetch, calls } = fakeFetch(json({ object: "list", data: [entry] }));
+    const models = await new HybridClient({ baseUrl: "http://h:1", fetch }).models();
+    expect(models).toEqual([entry]);
+    expect([calls[0]!.method, calls[0]!.url, calls[0]!.headers.accept]).toEqual([
+      "GET",
+      "http://h:1/v1/models",
+      "application/json",
+    ]);
+  });
+
   it("sends the API key, base path and call options", async () => {
     const { fetch, calls } = fakeFetch(
       () =>

@@ -1,4 +1,4 @@
-import type { ModelInfo } from "@hybrid/protocol";
+import type { ModelEntry, ModelList } from "@hybrid/protocol";
 import { type DecodeParams, type DecodeResult, prepareDecode, readDecode } from "./decode.ts";
 import {
   type EncodeInput,
@@ -25,9 +25,6 @@ import {
   type PreparedRequest,
   Transport,
 } from "./transport.ts";
-
-/** A model a live worker serves (`GET /v1/models`), with its endpoints. */
-export type ModelEntry = ModelInfo & { endpoints?: Record<string, string> };
 
 /**
  * A client of a hybrid-inference service. Each call waits for its answer (as Hugging Face's
@@ -99,7 +96,7 @@ export class HybridClient {
 
   /** The models live workers serve now (`GET /v1/models`; with keys on, the key's models). */
   async models(options: { signal?: AbortSignal } = {}): Promise<ModelEntry[]> {
-    const list = await this.transport.json<{ data: ModelEntry[] }>(
+    const list = await this.transport.json<ModelList>(
       { method: "GET", path: "/v1/models", headers: {} },
       options.signal,
     );

@@ -1,4 +1,4 @@
-import type { SchedulerName } from "@hybrid/protocol";
+import type { GenerateHeaders, HeaderValues, SchedulerName } from "@hybrid/protocol";
 import { toBase64 } from "./base64.ts";
 import { readOutput } from "./output.ts";
 import { type CallOptions, type PreparedRequest, segment } from "./transport.ts";
@@ -107,7 +107,7 @@ export function prepareImageToImage(model: string, p: ImageToImageParams): Prepa
 }
 
 /** Headers of a synchronous generation's options. */
-export const generateHeaders = (o: GenerateCallOptions): Record<string, string> =>
+export const generateHeaders = (o: GenerateCallOptions): HeaderValues<GenerateHeaders> =>
   o.useCache === undefined ? {} : { "x-use-cache": String(o.useCache) };
 
 /** Reads a generation's answer (synchronous, or a job's result). */

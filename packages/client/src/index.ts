@@ -1,5 +1,5 @@
-export type { JobList, JobObject, JobStatus } from "@hybrid/protocol";
-export { HybridClient, type ModelEntry } from "./client.ts";
+export type { JobList, JobObject, JobStatus, ModelEntry, ModelList, ModelTask } from "@hybrid/protocol";
+export { HybridClient } from "./client.ts";
 export type { DecodeParams, DecodeResult } from "./decode.ts";
 export type { EncodeInput, EncodeParams, EncodeResult } from "./encode.ts";
 export { HybridError, type HybridErrorCode, isHybridError } from "./errors.ts";

@@ -1,4 +1,4 @@
-import type { JobList, JobObject, WebhookEventFilter } from "@hybrid/protocol";
+import type { HeaderValues, JobList, JobObject, SubmitHeaders, WebhookEventFilter } from "@hybrid/protocol";
 import { type DecodeParams, type DecodeResult, prepareDecode, readDecode } from "./decode.ts";
 import {
   type EncodeInput,
@@ -90,13 +90,13 @@ export class Jobs implements JobApi {
     read: (res: Response) => Promise<T>,
     options: SubmitOptions = {},
   ): Promise<Job<T>> {
-    const headers: Record<string, string> = { ...req.headers, Prefer: "respond-async" };
+    const submit: HeaderValues<SubmitHeaders> = { Prefer: "respond-async" };
     if (options.webhook) {
-      headers["X-Webhook-Url"] = options.webhook.url;
-      if (options.webhook.events) headers["X-Webhook-Events"] = options.webhook.events.join(",");
+      submit["X-Webhook-Url"] = options.webhook.url;
+      if (options.webhook.events) submit["X-Webhook-Events"] = options.webhook.events.join(",");
     }
     const res = await this.transport.send(
-      { ...req, headers: { ...headers, ...callHeaders(options) } },
+      { ...req, headers: { ...req.headers, ...submit, ...callHeaders(options) } },
       options.signal,
     );
     const job = (await res.json()) as JobObject;

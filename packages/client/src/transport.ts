@@ -1,3 +1,4 @@
+import type { HeaderValues, SubmitHeaders } from "@hybrid/protocol";
 import { errorOf } from "./errors.ts";
 
 /** Options of a {@link HybridClient}. */
@@ -41,7 +42,7 @@ export interface PreparedRequest {
 
 /** Headers of a call's {@link CallOptions}. */
 export function callHeaders(options: CallOptions = {}): Record<string, string> {
-  const headers: Record<string, string> = {};
+  const headers: HeaderValues<SubmitHeaders> = {};
   if (options.idempotencyKey !== undefined) headers["Idempotency-Key"] = options.idempotencyKey;
   if (options.waitForModel !== undefined) headers["x-wait-for-model"] = String(options.waitForModel);
   return { ...headers, ...options.headers };

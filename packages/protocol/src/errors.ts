@@ -73,12 +73,19 @@ export const errorStatus: Record<ErrorCode, number> = {
   internal: 500,
 };
 
-/** Body of every non-2xx answer. `error` is what HF clients show to the user. */
+/**
+ * Body of every non-2xx answer. `error` is what HF clients show to the user; `job_id` comes with
+ * 504 `timeout` (the job goes on), `estimated_time` with 503 `model_loading` (the HF shape).
+ */
 export const ErrorBody = z.looseObject({
   error: z.string(),
   code: ErrorCode,
   details: z.unknown().optional(),
   job_id: z.string().optional(),
+  estimated_time: z
+    .number()
+    .optional()
+    .meta({ description: "503 `model_loading`: seconds to wait before trying again." }),
 });
 export type ErrorBody = z.infer<typeof ErrorBody>;
 

@@ -6,6 +6,8 @@ export * from "./job-events.ts";
 export * from "./jobs.ts";
 export * from "./media.ts";
 export * from "./query.ts";
+export * from "./request-headers.ts";
+export * from "./responses.ts";
 export * from "./schemas.ts";
 export * from "./tensor.ts";
 export * from "./vae-plan.ts";

@@ -5,6 +5,7 @@ import {
   type GenerateLimits,
   type GenerateParams,
   type GenerateResponse,
+  headerFlag,
   isHandlerStyle,
   type JobResult,
   parametersOf,
@@ -16,7 +17,8 @@ import type { ResultCache } from "@hybrid/queue";
 import express, { type Request, type Response, Router } from "express";
 import { assertModelAllowed } from "../auth.ts";
 import { submitJob } from "../job-submit.ts";
-import { findModel, type VaeRouteDeps } from "./vae.ts";
+import { findModel, waitsForModel } from "../model-lookup.ts";
+import type { VaeRouteDeps } from "./vae.ts";
 
 export interface GenerateRouteDeps extends VaeRouteDeps {
   generateLimits: GenerateLimits;
@@ -52,7 +54,7 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
   const raw = express.raw({ type: () => true, limit: deps.maxBodyBytes });
 
   async function handle(req: Request, res: Response, asked: Task | "auto") {
-    const m = await findModel(deps, req.params.model as string, req);
+    const m = await findModel(deps, req.params.model as string, waitsForModel(req.headers));
     assertModelAllowed(res, m.id);
     if (!m.generation)
       throw new AppError(
@@ -116,7 +118,7 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
     const cacheable =
       deps.cache !== null &&
       p.seed != null &&
-      String(req.headers["x-use-cache"] ?? "true").toLowerCase() !== "false" &&
+      headerFlag(req.headers["x-use-cache"], true) &&
       req.headers.prefer === undefined;
     const hash = cacheable ? requestHash(data, image) : null;
     if (hash && deps.cache) {

@@ -1,4 +1,4 @@
-import { AppError, isTerminal, JobResult, parseOrThrow } from "@hybrid/protocol";
+import { AppError, isTerminal, type JobList, JobResult, parseOrThrow } from "@hybrid/protocol";
 import { type JobEventHub, type JobMeta, type JobStore, jobNotFound, type PayloadStore } from "@hybrid/queue";
 import { type Request, type Response, Router } from "express";
 import { z } from "zod";
@@ -34,7 +34,8 @@ export function jobRoutes(deps: JobRouteDeps): Router {
   router.get("/v1/jobs", async (req, res) => {
     const q = parseOrThrow(ListQuery, req.query);
     const page = await deps.jobs.list(principalOf(res).owner, q.limit, q.cursor);
-    res.json({ object: "list", data: page.jobs, next_cursor: page.next });
+    const list: JobList = { object: "list", data: page.jobs, next_cursor: page.next };
+    res.json(list);
   });
 
   router.get("/v1/jobs/:id", async (req, res) => {

@@ -4,7 +4,6 @@ import {
   decodeOutputFor,
   EncodeQuery,
   type InputDType,
-  type ModelInfo,
   parseOrThrow,
   planDecode,
   planEncodeTensor,
@@ -12,52 +11,14 @@ import {
   sniffImageFormat,
   type TensorLimits,
 } from "@hybrid/protocol";
-import type { WorkerDirectory } from "@hybrid/queue";
 import express, { type Request, Router } from "express";
 import { assertModelAllowed } from "../auth.ts";
 import { type SubmitDeps, submitJob } from "../job-submit.ts";
+import { findModel, type ModelLookupDeps, waitsForModel } from "../model-lookup.ts";
 
-export interface VaeRouteDeps extends SubmitDeps {
-  directory: WorkerDirectory;
-  /** What a 503 `model_loading` tells clients to wait, in seconds. */
-  modelLoadingSeconds: number;
+export interface VaeRouteDeps extends SubmitDeps, ModelLookupDeps {
   limits: TensorLimits;
   maxBodyBytes: number;
-}
-
-/**
- * Looks a model up in the worker directory. A model no worker serves is 404 `unknown_model`,
- * unless workers served it before (they are restarting): then 503 `model_loading` with an
- * `estimated_time`, or, with `x-wait-for-model: true`, a wait for a worker (up to the request timeout).
- */
-export async function findModel(
-  deps: Pick<VaeRouteDeps, "directory" | "modelLoadingSeconds" | "requestTimeoutMs">,
-  id: string,
-  req?: Request,
-): Promise<ModelInfo> {
-  const { directory } = deps;
-  const m = (await directory.models()).get(id);
-  if (m) return m;
-  // The cache may be a second old: a worker that just started should not get a 404.
-  const fresh = (await directory.models(true)).get(id);
-  if (fresh) return fresh;
-  if (!(await directory.known(id)))
-    throw new AppError(
-      "unknown_model",
-      `Model ${id} is not served by any worker. GET /v1/models lists the models.`,
-    );
-  if (String(req?.headers["x-wait-for-model"] ?? "").toLowerCase() === "true") {
-    const until = Date.now() + deps.requestTimeoutMs;
-    while (Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 500));
-      const back = (await directory.models(true)).get(id);
-      if (back) return back;
-    }
-  }
-  throw new AppError("model_loading", `Model ${id} is currently loading`, {
-    details: { estimated_time: deps.modelLoadingSeconds },
-    retryAfterSeconds: deps.modelLoadingSeconds,
-  });
 }
 
 const bodyOf = (req: Request): Buffer => {
@@ -75,7 +36,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
 
   router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
     // The model first: a request to an unknown model is `unknown_model` whatever its query.
-    const m = await findModel(deps, req.params.model as string, req);
+    const m = await findModel(deps, req.params.model as string, waitsForModel(req.headers));
     assertModelAllowed(res, m.id);
     const q = parseOrThrow(DecodeQuery, req.query);
     const body = bodyOf(req);
@@ -100,7 +61,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   });
 
   router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
-    const m = await findModel(deps, req.params.model as string, req);
+    const m = await findModel(deps, req.params.model as string, waitsForModel(req.headers));
     assertModelAllowed(res, m.id);
     const q = parseOrThrow(EncodeQuery, req.query);
     if (!m.operations.includes("encode"))

@@ -2,10 +2,11 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { PlaygroundConfig } from "@hybrid/protocol";
 import express from "express";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorHandler, notFound } from "../errors.ts";
-import { defaultWebDir, type PlaygroundConfig, webRoutes } from "./web.ts";
+import { defaultWebDir, webRoutes } from "./web.ts";
 
 let dir: string;
 let base: string;

@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { AppError } from "@hybrid/protocol";
+import { AppError, type PlaygroundConfig } from "@hybrid/protocol";
 import express, { Router } from "express";
 
 /**
@@ -14,16 +14,6 @@ export function defaultWebDir(): string | null {
   } catch {
     return null;
   }
-}
-
-/** What the page needs to know before its first API call (`GET /playground/config.json`). */
-export interface PlaygroundConfig {
-  /** API keys are on: the page asks for one and sends it as a bearer token. */
-  api_keys: boolean;
-  /** The queue dashboard answers at /admin/queues (open, or behind ADMIN_KEY). */
-  dashboard: boolean;
-  /** Swagger UI answers at /docs. */
-  docs: boolean;
 }
 
 export interface WebOptions {

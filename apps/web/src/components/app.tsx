@@ -1,6 +1,7 @@
 import type { ModelEntry } from "@hybrid/client";
+import type { PlaygroundConfig } from "@hybrid/protocol";
 import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
-import { clientFor, loadConfig, type PlaygroundConfig, sessionStore, storedKey, storeKey } from "../api.ts";
+import { clientFor, loadConfig, sessionStore, storedKey, storeKey } from "../api.ts";
 import { describeError, isUnauthorized, type ShownError } from "../errors.ts";
 import { parseRoute, type Route, TABS } from "../route.ts";
 import { ErrorBoundary, ErrorNote } from "./error-note.tsx";
