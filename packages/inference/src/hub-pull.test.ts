@@ -8,10 +8,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { resolvePipelineDir } from "./diffusion/pipeline-files.ts";
 import { generatePipelineModel } from "./generator/pipelines.ts";
 import { defaultModelId, PIPELINE_FILES, pullModel } from "./hub-pull.ts";
-import { resolveModelDir } from "./registry.ts";
+import { detectModelDir } from "./model-dir.ts";
 
 const REPO = "test/tiny-sd";
 const TOKEN = "hf_test_token";
@@ -328,11 +327,14 @@ describe("pullModel against a local Hub", () => {
     expect(hub.requests("cdn", /\/lfs\//).length).toBeGreaterThan(0);
     expect(hub.requests("cdn", /./).every((s) => s.auth === undefined)).toBe(true);
 
-    const pipeline = await resolvePipelineDir({ id: "first", dir: outDir });
-    expect(pipeline).toMatchObject({ variant: "sd", unet: join(outDir, "unet", "model.onnx") });
-    expect(pipeline?.vaeEncoder).toBe(join(outDir, "vae_encoder", "model.onnx"));
-    const vae = await resolveModelDir({ id: "first", dir: outDir });
-    expect(vae).toMatchObject({ family: "sd-v1", decoderPath: join(outDir, "vae_decoder", "model.onnx") });
+    expect(await detectModelDir(outDir)).toMatchObject({
+      kind: "pipeline",
+      family: "sd-v1",
+      layout: { name: "sd" },
+      denoiser: join(outDir, "unet", "model.onnx"),
+      vaeDecoder: join(outDir, "vae_decoder", "model.onnx"),
+      vaeEncoder: join(outDir, "vae_encoder", "model.onnx"),
+    });
 
     hub.seen.length = 0;
     const again = await pull(outDir);
@@ -413,7 +415,7 @@ describe("pullModel against a local Hub", () => {
     expect(result.downloaded).toEqual(expect.arrayContaining(["unet/config.json", "vae_decoder/model.onnx"]));
     expect([...result.removed].sort()).toEqual(["text_encoder_2/model.onnx", "unet/weights.pb"]);
     expect(await listTree(outDir)).toEqual([...layout, "notes.txt"].sort());
-    expect((await resolvePipelineDir({ id: "stale", dir: outDir }))?.variant).toBe("sd");
+    expect(await detectModelDir(outDir)).toMatchObject({ kind: "pipeline", layout: { name: "sd" } });
   });
 
   it("refuses a revision without an ONNX export before downloading anything", async () => {

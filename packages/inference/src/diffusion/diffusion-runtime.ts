@@ -10,10 +10,10 @@ import {
 } from "@hybrid/protocol";
 import sharp from "sharp";
 import { decodeImage, encodeImage, ImageDecodeError } from "../image.ts";
-import type { ModelSource } from "../registry.ts";
+import { detectModelDir, type ModelSource, type PipelineDir } from "../model-dir.ts";
 import type { SessionHost } from "../session-host.ts";
+import { TEXT_CONDITIONING } from "./conditioning.ts";
 import type { ProgressMessage } from "./pipeline.ts";
-import { type PipelineFiles, resolvePipelineDir } from "./pipeline-files.ts";
 
 /** One step done, as the job reports it; `preview` is a small JPEG data URL when asked for. */
 export interface GenerateProgress {
@@ -50,18 +50,18 @@ export interface GenerateAnswer {
 export class DiffusionRuntime {
   private constructor(
     private readonly host: SessionHost,
-    private readonly served: Map<string, { files: PipelineFiles; info: GenerationInfo }>,
+    private readonly served: Map<string, { files: PipelineDir; info: GenerationInfo }>,
   ) {}
 
-  /** Finds the pipelines among `sources` (directories with a UNet) and loads their sessions. */
+  /** Finds the pipelines among `sources` (the VAE exports are left out) and loads their sessions. */
   static async open(sources: ModelSource[], host: SessionHost): Promise<DiffusionRuntime> {
-    const served = new Map<string, { files: PipelineFiles; info: GenerationInfo }>();
+    const served = new Map<string, { files: PipelineDir; info: GenerationInfo }>();
     for (const src of sources) {
-      const files = await resolvePipelineDir(src);
-      if (!files) continue;
+      const files = await detectModelDir(src.dir, src.family ? { family: src.family } : {});
+      if (files.kind !== "pipeline") continue;
       for (const path of [
         ...files.textEncoders,
-        files.unet,
+        files.denoiser,
         files.vaeDecoder,
         ...(files.vaeEncoder ? [files.vaeEncoder] : []),
       ])
@@ -121,7 +121,7 @@ export class DiffusionRuntime {
     });
     try {
       const out = await this.host
-        .generate({ op: "generate", files, params, width, height, init, progress: port1, cancel })
+        .generate({ op: "generate", model, files, params, width, height, init, progress: port1, cancel })
         .catch((e: unknown) => {
           throw opts.signal?.aborted ? new AppError("canceled", "The job was canceled.") : fromThread(e);
         });
@@ -156,15 +156,15 @@ function fromThread(e: unknown): unknown {
 }
 
 /** Defaults a request leaves out, from the pipeline's own configs. */
-function generationInfo(files: PipelineFiles): GenerationInfo {
+function generationInfo(files: PipelineDir): GenerationInfo {
   const lcm = files.timeCondProjDim !== null;
-  const className = (files.scheduler as { _class_name?: unknown })._class_name;
+  const className = files.scheduler._class_name;
   const side = (files.sampleSize ?? 64) * 8;
   const defaults: GenerateDefaults = {
     width: side,
     height: side,
     num_inference_steps: lcm ? 4 : 25,
-    guidance_scale: lcm ? 8 : files.variant === "sdxl" ? 5 : 7.5,
+    guidance_scale: lcm ? 8 : TEXT_CONDITIONING[files.layout.name].guidanceScale,
     scheduler:
       (typeof className === "string" ? schedulerNameOf(className) : null) ?? SchedulerName.enum.euler,
     strength: 0.8,

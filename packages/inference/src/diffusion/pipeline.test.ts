@@ -5,20 +5,23 @@ import { MessageChannel } from "node:worker_threads";
 import { AppError, type GenerateParams } from "@hybrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generatePipelineModel } from "../generator/pipelines.ts";
+import { detectModelDir, type PipelineDir } from "../model-dir.ts";
 import { type GenerateTask, generate, type ProgressMessage } from "./pipeline.ts";
-import { type PipelineFiles, parsePythonJson, resolvePipelineDir } from "./pipeline-files.ts";
 
 const settings = { providers: ["cpu" as const], intraOpThreads: 1 };
 let root: string;
-const files: Record<"sd" | "sdxl" | "lcm", PipelineFiles> = {} as never;
+const files: Record<"sd" | "sdxl" | "lcm", PipelineDir> = {} as never;
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "pipeline-"));
   await generatePipelineModel({ kind: "sd-v1", outDir: join(root, "sd") });
   await generatePipelineModel({ kind: "sdxl", outDir: join(root, "sdxl"), ioDtype: "float16" });
   await generatePipelineModel({ kind: "lcm", outDir: join(root, "lcm") });
-  for (const k of ["sd", "sdxl", "lcm"] as const)
-    files[k] = (await resolvePipelineDir({ id: k, dir: join(root, k) }))!;
+  for (const k of ["sd", "sdxl", "lcm"] as const) {
+    const dir = await detectModelDir(join(root, k));
+    if (dir.kind !== "pipeline") throw new Error(`${k} is not a pipeline`);
+    files[k] = dir;
+  }
 });
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
@@ -41,11 +44,12 @@ const params = (p: Partial<GenerateParams> = {}): GenerateParams => ({
 });
 
 const task = (
-  f: PipelineFiles,
+  f: PipelineDir,
   p: Partial<GenerateParams> = {},
   extra: Partial<GenerateTask> = {},
 ): GenerateTask => ({
   op: "generate",
+  model: "test",
   files: f,
   params: params(p),
   width: p.width ?? 64,
@@ -57,20 +61,6 @@ const task = (
 });
 
 const differ = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) !== 0;
-
-describe("resolvePipelineDir", () => {
-  it("reads each layout", () => {
-    expect(files.sd).toMatchObject({
-      variant: "sd",
-      textEncoders: [expect.stringContaining("text_encoder")],
-      timeCondProjDim: null,
-    });
-    expect(files.sdxl.variant).toBe("sdxl");
-    expect(files.sdxl.textEncoders).toHaveLength(2);
-    expect(files.sdxl.forceZerosForEmptyPrompt).toBe(true);
-    expect(files.lcm.timeCondProjDim).toBeGreaterThan(0);
-  });
-});
 
 describe("generate", () => {
   it.each(["sd", "sdxl", "lcm"] as const)(
@@ -159,15 +149,5 @@ describe("generate", () => {
     const diff = full.data.reduce((a, v, i) => a + Math.abs(v - otherImage.data[i]!), 0) / full.data.length;
     const diffZero = zero.data.reduce((a, v, i) => a + Math.abs(v - full.data[i]!), 0) / full.data.length;
     expect(diff).toBeLessThan(diffZero);
-  });
-});
-
-describe("parsePythonJson", () => {
-  it("reads the bare Infinity/NaN Python's json writes, and nothing inside strings", () => {
-    expect(parsePythonJson('{"lambda_min_clipped": -Infinity, "a": [NaN, Infinity], "s": "NaN"}')).toEqual({
-      lambda_min_clipped: Number.NEGATIVE_INFINITY,
-      a: [Number.NaN, Number.POSITIVE_INFINITY],
-      s: "NaN",
-    });
   });
 });

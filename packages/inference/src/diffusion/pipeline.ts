@@ -4,18 +4,21 @@
 import type { MessagePort } from "node:worker_threads";
 import { AppError, type GenerateParams } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
+import type { PipelineDir } from "../model-dir.ts";
 import { fromOrtTensor, toOrtTensor } from "../ort-tensor.ts";
 import { imageToNCHW, toUint8ChannelsLast } from "../postprocess.ts";
 import { gaussianStream } from "../random.ts";
 import { type GraphIO, getSession, type SessionSettings } from "../session-cache.ts";
 import { ClipTokenizer } from "./clip-tokenizer.ts";
-import type { PipelineFiles } from "./pipeline-files.ts";
+import { TEXT_CONDITIONING } from "./conditioning.ts";
 import { createScheduler } from "./schedulers/index.ts";
 
 /** A generation as sent to a session thread. Plain data plus a port and a shared flag. */
 export interface GenerateTask {
   op: "generate";
-  files: PipelineFiles;
+  /** The model id, for messages. */
+  model: string;
+  files: PipelineDir;
   params: GenerateParams;
   /** The size to generate (the request's, or the init image's for image-to-image). */
   width: number;
@@ -88,7 +91,7 @@ interface TextEmbeddings {
  * joins their hidden states along the feature axis, as SDXL does with its two encoders.
  */
 async function encodeText(
-  files: PipelineFiles,
+  files: PipelineDir,
   prompt: string,
   negative: string,
   guidance: boolean,
@@ -99,6 +102,7 @@ async function encodeText(
   let truncated = false;
   let sequence = 0;
   const batch = guidance ? 2 : 1;
+  const conditioning = TEXT_CONDITIONING[files.layout.name];
   for (let e = 0; e < files.textEncoders.length; e++) {
     const tok = await tokenizer(files.tokenizers[e]!);
     const cond = tok.encode(prompt);
@@ -106,13 +110,13 @@ async function encodeText(
     const ids = guidance ? [tok.encode(negative).ids, cond.ids] : [cond.ids];
     const { session, inputs, outputs } = await getSession(files.textEncoders[e]!, settings);
     const idsInput = find(inputs, "input_ids") ?? inputs[0]!;
-    // SDXL takes the penultimate layer when the export has it (hidden_states.N); else the last.
+    // The penultimate layer when the family takes it and the export has it (hidden_states.N).
     const layers = outputs.filter((o) => /^hidden_states\.\d+$/.test(o.name));
     const hiddenName =
-      files.variant === "sdxl" && layers.length >= 2
+      conditioning.hidden === "penultimate" && layers.length >= 2
         ? `hidden_states.${layers.length - 2}`
         : (find(outputs, "last_hidden_state") ?? outputs[0]!).name;
-    const wantPooled = files.variant === "sdxl" && e === files.textEncoders.length - 1;
+    const wantPooled = conditioning.pooled && e === files.textEncoders.length - 1;
     const pooledName = find(outputs, "text_embeds")?.name ?? find(outputs, "pooler_output")?.name;
     const names = [hiddenName, ...(wantPooled && pooledName ? [pooledName] : [])];
     const out = await session.run({ [idsInput.name]: idsTensor(ids, idsInput.type) }, names);
@@ -223,7 +227,7 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   let latents: Float32Array;
   if (task.init) {
     if (!files.vaeEncoder)
-      throw new AppError("unsupported_operation", `Model ${files.id} has no VAE encoder.`);
+      throw new AppError("unsupported_operation", `Model ${task.model} has no VAE encoder.`);
     const clean = await encodeImage(files, task.init, settings);
     latents = untouched ? clean : scheduler.addNoise(clean, noise(n), scheduler.beginIndex);
   } else {
@@ -231,13 +235,13 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
     for (let i = 0; i < n; i++) latents[i]! *= scheduler.initNoiseSigma;
   }
 
-  const unet = await getSession(files.unet, settings);
+  const unet = await getSession(files.denoiser, settings);
   const io = (name: string) => find(unet.inputs, name);
   const sampleIo = io("sample") ?? unet.inputs[0]!;
   const timestepIo = io("timestep");
   const hiddenIo = io("encoder_hidden_states");
   if (!timestepIo || !hiddenIo)
-    throw new AppError("internal", `Model ${files.id}: the UNet lacks timestep or encoder_hidden_states.`);
+    throw new AppError("internal", `Model ${task.model}: the UNet lacks timestep or encoder_hidden_states.`);
   const outName = (find(unet.outputs, "out_sample") ?? unet.outputs[0]!).name;
   const fixed: Record<string, ort.Tensor> = {
     [hiddenIo.name]: toOrtTensor(text.hidden, text.shape, hiddenIo.type),
@@ -246,7 +250,7 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   const timeIdsIo = io("time_ids");
   if (textEmbedsIo) {
     if (!text.pooled)
-      throw new AppError("internal", `Model ${files.id}: no pooled text embeddings for text_embeds.`);
+      throw new AppError("internal", `Model ${task.model}: no pooled text embeddings for text_embeds.`);
     fixed[textEmbedsIo.name] = toOrtTensor(text.pooled.data, [batch, text.pooled.dim], textEmbedsIo.type);
   }
   if (timeIdsIo) {
@@ -297,7 +301,8 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
 
   const decoder = await getSession(files.vaeDecoder, settings);
   const scaled = new Float32Array(n);
-  for (let k = 0; k < n; k++) scaled[k] = latents[k]! / files.scalingFactor + (files.shiftFactor ?? 0);
+  for (let k = 0; k < n; k++)
+    scaled[k] = latents[k]! / files.geometry.scalingFactor + (files.geometry.shiftFactor ?? 0);
   const dIn = decoder.inputs[0]!;
   const dOut = decoder.outputs[0]!.name;
   const image = await decoder.session.run({ [dIn.name]: toOrtTensor(scaled, [1, 4, h, w], dIn.type) }, [
@@ -310,7 +315,7 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
 
 /** The VAE encoder's latent mean for an RGB image, scaled into the UNet's latent space. */
 async function encodeImage(
-  files: PipelineFiles,
+  files: PipelineDir,
   init: NonNullable<GenerateTask["init"]>,
   settings: SessionSettings,
 ): Promise<Float32Array> {
@@ -326,7 +331,7 @@ async function encodeImage(
   // latent_parameters holds mean then log-variance; the mean keeps image-to-image deterministic.
   const n = 4 * (init.height / 8) * (init.width / 8);
   const latents = raw.data.slice(0, n);
-  const shift = files.shiftFactor ?? 0;
-  for (let k = 0; k < n; k++) latents[k] = (latents[k]! - shift) * files.scalingFactor;
+  const shift = files.geometry.shiftFactor ?? 0;
+  for (let k = 0; k < n; k++) latents[k] = (latents[k]! - shift) * files.geometry.scalingFactor;
   return latents;
 }
