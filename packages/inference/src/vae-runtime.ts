@@ -9,9 +9,9 @@ import {
   planEncodeTensor,
   type TensorLimits,
 } from "@hybrid/protocol";
-import sharp from "sharp";
 import { Batcher, type BatchOptions } from "./batcher.ts";
-import { decodeImage, encodeImage, ImageDecodeError } from "./image.ts";
+import { encodeImage } from "./image.ts";
+import { floorToMultiple, type RgbImage, readImage, requireMinSize, resizeRgb } from "./image-input.ts";
 import { detectModelDir, type ModelDir, type ModelSource } from "./model-dir.ts";
 import { SessionHost, type SessionHostOptions } from "./session-host.ts";
 import type { DecodeTask, EncodeTask, RunResult } from "./vae-tasks.ts";
@@ -190,31 +190,12 @@ export class VaeRuntime {
   }
 
   /** Decodes an image file to RGB, sized down to multiples of the VAE's compression like diffusers' VaeImageProcessor. */
-  private async readImage(bytes: Uint8Array, multiple: number) {
-    let img: Awaited<ReturnType<typeof decodeImage>>;
-    try {
-      img = await decodeImage(bytes, { maxPixels: this.limits.maxOutputPixels });
-    } catch (e) {
-      if (!(e instanceof ImageDecodeError)) throw e;
-      if (e.reason === "too_large") {
-        throw new AppError(
-          "too_large",
-          `The image is over the limit of ${this.limits.maxOutputPixels} pixels.`,
-          { cause: e },
-        );
-      }
-      throw new AppError("invalid_image", `The image could not be decoded: ${e.message}`, { cause: e });
-    }
-    const width = img.width - (img.width % multiple);
-    const height = img.height - (img.height % multiple);
-    if (width === 0 || height === 0)
-      throw new AppError("invalid_image", `The image must be at least ${multiple}x${multiple} pixels.`);
-    if (width === img.width && height === img.height) return { data: img.data, width, height };
-    const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
-      .resize(width, height, { fit: "fill", kernel: "lanczos3" })
-      .raw()
-      .toBuffer();
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height };
+  private async readImage(bytes: Uint8Array, multiple: number): Promise<RgbImage> {
+    const img = await readImage(bytes, this.limits.maxOutputPixels);
+    const width = floorToMultiple(img.width, multiple);
+    const height = floorToMultiple(img.height, multiple);
+    requireMinSize(width, height, multiple);
+    return { data: await resizeRgb(img.data, img.width, img.height, width, height), width, height };
   }
 
   async close(): Promise<void> {

@@ -5,10 +5,9 @@ import { workerData } from "node:worker_threads";
 import { AppError, decodeToFloat32, encodeFromFloat32, unpackFluxLatents } from "@hybrid/protocol";
 import { move, transferableSymbol, valueSymbol } from "piscina";
 import { type GenerateResult, generate } from "./diffusion/pipeline.ts";
-import { fromOrtTensor, toOrtTensor } from "./ort-tensor.ts";
 import { imageToNCHW, sliceFirst, toUint8ChannelsLast, toUnitRangeNCHW } from "./postprocess.ts";
-import { gaussian } from "./random.ts";
 import { getSession, type SessionSettings } from "./session-cache.ts";
+import { encoderLatents, type ModelOutput, runGraph, scaleLatents, unscaleLatents } from "./vae/ops.ts";
 import type {
   BatchTask,
   DecodeTask,
@@ -25,33 +24,6 @@ async function describe(path: string): Promise<DescribeResult> {
   return { inputs, outputs, providers };
 }
 
-/**
- * Runs a graph's first input → first output; returns the output as float32 with its name and
- * how long `session.run` took.
- */
-async function run(path: string, values: Float32Array, shape: number[]) {
-  const { session, inputs, outputs } = await getSession(path, settings);
-  const input = inputs[0]!;
-  const output = outputs[0]!;
-  const feeds = { [input.name]: toOrtTensor(values, shape, input.type) };
-  const t0 = performance.now();
-  const result = await session.run(feeds, [output.name]);
-  const modelMs = performance.now() - t0;
-  return {
-    name: output.name,
-    modelMs,
-    ...fromOrtTensor(result[output.name] as Parameters<typeof fromOrtTensor>[0]),
-  };
-}
-
-/** A float tensor out of `session.run` (its output's name), with the time the run took. */
-interface ModelOutput {
-  name: string;
-  data: Float32Array;
-  shape: number[];
-  modelMs: number;
-}
-
 /** A decode's model input: the latents unpacked, cut to the first image if that is all it answers, unscaled. */
 function decodeInput(t: DecodeTask): { values: Float32Array; shape: number[] } {
   let values = decodeToFloat32(t.input, t.shape, t.dtype);
@@ -59,10 +31,7 @@ function decodeInput(t: DecodeTask): { values: Float32Array; shape: number[] } {
   if (t.packed) ({ data: values, shape } = unpackFluxLatents(values, shape, t.packed.height, t.packed.width));
   // An image answer carries only the first image of the batch: don't decode the others.
   if (t.output.kind === "image") ({ data: values, shape } = sliceFirst(values, shape));
-  if (t.scaling) {
-    const { scale, shift } = t.scaling;
-    for (let i = 0; i < values.length; i++) values[i] = values[i]! / scale + shift;
-  }
+  if (t.scaling) unscaleLatents(values, t.scaling);
   return { values, shape };
 }
 
@@ -104,7 +73,7 @@ function decodeAnswer(t: DecodeTask, out: ModelOutput): RunResult {
 
 async function decode(t: DecodeTask): Promise<RunResult> {
   const x = decodeInput(t);
-  return decodeAnswer(t, await run(t.path, x.values, x.shape));
+  return decodeAnswer(t, await runGraph(t.path, x.values, x.shape, settings));
 }
 
 /**
@@ -121,7 +90,7 @@ async function runBatched(path: string, inputs: { values: Float32Array; shape: n
     values.set(x.values, at);
     at += x.values.length;
   }
-  const out = await run(path, values, [total, ...rest]);
+  const out = await runGraph(path, values, [total, ...rest], settings);
   const per = out.data.length / total;
   let first = 0;
   return inputs.map((x): ModelOutput => {
@@ -144,45 +113,17 @@ function encodeInput(t: EncodeTask): { values: Float32Array; shape: number[] } {
 
 async function encode(t: EncodeTask): Promise<RunResult> {
   const x = encodeInput(t);
-  return encodeAnswer(t, await run(t.path, x.values, x.shape));
+  return encodeAnswer(t, await runGraph(t.path, x.values, x.shape, settings));
 }
 
 /** An encode's latents from the encoder's output (sampled with the task's own seed). */
 function encodeAnswer(t: EncodeTask, out: ModelOutput): RunResult {
-  const [b, c2, h, w] = out.shape as [number, number, number, number];
-  let latents: Float32Array;
-  let channels: number;
-  if (out.name === "latent_parameters") {
-    // Mean then log-variance along channels (diffusers' DiagonalGaussianDistribution).
-    channels = c2 / 2;
-    const plane = h * w;
-    latents = new Float32Array(b * channels * plane);
-    const noise = t.sample ? gaussian(latents.length, t.seed) : null;
-    for (let n = 0; n < b; n++) {
-      for (let c = 0; c < channels; c++) {
-        const mean = (n * c2 + c) * plane;
-        const logvar = (n * c2 + channels + c) * plane;
-        const dst = (n * channels + c) * plane;
-        for (let i = 0; i < plane; i++) {
-          let v = out.data[mean + i]!;
-          if (noise)
-            v += Math.exp(0.5 * Math.min(20, Math.max(-30, out.data[logvar + i]!))) * noise[dst + i]!;
-          latents[dst + i] = v;
-        }
-      }
-    }
-  } else {
-    channels = c2;
-    latents = out.data;
-  }
-  if (t.scaling) {
-    const { scale, shift } = t.scaling;
-    for (let i = 0; i < latents.length; i++) latents[i] = (latents[i]! - shift) * scale;
-  }
+  const latents = encoderLatents(out, t.sample ? { seed: t.seed } : null);
+  if (t.scaling) scaleLatents(latents.data, t.scaling);
   return {
     kind: "tensor",
-    bytes: encodeFromFloat32(latents, t.outputDtype),
-    shape: [b, channels, h, w],
+    bytes: encodeFromFloat32(latents.data, t.outputDtype),
+    shape: latents.shape,
     dtype: t.outputDtype,
     modelMs: out.modelMs,
   };

@@ -8,8 +8,8 @@ import {
   SchedulerName,
   schedulerNameOf,
 } from "@hybrid/protocol";
-import sharp from "sharp";
-import { decodeImage, encodeImage, ImageDecodeError } from "../image.ts";
+import { encodeImage } from "../image.ts";
+import { floorToMultiple, readImage, requireMinSize, resizeRgb } from "../image-input.ts";
 import { detectModelDir, type ModelSource, type PipelineDir } from "../model-dir.ts";
 import type { SessionHost } from "../session-host.ts";
 import { TEXT_CONDITIONING } from "./conditioning.ts";
@@ -88,12 +88,12 @@ export class DiffusionRuntime {
       if (!files.vaeEncoder)
         throw new AppError("unsupported_operation", `Model ${model} has no VAE encoder.`);
       const img = await readImage(opts.init, opts.maxPixels);
-      // Generate at the image's size (down to multiples of 8), unless the request gave one.
-      width = params.width ?? img.width - (img.width % 8);
-      height = params.height ?? img.height - (img.height % 8);
-      if (width < 8 || height < 8)
-        throw new AppError("invalid_image", "The image must be at least 8x8 pixels.");
-      init = { data: await resize(img.data, img.width, img.height, width, height), width, height };
+      // Generate at the image's size, down to whole latents (and patches), unless the request gave one.
+      const multiple = files.geometry.spatialFactor * files.geometry.patchSize;
+      width = params.width ?? floorToMultiple(img.width, multiple);
+      height = params.height ?? floorToMultiple(img.height, multiple);
+      requireMinSize(width, height, multiple);
+      init = { data: await resizeRgb(img.data, img.width, img.height, width, height), width, height };
     }
 
     const cancel = new Int32Array(new SharedArrayBuffer(4));
@@ -132,7 +132,7 @@ export class DiffusionRuntime {
       let w = out.width;
       let h = out.height;
       if (params.target_size) {
-        data = await resize(data, w, h, params.target_size.width, params.target_size.height);
+        data = await resizeRgb(data, w, h, params.target_size.width, params.target_size.height);
         ({ width: w, height: h } = params.target_size);
       }
       const bytes = await encodeImage(data, w, h, opts.format);
@@ -159,7 +159,7 @@ function fromThread(e: unknown): unknown {
 function generationInfo(files: PipelineDir): GenerationInfo {
   const lcm = files.timeCondProjDim !== null;
   const className = files.scheduler._class_name;
-  const side = (files.sampleSize ?? 64) * 8;
+  const side = (files.sampleSize ?? 64) * files.geometry.spatialFactor;
   const defaults: GenerateDefaults = {
     width: side,
     height: side,
@@ -173,30 +173,4 @@ function generationInfo(files: PipelineDir): GenerationInfo {
     tasks: files.vaeEncoder ? ["text-to-image", "image-to-image"] : ["text-to-image"],
     defaults,
   };
-}
-
-async function readImage(bytes: Uint8Array, maxPixels: number) {
-  try {
-    return await decodeImage(bytes, { maxPixels });
-  } catch (e) {
-    if (!(e instanceof ImageDecodeError)) throw e;
-    if (e.reason === "too_large")
-      throw new AppError("too_large", `The image is over the limit of ${maxPixels} pixels.`, { cause: e });
-    throw new AppError("invalid_image", `The image could not be decoded: ${e.message}`, { cause: e });
-  }
-}
-
-async function resize(
-  rgb: Uint8Array,
-  w: number,
-  h: number,
-  width: number,
-  height: number,
-): Promise<Uint8Array> {
-  if (w === width && h === height) return rgb;
-  const out = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } })
-    .resize(width, height, { fit: "fill", kernel: "lanczos3" })
-    .raw()
-    .toBuffer();
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }

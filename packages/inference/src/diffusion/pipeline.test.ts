@@ -105,6 +105,25 @@ describe("generate", () => {
     expect(seen[0]!.preview!.data.length).toBe(8 * 12 * 3);
   });
 
+  it("shapes its latents by the model's geometry, not by SD 1.x's constants", async () => {
+    // The same graphs told that the VAE's factor is 16: latents (and previews) at 1/16 of the
+    // image; the decoder, which really upsamples 8x, then answers half the asked size.
+    const coarse: PipelineDir = { ...files.sd, geometry: { ...files.sd.geometry, spatialFactor: 16 } };
+    const { port1, port2 } = new MessageChannel();
+    const previews: Array<{ width: number; height: number }> = [];
+    port2.on("message", (m: ProgressMessage) => {
+      if (m.preview) previews.push({ width: m.preview.width, height: m.preview.height });
+    });
+    const out = await generate(
+      task(coarse, { width: 128, height: 192, previews: true, num_inference_steps: 2 }, { progress: port1 }),
+      settings,
+    );
+    await expect.poll(() => previews.length).toBe(2);
+    port2.close();
+    expect(previews[0]).toEqual({ width: 128 / 16, height: 192 / 16 });
+    expect(out.data.length).toBe((128 / 16) * 8 * (192 / 16) * 8 * 3);
+  });
+
   it("stops at the next step once the cancel flag is set", async () => {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
     const { port1, port2 } = new MessageChannel();

@@ -9,8 +9,10 @@ import { fromOrtTensor, toOrtTensor } from "../ort-tensor.ts";
 import { imageToNCHW, toUint8ChannelsLast } from "../postprocess.ts";
 import { gaussianStream } from "../random.ts";
 import { type GraphIO, getSession, type SessionSettings } from "../session-cache.ts";
+import { vaeDecode, vaeEncode } from "../vae/ops.ts";
 import { ClipTokenizer } from "./clip-tokenizer.ts";
 import { TEXT_CONDITIONING } from "./conditioning.ts";
+import { latentPreview, latentShape, packPatches, unpackPatches } from "./latents.ts";
 import { createScheduler } from "./schedulers/index.ts";
 
 /** A generation as sent to a session thread. Plain data plus a port and a shared flag. */
@@ -36,7 +38,7 @@ export interface ProgressMessage {
   done?: true;
   step: number;
   total: number;
-  /** RGB bytes at latent resolution (width/8 × height/8). */
+  /** RGB bytes at latent resolution (the image's size over the VAE's spatial factor). */
   preview?: { data: Uint8Array; width: number; height: number };
 }
 
@@ -182,35 +184,15 @@ function repeatBatch(values: Float32Array, times: number): Float32Array {
   return out;
 }
 
-// SD's latent → RGB least-squares factors (the community's "latent preview"), good enough to
-// watch an image form; SDXL's latents are close enough for a preview.
-const PREVIEW = [
-  [0.298, 0.207, 0.208],
-  [0.187, 0.286, 0.173],
-  [-0.158, 0.189, 0.264],
-  [-0.184, -0.271, -0.473],
-];
-
-/** A cheap RGB preview of [1, 4, h, w] latents: a linear projection, no VAE. */
-export function latentPreview(latents: Float32Array, h: number, w: number): Uint8Array {
-  const plane = h * w;
-  const rgb = new Uint8Array(plane * 3);
-  for (let i = 0; i < plane; i++)
-    for (let c = 0; c < 3; c++) {
-      let v = 0;
-      for (let k = 0; k < 4; k++) v += latents[k * plane + i]! * PREVIEW[k]![c]!;
-      rgb[i * 3 + c] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
-    }
-  return rgb;
-}
-
 /** Runs one generation to RGB pixels. Throws AppError `canceled` when the cancel flag is set. */
 export async function generate(task: GenerateTask, settings: SessionSettings): Promise<GenerateResult> {
   const { files, params, width, height } = task;
-  const h = height / 8;
-  const w = width / 8;
+  const geometry = files.geometry;
+  const shape = latentShape(geometry, width, height);
+  const [, channels, h, w] = shape;
+  const scaling = { scale: geometry.scalingFactor, shift: geometry.shiftFactor ?? 0 };
   const lcm = files.timeCondProjDim !== null;
-  // Guidance as one UNet batch of 2 (negative, prompt) above 1; LCM embeds guidance instead.
+  // Guidance as one denoiser batch of 2 (negative, prompt) above 1; LCM embeds guidance instead.
   const cfg = !lcm && params.guidance_scale > 1;
   const batch = cfg ? 2 : 1;
   // Image-to-image with strength × steps < 1 denoises nothing (diffusers refuses it): the
@@ -222,27 +204,36 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   });
   const text = await encodeText(files, params.prompt, params.negative_prompt, cfg, settings);
   const noise = gaussianStream(params.seed);
-  const n = 4 * h * w;
+  const n = channels * h * w;
 
   let latents: Float32Array;
   if (task.init) {
     if (!files.vaeEncoder)
       throw new AppError("unsupported_operation", `Model ${task.model} has no VAE encoder.`);
-    const clean = await encodeImage(files, task.init, settings);
+    const { init } = task;
+    // The mean of the encoder's distribution keeps image-to-image deterministic.
+    const encoded = await vaeEncode(
+      files.vaeEncoder,
+      imageToNCHW(init.data, init.width, init.height, 3),
+      [1, 3, init.height, init.width],
+      { scaling, sample: null },
+      settings,
+    );
+    const clean = encoded.data.subarray(0, n);
     latents = untouched ? clean : scheduler.addNoise(clean, noise(n), scheduler.beginIndex);
   } else {
     latents = noise(n);
     for (let i = 0; i < n; i++) latents[i]! *= scheduler.initNoiseSigma;
   }
 
-  const unet = await getSession(files.denoiser, settings);
-  const io = (name: string) => find(unet.inputs, name);
-  const sampleIo = io("sample") ?? unet.inputs[0]!;
+  const denoiser = await getSession(files.denoiser, settings);
+  const io = (name: string) => find(denoiser.inputs, name);
+  const sampleIo = io("sample") ?? denoiser.inputs[0]!;
   const timestepIo = io("timestep");
   const hiddenIo = io("encoder_hidden_states");
   if (!timestepIo || !hiddenIo)
     throw new AppError("internal", `Model ${task.model}: the UNet lacks timestep or encoder_hidden_states.`);
-  const outName = (find(unet.outputs, "out_sample") ?? unet.outputs[0]!).name;
+  const outName = (find(denoiser.outputs, "out_sample") ?? denoiser.outputs[0]!).name;
   const fixed: Record<string, ort.Tensor> = {
     [hiddenIo.name]: toOrtTensor(text.hidden, text.shape, hiddenIo.type),
   };
@@ -264,17 +255,20 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
     fixed[condIo.name] = toOrtTensor(repeatBatch(emb, batch), [batch, files.timeCondProjDim], condIo.type);
   }
 
+  // The scheduler works on [1, C, h, w]; the denoiser sees the batch in its own (packed) layout.
+  const patch = geometry.patchSize;
   const end = untouched ? scheduler.beginIndex : scheduler.timesteps.length;
   const total = end - scheduler.beginIndex;
   for (let i = scheduler.beginIndex; i < end; i++) {
     if (task.cancel && Atomics.load(task.cancel, 0) !== 0)
       throw new AppError("canceled", "The job was canceled.");
     const t = scheduler.timesteps[i]!;
-    const input = repeatBatch(scheduler.scaleModelInput(latents, i), batch);
-    const out = await unet.session.run(
+    const packed = packPatches(scheduler.scaleModelInput(latents, i), shape, patch);
+    const input = repeatBatch(packed.data, batch);
+    const out = await denoiser.session.run(
       {
         ...fixed,
-        [sampleIo.name]: toOrtTensor(input, [batch, 4, h, w], sampleIo.type),
+        [sampleIo.name]: toOrtTensor(input, [batch, ...packed.shape.slice(1)], sampleIo.type),
         [timestepIo.name]: timestepTensor(t, timestepIo),
       },
       [outName],
@@ -286,11 +280,12 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
       const g = params.guidance_scale;
       for (let k = 0; k < n; k++) eps[k] = pred[k]! + g * (pred[n + k]! - pred[k]!);
     }
-    latents = scheduler.step(eps, i, latents, noise);
+    latents = scheduler.step(unpackPatches(eps, shape, patch), i, latents, noise);
     if (task.progress) {
       const step = i - scheduler.beginIndex + 1;
       const msg: ProgressMessage = { step, total };
-      if (params.previews) msg.preview = { data: latentPreview(latents, h, w), width: w, height: h };
+      if (params.previews)
+        msg.preview = { data: latentPreview(latents, channels, h, w), width: w, height: h };
       task.progress.postMessage(msg);
     }
   }
@@ -299,39 +294,8 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   // The result goes back on another port, which may overtake this one: mark the last report.
   task.progress?.postMessage({ done: true, step: total, total } satisfies ProgressMessage);
 
-  const decoder = await getSession(files.vaeDecoder, settings);
-  const scaled = new Float32Array(n);
-  for (let k = 0; k < n; k++)
-    scaled[k] = latents[k]! / files.geometry.scalingFactor + (files.geometry.shiftFactor ?? 0);
-  const dIn = decoder.inputs[0]!;
-  const dOut = decoder.outputs[0]!.name;
-  const image = await decoder.session.run({ [dIn.name]: toOrtTensor(scaled, [1, 4, h, w], dIn.type) }, [
-    dOut,
-  ]);
-  const decoded = fromOrtTensor(image[dOut] as ort.Tensor);
+  // A copy: the decode unscales in place, and `latents` may be the encoder's own output.
+  const decoded = await vaeDecode(files.vaeDecoder, latents.slice(0, n), shape, scaling, settings);
   const rgb = toUint8ChannelsLast(decoded.data, decoded.shape);
   return { kind: "pixels", data: rgb.data, frames: 1, width, height, truncated: text.truncated };
-}
-
-/** The VAE encoder's latent mean for an RGB image, scaled into the UNet's latent space. */
-async function encodeImage(
-  files: PipelineDir,
-  init: NonNullable<GenerateTask["init"]>,
-  settings: SessionSettings,
-): Promise<Float32Array> {
-  const encoder = await getSession(files.vaeEncoder!, settings);
-  const eIn = encoder.inputs[0]!;
-  const eOut = encoder.outputs[0]!;
-  const pixels = imageToNCHW(init.data, init.width, init.height, 3);
-  const out = await encoder.session.run(
-    { [eIn.name]: toOrtTensor(pixels, [1, 3, init.height, init.width], eIn.type) },
-    [eOut.name],
-  );
-  const raw = fromOrtTensor(out[eOut.name] as ort.Tensor);
-  // latent_parameters holds mean then log-variance; the mean keeps image-to-image deterministic.
-  const n = 4 * (init.height / 8) * (init.width / 8);
-  const latents = raw.data.slice(0, n);
-  const shift = files.geometry.shiftFactor ?? 0;
-  for (let k = 0; k < n; k++) latents[k] = (latents[k]! - shift) * files.geometry.scalingFactor;
-  return latents;
 }
