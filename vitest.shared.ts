@@ -10,6 +10,7 @@ export const shared: ViteUserConfig = {
       "@hybrid/protocol": src("protocol"),
       "@hybrid/queue": src("queue"),
       "@hybrid/inference": src("inference"),
+      "@hybrid/model-tools": src("model-tools"),
       "@hybrid/client": src("client"),
     },
   },

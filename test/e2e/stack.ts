@@ -4,7 +4,7 @@ import type { ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateDefaultModels } from "@hybrid/inference";
+import { generateDefaultModels } from "@hybrid/model-tools";
 import { createRedis } from "@hybrid/queue";
 import { Cluster } from "ioredis";
 import { freePort, repoRoot, startApp, stop, waitFor } from "../../scripts/lib.ts";

@@ -1,6 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { generateDefaultModels, isModelDir, type ModelSource } from "@hybrid/inference";
+import { isModelDir, type ModelSource } from "@hybrid/inference";
+import { generateDefaultModels } from "@hybrid/model-tools";
 import type { Logger } from "pino";
 import type { Env } from "./env.ts";
 

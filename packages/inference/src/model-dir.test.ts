@@ -1,10 +1,9 @@
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { generatePipelineModel, generateVaeModel } from "@hybrid/model-tools";
 import { COMPONENTS, SCHEDULER_CONFIG } from "@hybrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateVaeModel } from "./generator/index.ts";
-import { generatePipelineModel } from "./generator/pipelines.ts";
 import { detectModelDir, familyFromClassNames, isModelDir, type PipelineDir } from "./model-dir.ts";
 
 let dir: string;

@@ -2,12 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { generatePipelineModel } from "@hybrid/model-tools";
 import { AppError, type GenerateParams } from "@hybrid/protocol";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generatePipelineModel } from "../generator/pipelines.ts";
-import { SessionHost } from "../session-host.ts";
-import { VaeRuntime } from "../vae-runtime.ts";
+import { SessionHost } from "../sessions/session-host.ts";
+import { VaeRuntime } from "../vae/vae-runtime.ts";
 import { DiffusionRuntime, type GenerateProgress } from "./diffusion-runtime.ts";
 
 let dir: string;

@@ -11,9 +11,9 @@ import {
 import { encodeImage } from "../image.ts";
 import { floorToMultiple, readImage, requireMinSize, resizeRgb } from "../image-input.ts";
 import { detectModelDir, type ModelSource, type PipelineDir } from "../model-dir.ts";
-import type { SessionHost } from "../session-host.ts";
+import type { SessionHost } from "../sessions/session-host.ts";
+import type { ProgressMessage } from "../sessions/thread-protocol.ts";
 import { TEXT_CONDITIONING } from "./conditioning.ts";
-import type { ProgressMessage } from "./pipeline.ts";
 
 /** One step done, as the job reports it; `preview` is a small JPEG data URL when asked for. */
 export interface GenerateProgress {

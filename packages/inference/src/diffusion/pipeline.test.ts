@@ -2,11 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MessageChannel } from "node:worker_threads";
+import { generatePipelineModel } from "@hybrid/model-tools";
 import { AppError, type GenerateParams } from "@hybrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generatePipelineModel } from "../generator/pipelines.ts";
 import { detectModelDir, type PipelineDir } from "../model-dir.ts";
-import { type GenerateTask, generate, type ProgressMessage } from "./pipeline.ts";
+import type { GenerateTask, ProgressMessage } from "../sessions/thread-protocol.ts";
+import { generate } from "./pipeline.ts";
 
 const settings = { providers: ["cpu" as const], intraOpThreads: 1 };
 let root: string;

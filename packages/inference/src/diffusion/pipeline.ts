@@ -1,56 +1,19 @@
 // The denoising pipeline, run inside a session thread: tokenize, encode the prompt, denoise step
 // by step with the UNet and a scheduler, decode with the VAE. The whole loop stays in the thread
 // (one progress message per step at most), so the main thread stays free for BullMQ.
-import type { MessagePort } from "node:worker_threads";
-import { AppError, type GenerateParams } from "@hybrid/protocol";
+import { AppError } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
 import type { PipelineDir } from "../model-dir.ts";
-import { fromOrtTensor, toOrtTensor } from "../ort-tensor.ts";
-import { imageToNCHW, toUint8ChannelsLast } from "../postprocess.ts";
 import { gaussianStream } from "../random.ts";
-import { type GraphIO, getSession, type SessionSettings } from "../session-cache.ts";
+import { fromOrtTensor, toOrtTensor } from "../sessions/ort-tensor.ts";
+import { type GraphIO, getSession, type SessionSettings } from "../sessions/session-cache.ts";
+import type { GenerateResult, GenerateTask, ProgressMessage } from "../sessions/thread-protocol.ts";
 import { vaeDecode, vaeEncode } from "../vae/ops.ts";
+import { imageToNCHW, toUint8ChannelsLast } from "../vae/postprocess.ts";
 import { ClipTokenizer } from "./clip-tokenizer.ts";
 import { TEXT_CONDITIONING } from "./conditioning.ts";
 import { latentPreview, latentShape, packPatches, unpackPatches } from "./latents.ts";
 import { createScheduler } from "./schedulers/index.ts";
-
-/** A generation as sent to a session thread. Plain data plus a port and a shared flag. */
-export interface GenerateTask {
-  op: "generate";
-  /** The model id, for messages. */
-  model: string;
-  files: PipelineDir;
-  params: GenerateParams;
-  /** The size to generate (the request's, or the init image's for image-to-image). */
-  width: number;
-  height: number;
-  /** Image-to-image: the init image as RGB bytes, already at `width` × `height`. */
-  init: { data: Uint8Array; width: number; height: number } | null;
-  /** Receives {@link ProgressMessage}s, one per step. */
-  progress: MessagePort | null;
-  /** Set to 1 by the main thread to cancel; checked before every step. */
-  cancel: Int32Array | null;
-}
-
-export interface ProgressMessage {
-  /** Set on the message after the last step: no report follows. */
-  done?: true;
-  step: number;
-  total: number;
-  /** RGB bytes at latent resolution (the image's size over the VAE's spatial factor). */
-  preview?: { data: Uint8Array; width: number; height: number };
-}
-
-export interface GenerateResult {
-  kind: "pixels";
-  data: Uint8Array;
-  frames: 1;
-  width: number;
-  height: number;
-  /** The prompt was longer than the text encoder takes (77 tokens) and was cut. */
-  truncated: boolean;
-}
 
 const tokenizers = new Map<string, Promise<ClipTokenizer>>();
 function tokenizer(dir: string): Promise<ClipTokenizer> {

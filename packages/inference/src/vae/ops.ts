@@ -1,9 +1,10 @@
 // The VAE's numeric operations, run inside a session thread: one copy serves the VAE endpoints
 // (decode/encode tasks, batched or not) and the diffusion pipelines (decoding the denoised
 // latents, encoding an init image). Float32Array in, Float32Array out.
-import { fromOrtTensor, toOrtTensor } from "../ort-tensor.ts";
+
 import { gaussian } from "../random.ts";
-import { getSession, type SessionSettings } from "../session-cache.ts";
+import { fromOrtTensor, toOrtTensor } from "../sessions/ort-tensor.ts";
+import { getSession, type SessionSettings } from "../sessions/session-cache.ts";
 
 /** A float tensor out of `session.run`: its output's name, values, shape, and how long the run took. */
 export interface ModelOutput {

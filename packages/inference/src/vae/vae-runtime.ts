@@ -9,12 +9,12 @@ import {
   planEncodeTensor,
   type TensorLimits,
 } from "@hybrid/protocol";
+import { encodeImage } from "../image.ts";
+import { floorToMultiple, type RgbImage, readImage, requireMinSize, resizeRgb } from "../image-input.ts";
+import { detectModelDir, type ModelDir, type ModelSource } from "../model-dir.ts";
+import { SessionHost, type SessionHostOptions } from "../sessions/session-host.ts";
+import type { DecodeTask, EncodeTask, RunResult } from "../sessions/thread-protocol.ts";
 import { Batcher, type BatchOptions } from "./batcher.ts";
-import { encodeImage } from "./image.ts";
-import { floorToMultiple, type RgbImage, readImage, requireMinSize, resizeRgb } from "./image-input.ts";
-import { detectModelDir, type ModelDir, type ModelSource } from "./model-dir.ts";
-import { SessionHost, type SessionHostOptions } from "./session-host.ts";
-import type { DecodeTask, EncodeTask, RunResult } from "./vae-tasks.ts";
 import { encodeMp4 } from "./video.ts";
 
 export interface RuntimeOptions extends SessionHostOptions {

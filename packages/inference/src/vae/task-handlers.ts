@@ -1,28 +1,11 @@
-// Entry of a session thread. onnxruntime-node's session.run blocks its thread for the whole run,
-// so every session lives here, and the numeric pre/postprocessing runs here too: the main thread
-// stays free for BullMQ's lock renewal.
-import { workerData } from "node:worker_threads";
-import { AppError, decodeToFloat32, encodeFromFloat32, unpackFluxLatents } from "@hybrid/protocol";
-import { move, transferableSymbol, valueSymbol } from "piscina";
-import { type GenerateResult, generate } from "./diffusion/pipeline.ts";
+// The VAE endpoints' tasks as a session thread runs them: wire tensors or images in, the
+// model run through the VAE ops, answers (pixels for the main thread to encode, or wire tensors)
+// out. Batched tasks get exactly the bytes they would get alone.
+import { decodeToFloat32, encodeFromFloat32, unpackFluxLatents } from "@hybrid/protocol";
+import type { SessionSettings } from "../sessions/session-cache.ts";
+import type { BatchTask, DecodeTask, EncodeTask, RunResult } from "../sessions/thread-protocol.ts";
+import { encoderLatents, type ModelOutput, runGraph, scaleLatents, unscaleLatents } from "./ops.ts";
 import { imageToNCHW, sliceFirst, toUint8ChannelsLast, toUnitRangeNCHW } from "./postprocess.ts";
-import { getSession, type SessionSettings } from "./session-cache.ts";
-import { encoderLatents, type ModelOutput, runGraph, scaleLatents, unscaleLatents } from "./vae/ops.ts";
-import type {
-  BatchTask,
-  DecodeTask,
-  DescribeResult,
-  EncodeTask,
-  RunResult,
-  ThreadTask,
-} from "./vae-tasks.ts";
-
-const settings = workerData as SessionSettings;
-
-async function describe(path: string): Promise<DescribeResult> {
-  const { inputs, outputs, providers } = await getSession(path, settings);
-  return { inputs, outputs, providers };
-}
 
 /** A decode's model input: the latents unpacked, cut to the first image if that is all it answers, unscaled. */
 function decodeInput(t: DecodeTask): { values: Float32Array; shape: number[] } {
@@ -71,7 +54,8 @@ function decodeAnswer(t: DecodeTask, out: ModelOutput): RunResult {
   }
 }
 
-async function decode(t: DecodeTask): Promise<RunResult> {
+/** Runs a decode task: latents in, pixels or a wire tensor out. */
+export async function decode(t: DecodeTask, settings: SessionSettings): Promise<RunResult> {
   const x = decodeInput(t);
   return decodeAnswer(t, await runGraph(t.path, x.values, x.shape, settings));
 }
@@ -81,7 +65,11 @@ async function decode(t: DecodeTask): Promise<RunResult> {
  * the output. The model computes each batch entry on its own, so every slice is bit-identical
  * to a run of that task alone (tests compare bytes).
  */
-async function runBatched(path: string, inputs: { values: Float32Array; shape: number[] }[]) {
+async function runBatched(
+  path: string,
+  inputs: { values: Float32Array; shape: number[] }[],
+  settings: SessionSettings,
+) {
   const rest = inputs[0]!.shape.slice(1);
   const total = inputs.reduce((n, x) => n + x.shape[0]!, 0);
   const values = new Float32Array(inputs.reduce((n, x) => n + x.values.length, 0));
@@ -111,7 +99,8 @@ function encodeInput(t: EncodeTask): { values: Float32Array; shape: number[] } {
   return { values: decodeToFloat32(t.input.bytes, t.input.shape, t.input.dtype), shape: t.input.shape };
 }
 
-async function encode(t: EncodeTask): Promise<RunResult> {
+/** Runs an encode task: an image or image tensor in, latents as a wire tensor out. */
+export async function encode(t: EncodeTask, settings: SessionSettings): Promise<RunResult> {
   const x = encodeInput(t);
   return encodeAnswer(t, await runGraph(t.path, x.values, x.shape, settings));
 }
@@ -129,76 +118,16 @@ function encodeAnswer(t: EncodeTask, out: ModelOutput): RunResult {
   };
 }
 
-/**
- * Hands the answer's pixel or tensor bytes to the main thread by moving their buffer instead of
- * copying it (a 512² image is 786 KB). Small arrays may sit in Node's shared buffer pool, which
- * cannot be moved: those are copied, as is cheap for them.
- */
-function transferred<T extends RunResult | GenerateResult>(result: T): T {
-  const view = "bytes" in result ? result.bytes : result.data;
-  if (view.byteLength < 64 * 1024 || !(view.buffer instanceof ArrayBuffer)) return result;
-  const buffer = view.buffer;
-  return move({
-    get [transferableSymbol]() {
-      return [buffer];
-    },
-    get [valueSymbol]() {
-      return result;
-    },
-  }) as unknown as T;
-}
-
-async function batch(t: BatchTask): Promise<RunResult[]> {
+/** Runs same-shaped decodes or encodes as one batch; one answer per task, in order. */
+export async function batch(t: BatchTask, settings: SessionSettings): Promise<RunResult[]> {
   if (t.tasks.length === 0) return [];
   const path = t.tasks[0]!.path;
   if (t.tasks[0]!.op === "decode") {
     const tasks = t.tasks as DecodeTask[];
-    const outs = await runBatched(path, tasks.map(decodeInput));
+    const outs = await runBatched(path, tasks.map(decodeInput), settings);
     return tasks.map((task, k) => decodeAnswer(task, outs[k]!));
   }
   const tasks = t.tasks as EncodeTask[];
-  const outs = await runBatched(path, tasks.map(encodeInput));
+  const outs = await runBatched(path, tasks.map(encodeInput), settings);
   return tasks.map((task, k) => encodeAnswer(task, outs[k]!));
-}
-
-/** {@link transferred} for the answers of a batch: each distinct buffer moves once. */
-function transferredAll(results: RunResult[]): RunResult[] {
-  const buffers = new Set<ArrayBuffer>();
-  for (const r of results) {
-    const view = "bytes" in r ? r.bytes : r.data;
-    if (view.byteLength >= 64 * 1024 && view.buffer instanceof ArrayBuffer) buffers.add(view.buffer);
-  }
-  if (buffers.size === 0) return results;
-  return move({
-    get [transferableSymbol]() {
-      return [...buffers];
-    },
-    get [valueSymbol]() {
-      return results;
-    },
-  }) as unknown as RunResult[];
-}
-
-/** Piscina calls this for every task sent to the pool. */
-export default async function handle(
-  task: ThreadTask,
-): Promise<DescribeResult | RunResult | RunResult[] | GenerateResult> {
-  switch (task.op) {
-    case "describe":
-      return describe(task.path);
-    case "decode":
-      return transferred(await decode(task));
-    case "encode":
-      return transferred(await encode(task));
-    case "batch":
-      return transferredAll(await batch(task));
-    case "generate":
-      try {
-        return transferred(await generate(task, settings));
-      } finally {
-        task.progress?.close();
-      }
-    default:
-      throw new AppError("internal", "Unknown thread task.");
-  }
 }

@@ -2,7 +2,6 @@ import { rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { COMPONENTS, type Family, MODEL_INDEX } from "@hybrid/protocol";
 import { generatedWith, json, writeAtomic } from "./files.ts";
-import { generateDefaultPipelines } from "./pipelines.ts";
 import { buildDecoder, buildEncoder, FAMILY_SPECS, vaeConfig } from "./vae-models.ts";
 
 export interface GenerateVaeOptions {
@@ -114,16 +113,14 @@ async function isUpToDate(dir: string, r: Resolved): Promise<boolean> {
 }
 
 /**
- * Writes `<root>/<id>` for each of DEFAULT_MODELS (VAEs) and DEFAULT_PIPELINES (small diffusion
- * pipelines) and returns the ids. A model already generated with the same settings is left alone
- * unless `force` is set.
+ * Writes `<root>/<id>` for each of DEFAULT_MODELS and returns the ids. A model already generated
+ * with the same settings is left alone unless `force` is set.
  */
-export async function generateDefaultModels(root: string, opts: { force?: boolean } = {}): Promise<string[]> {
+export async function generateDefaultVaes(root: string, opts: { force?: boolean } = {}): Promise<string[]> {
   for (const { id, ...options } of DEFAULT_MODELS) {
     const outDir = join(root, id);
     if (!opts.force && (await isUpToDate(outDir, resolve({ ...options, outDir })))) continue;
     await generateVaeModel({ ...options, outDir });
   }
-  const pipelines = await generateDefaultPipelines(root, opts);
-  return [...DEFAULT_MODELS.map((m) => m.id), ...pipelines];
+  return DEFAULT_MODELS.map((m) => m.id);
 }
