@@ -97,7 +97,8 @@ describe("generate", () => {
     const seen: ProgressMessage[] = [];
     port2.on("message", (m: ProgressMessage) => seen.push(m));
     await generate(task(files.sd, { num_inference_steps: 6, previews: true }, { progress: port1 }), settings);
-    await new Promise((r) => setTimeout(r, 20));
+    // Messages arrive after the result: the last one is marked.
+    await expect.poll(() => seen.at(-1)?.done).toBe(true);
     port2.close();
     expect(seen.filter((m) => !m.done).map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(seen.at(-1)?.done).toBe(true);
@@ -128,20 +129,35 @@ describe("generate", () => {
   it("stops at the next step once the cancel flag is set", async () => {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
     const { port1, port2 } = new MessageChannel();
-    let steps = 0;
-    port2.on("message", () => {
-      steps++;
-      Atomics.store(cancel, 0, 1);
+    const steps: number[] = [];
+    let canceledAt: number | null = null;
+    let drained = false;
+    port2.on("message", (m: ProgressMessage | "drained") => {
+      if (m === "drained") {
+        drained = true;
+        return;
+      }
+      steps.push(m.step);
+      // Messages arrive between awaits: the flag goes up on the first report the test sees.
+      if (canceledAt === null) {
+        canceledAt = m.step;
+        Atomics.store(cancel, 0, 1);
+      }
     });
-    // Messages arrive between awaits: the flag is set after the first step's message.
     const err = await generate(
       task(files.sd, { num_inference_steps: 20 }, { progress: port1, cancel }),
       settings,
     ).catch((e: unknown) => e);
+    // A port delivers in order: once this arrives, every report of the run has been seen.
+    port1.postMessage("drained");
+    await expect.poll(() => drained).toBe(true);
     port2.close();
     expect(err).toBeInstanceOf(AppError);
     expect((err as AppError).code).toBe("canceled");
-    expect(steps).toBeLessThan(20);
+    // The run stopped at the step after the cancel, give or take one.
+    expect(canceledAt).not.toBeNull();
+    expect(Math.max(...steps)).toBeGreaterThanOrEqual(canceledAt!);
+    expect(Math.max(...steps)).toBeLessThanOrEqual(canceledAt! + 2);
   });
 
   it("image-to-image: strength 0 is the VAE round trip, and strength 1 ignores the image", async () => {
