@@ -12,6 +12,7 @@ export const shared: ViteUserConfig = {
       "@hybrid/protocol": src("protocol"),
       "@hybrid/queue": src("queue"),
       "@hybrid/inference": src("inference"),
+      "@hybrid/model-tools": src("model-tools"),
       "@hybrid/client": src("client"),
       "@hybrid/testing": src("testing"),
       // The apps export only their env schema (for the manifests' test).

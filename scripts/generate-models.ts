@@ -5,10 +5,15 @@
 // HF_TOKEN as in the Python hub library) into MODELS_DIR/<id>, where the worker serves it.
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import {
+  DEFAULT_MODELS,
+  DEFAULT_PIPELINES,
+  defaultModelId,
+  generateDefaultModels,
+  type PullProgress,
+  pullModel,
+} from "@hybrid/model-tools";
 import { isAppError } from "@hybrid/protocol";
-import { DEFAULT_MODELS, generateDefaultModels } from "../packages/inference/src/generator/index.ts";
-import { DEFAULT_PIPELINES } from "../packages/inference/src/generator/pipelines.ts";
-import { defaultModelId, type PullProgress, pullModel } from "../packages/inference/src/hub-pull.ts";
 import { repoRoot } from "./lib.ts";
 
 const usage = `usage:

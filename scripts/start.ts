@@ -2,7 +2,7 @@
 // one API and one worker. Ctrl-C stops everything.
 import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { generateDefaultModels } from "@hybrid/inference";
+import { generateDefaultModels } from "@hybrid/model-tools";
 import { redisAnswers, repoRoot, startApp, startRedisServer, stop, waitFor } from "./lib.ts";
 import { ensureWebBuild } from "./web-build.ts";
 

@@ -3,7 +3,7 @@
 // for the tiny generated VAE (queue overhead dominates) and a TAESD-size one (realistic compute).
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { generateVaeModel } from "@hybrid/inference";
+import { generateVaeModel } from "@hybrid/model-tools";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
 import { pythonQuery } from "../e2e/diffusers-client.ts";

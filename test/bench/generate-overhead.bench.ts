@@ -15,9 +15,9 @@ import {
   DiffusionRuntime,
   encodeImage,
   gaussianStream,
-  generatePipelineModel,
   SessionHost,
 } from "@hybrid/inference";
+import { generatePipelineModel } from "@hybrid/model-tools";
 import type { GenerateParams, JobObject } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
 import { isPng } from "../e2e/fixtures.ts";

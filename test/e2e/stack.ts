@@ -3,7 +3,7 @@
 import type { ChildProcess } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateDefaultModels } from "@hybrid/inference";
+import { generateDefaultModels } from "@hybrid/model-tools";
 import { createRedis } from "@hybrid/queue";
 import { TEST_REDIS_URL, uniquePrefix } from "@hybrid/testing";
 import { Cluster } from "ioredis";

@@ -1,6 +1,7 @@
-import { readdir, stat } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { generateDefaultModels, type ModelSource } from "@hybrid/inference";
+import { isModelDir, type ModelSource } from "@hybrid/inference";
+import { generateDefaultModels } from "@hybrid/model-tools";
 import type { Logger } from "pino";
 import type { Env } from "./env.ts";
 
@@ -21,13 +22,7 @@ export async function modelSources(env: Env, log: Logger): Promise<ModelSource[]
   const sources: ModelSource[] = [];
   for (const name of (await readdir(env.MODELS_DIR).catch(() => [])).sort()) {
     const dir = join(env.MODELS_DIR, name);
-    if (
-      await stat(join(dir, "vae_decoder", "model.onnx")).then(
-        () => true,
-        () => false,
-      )
-    )
-      sources.push({ id: name, dir });
+    if (await isModelDir(dir)) sources.push({ id: name, dir });
   }
   return sources;
 }

@@ -1,21 +1,10 @@
 export { ClipTokenizer } from "./diffusion/clip-tokenizer.ts";
 export * from "./diffusion/diffusion-runtime.ts";
-export type { PipelineFiles } from "./diffusion/pipeline-files.ts";
 export { createScheduler, type Scheduler } from "./diffusion/schedulers/index.ts";
-export * from "./generator/index.ts";
-export { DEFAULT_PIPELINES, generateDefaultPipelines, generatePipelineModel } from "./generator/pipelines.ts";
-export {
-  defaultModelId,
-  PIPELINE_FILES,
-  type PullModelOptions,
-  type PullProgress,
-  type PullResult,
-  pullModel,
-} from "./hub-pull.ts";
 export * from "./image.ts";
+export * from "./model-dir.ts";
 export * from "./random.ts";
-export * from "./registry.ts";
-export type { ExecutionProvider, SessionSettings } from "./session-cache.ts";
-export { SessionHost, type SessionHostOptions } from "./session-host.ts";
-export * from "./vae-runtime.ts";
-export * from "./video.ts";
+export type { ExecutionProvider, SessionSettings } from "./sessions/session-cache.ts";
+export { SessionHost, type SessionHostOptions } from "./sessions/session-host.ts";
+export * from "./vae/vae-runtime.ts";
+export * from "./vae/video.ts";

@@ -5,6 +5,8 @@ export * from "./half.ts";
 export * from "./job-events.ts";
 export * from "./jobs.ts";
 export * from "./media.ts";
+export * from "./model-layout.ts";
+export * from "./python-json.ts";
 export * from "./query.ts";
 export * from "./request-headers.ts";
 export * from "./responses.ts";

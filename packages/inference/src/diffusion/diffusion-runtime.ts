@@ -8,12 +8,12 @@ import {
   SchedulerName,
   schedulerNameOf,
 } from "@hybrid/protocol";
-import sharp from "sharp";
-import { decodeImage, encodeImage, ImageDecodeError } from "../image.ts";
-import type { ModelSource } from "../registry.ts";
-import type { SessionHost } from "../session-host.ts";
-import type { ProgressMessage } from "./pipeline.ts";
-import { type PipelineFiles, resolvePipelineDir } from "./pipeline-files.ts";
+import { encodeImage } from "../image.ts";
+import { floorToMultiple, readImage, requireMinSize, resizeRgb } from "../image-input.ts";
+import { detectModelDir, type ModelSource, type PipelineDir } from "../model-dir.ts";
+import type { SessionHost } from "../sessions/session-host.ts";
+import type { ProgressMessage } from "../sessions/thread-protocol.ts";
+import { TEXT_CONDITIONING } from "./conditioning.ts";
 
 /** One step done, as the job reports it; `preview` is a small JPEG data URL when asked for. */
 export interface GenerateProgress {
@@ -50,18 +50,18 @@ export interface GenerateAnswer {
 export class DiffusionRuntime {
   private constructor(
     private readonly host: SessionHost,
-    private readonly served: Map<string, { files: PipelineFiles; info: GenerationInfo }>,
+    private readonly served: Map<string, { files: PipelineDir; info: GenerationInfo }>,
   ) {}
 
-  /** Finds the pipelines among `sources` (directories with a UNet) and loads their sessions. */
+  /** Finds the pipelines among `sources` (the VAE exports are left out) and loads their sessions. */
   static async open(sources: ModelSource[], host: SessionHost): Promise<DiffusionRuntime> {
-    const served = new Map<string, { files: PipelineFiles; info: GenerationInfo }>();
+    const served = new Map<string, { files: PipelineDir; info: GenerationInfo }>();
     for (const src of sources) {
-      const files = await resolvePipelineDir(src);
-      if (!files) continue;
+      const files = await detectModelDir(src.dir, src.family ? { family: src.family } : {});
+      if (files.kind !== "pipeline") continue;
       for (const path of [
         ...files.textEncoders,
-        files.unet,
+        files.denoiser,
         files.vaeDecoder,
         ...(files.vaeEncoder ? [files.vaeEncoder] : []),
       ])
@@ -88,12 +88,12 @@ export class DiffusionRuntime {
       if (!files.vaeEncoder)
         throw new AppError("unsupported_operation", `Model ${model} has no VAE encoder.`);
       const img = await readImage(opts.init, opts.maxPixels);
-      // Generate at the image's size (down to multiples of 8), unless the request gave one.
-      width = params.width ?? img.width - (img.width % 8);
-      height = params.height ?? img.height - (img.height % 8);
-      if (width < 8 || height < 8)
-        throw new AppError("invalid_image", "The image must be at least 8x8 pixels.");
-      init = { data: await resize(img.data, img.width, img.height, width, height), width, height };
+      // Generate at the image's size, down to whole latents (and patches), unless the request gave one.
+      const multiple = files.geometry.spatialFactor * files.geometry.patchSize;
+      width = params.width ?? floorToMultiple(img.width, multiple);
+      height = params.height ?? floorToMultiple(img.height, multiple);
+      requireMinSize(width, height, multiple);
+      init = { data: await resizeRgb(img.data, img.width, img.height, width, height), width, height };
     }
 
     const cancel = new Int32Array(new SharedArrayBuffer(4));
@@ -121,7 +121,7 @@ export class DiffusionRuntime {
     });
     try {
       const out = await this.host
-        .generate({ op: "generate", files, params, width, height, init, progress: port1, cancel })
+        .generate({ op: "generate", model, files, params, width, height, init, progress: port1, cancel })
         .catch((e: unknown) => {
           throw opts.signal?.aborted ? new AppError("canceled", "The job was canceled.") : fromThread(e);
         });
@@ -132,7 +132,7 @@ export class DiffusionRuntime {
       let w = out.width;
       let h = out.height;
       if (params.target_size) {
-        data = await resize(data, w, h, params.target_size.width, params.target_size.height);
+        data = await resizeRgb(data, w, h, params.target_size.width, params.target_size.height);
         ({ width: w, height: h } = params.target_size);
       }
       const bytes = await encodeImage(data, w, h, opts.format);
@@ -156,15 +156,15 @@ function fromThread(e: unknown): unknown {
 }
 
 /** Defaults a request leaves out, from the pipeline's own configs. */
-function generationInfo(files: PipelineFiles): GenerationInfo {
+function generationInfo(files: PipelineDir): GenerationInfo {
   const lcm = files.timeCondProjDim !== null;
-  const className = (files.scheduler as { _class_name?: unknown })._class_name;
-  const side = (files.sampleSize ?? 64) * 8;
+  const className = files.scheduler._class_name;
+  const side = (files.sampleSize ?? 64) * files.geometry.spatialFactor;
   const defaults: GenerateDefaults = {
     width: side,
     height: side,
     num_inference_steps: lcm ? 4 : 25,
-    guidance_scale: lcm ? 8 : files.variant === "sdxl" ? 5 : 7.5,
+    guidance_scale: lcm ? 8 : TEXT_CONDITIONING[files.layout.name].guidanceScale,
     scheduler:
       (typeof className === "string" ? schedulerNameOf(className) : null) ?? SchedulerName.enum.euler,
     strength: 0.8,
@@ -173,30 +173,4 @@ function generationInfo(files: PipelineFiles): GenerationInfo {
     tasks: files.vaeEncoder ? ["text-to-image", "image-to-image"] : ["text-to-image"],
     defaults,
   };
-}
-
-async function readImage(bytes: Uint8Array, maxPixels: number) {
-  try {
-    return await decodeImage(bytes, { maxPixels });
-  } catch (e) {
-    if (!(e instanceof ImageDecodeError)) throw e;
-    if (e.reason === "too_large")
-      throw new AppError("too_large", `The image is over the limit of ${maxPixels} pixels.`, { cause: e });
-    throw new AppError("invalid_image", `The image could not be decoded: ${e.message}`, { cause: e });
-  }
-}
-
-async function resize(
-  rgb: Uint8Array,
-  w: number,
-  h: number,
-  width: number,
-  height: number,
-): Promise<Uint8Array> {
-  if (w === width && h === height) return rgb;
-  const out = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } })
-    .resize(width, height, { fit: "fill", kernel: "lanczos3" })
-    .raw()
-    .toBuffer();
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }

@@ -2,23 +2,27 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MessageChannel } from "node:worker_threads";
+import { generatePipelineModel } from "@hybrid/model-tools";
 import { AppError, type GenerateParams } from "@hybrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generatePipelineModel } from "../generator/pipelines.ts";
-import { type GenerateTask, generate, type ProgressMessage } from "./pipeline.ts";
-import { type PipelineFiles, parsePythonJson, resolvePipelineDir } from "./pipeline-files.ts";
+import { detectModelDir, type PipelineDir } from "../model-dir.ts";
+import type { GenerateTask, ProgressMessage } from "../sessions/thread-protocol.ts";
+import { generate } from "./pipeline.ts";
 
 const settings = { providers: ["cpu" as const], intraOpThreads: 1 };
 let root: string;
-const files: Record<"sd" | "sdxl" | "lcm", PipelineFiles> = {} as never;
+const files: Record<"sd" | "sdxl" | "lcm", PipelineDir> = {} as never;
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "pipeline-"));
   await generatePipelineModel({ kind: "sd-v1", outDir: join(root, "sd") });
   await generatePipelineModel({ kind: "sdxl", outDir: join(root, "sdxl"), ioDtype: "float16" });
   await generatePipelineModel({ kind: "lcm", outDir: join(root, "lcm") });
-  for (const k of ["sd", "sdxl", "lcm"] as const)
-    files[k] = (await resolvePipelineDir({ id: k, dir: join(root, k) }))!;
+  for (const k of ["sd", "sdxl", "lcm"] as const) {
+    const dir = await detectModelDir(join(root, k));
+    if (dir.kind !== "pipeline") throw new Error(`${k} is not a pipeline`);
+    files[k] = dir;
+  }
 });
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
@@ -41,11 +45,12 @@ const params = (p: Partial<GenerateParams> = {}): GenerateParams => ({
 });
 
 const task = (
-  f: PipelineFiles,
+  f: PipelineDir,
   p: Partial<GenerateParams> = {},
   extra: Partial<GenerateTask> = {},
 ): GenerateTask => ({
   op: "generate",
+  model: "test",
   files: f,
   params: params(p),
   width: p.width ?? 64,
@@ -57,20 +62,6 @@ const task = (
 });
 
 const differ = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) !== 0;
-
-describe("resolvePipelineDir", () => {
-  it("reads each layout", () => {
-    expect(files.sd).toMatchObject({
-      variant: "sd",
-      textEncoders: [expect.stringContaining("text_encoder")],
-      timeCondProjDim: null,
-    });
-    expect(files.sdxl.variant).toBe("sdxl");
-    expect(files.sdxl.textEncoders).toHaveLength(2);
-    expect(files.sdxl.forceZerosForEmptyPrompt).toBe(true);
-    expect(files.lcm.timeCondProjDim).toBeGreaterThan(0);
-  });
-});
 
 describe("generate", () => {
   it.each(["sd", "sdxl", "lcm"] as const)(
@@ -106,7 +97,8 @@ describe("generate", () => {
     const seen: ProgressMessage[] = [];
     port2.on("message", (m: ProgressMessage) => seen.push(m));
     await generate(task(files.sd, { num_inference_steps: 6, previews: true }, { progress: port1 }), settings);
-    await new Promise((r) => setTimeout(r, 20));
+    // Messages arrive after the result: the last one is marked.
+    await expect.poll(() => seen.at(-1)?.done).toBe(true);
     port2.close();
     expect(seen.filter((m) => !m.done).map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(seen.at(-1)?.done).toBe(true);
@@ -115,23 +107,57 @@ describe("generate", () => {
     expect(seen[0]!.preview!.data.length).toBe(8 * 12 * 3);
   });
 
+  it("shapes its latents by the model's geometry, not by SD 1.x's constants", async () => {
+    // The same graphs told that the VAE's factor is 16: latents (and previews) at 1/16 of the
+    // image; the decoder, which really upsamples 8x, then answers half the asked size.
+    const coarse: PipelineDir = { ...files.sd, geometry: { ...files.sd.geometry, spatialFactor: 16 } };
+    const { port1, port2 } = new MessageChannel();
+    const previews: Array<{ width: number; height: number }> = [];
+    port2.on("message", (m: ProgressMessage) => {
+      if (m.preview) previews.push({ width: m.preview.width, height: m.preview.height });
+    });
+    const out = await generate(
+      task(coarse, { width: 128, height: 192, previews: true, num_inference_steps: 2 }, { progress: port1 }),
+      settings,
+    );
+    await expect.poll(() => previews.length).toBe(2);
+    port2.close();
+    expect(previews[0]).toEqual({ width: 128 / 16, height: 192 / 16 });
+    expect(out.data.length).toBe((128 / 16) * 8 * (192 / 16) * 8 * 3);
+  });
+
   it("stops at the next step once the cancel flag is set", async () => {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
     const { port1, port2 } = new MessageChannel();
-    let steps = 0;
-    port2.on("message", () => {
-      steps++;
-      Atomics.store(cancel, 0, 1);
+    const steps: number[] = [];
+    let canceledAt: number | null = null;
+    let drained = false;
+    port2.on("message", (m: ProgressMessage | "drained") => {
+      if (m === "drained") {
+        drained = true;
+        return;
+      }
+      steps.push(m.step);
+      // Messages arrive between awaits: the flag goes up on the first report the test sees.
+      if (canceledAt === null) {
+        canceledAt = m.step;
+        Atomics.store(cancel, 0, 1);
+      }
     });
-    // Messages arrive between awaits: the flag is set after the first step's message.
     const err = await generate(
       task(files.sd, { num_inference_steps: 20 }, { progress: port1, cancel }),
       settings,
     ).catch((e: unknown) => e);
+    // A port delivers in order: once this arrives, every report of the run has been seen.
+    port1.postMessage("drained");
+    await expect.poll(() => drained).toBe(true);
     port2.close();
     expect(err).toBeInstanceOf(AppError);
     expect((err as AppError).code).toBe("canceled");
-    expect(steps).toBeLessThan(20);
+    // The run stopped at the step after the cancel, give or take one.
+    expect(canceledAt).not.toBeNull();
+    expect(Math.max(...steps)).toBeGreaterThanOrEqual(canceledAt!);
+    expect(Math.max(...steps)).toBeLessThanOrEqual(canceledAt! + 2);
   });
 
   it("image-to-image: strength 0 is the VAE round trip, and strength 1 ignores the image", async () => {
@@ -159,15 +185,5 @@ describe("generate", () => {
     const diff = full.data.reduce((a, v, i) => a + Math.abs(v - otherImage.data[i]!), 0) / full.data.length;
     const diffZero = zero.data.reduce((a, v, i) => a + Math.abs(v - full.data[i]!), 0) / full.data.length;
     expect(diff).toBeLessThan(diffZero);
-  });
-});
-
-describe("parsePythonJson", () => {
-  it("reads the bare Infinity/NaN Python's json writes, and nothing inside strings", () => {
-    expect(parsePythonJson('{"lambda_min_clipped": -Infinity, "a": [NaN, Infinity], "s": "NaN"}')).toEqual({
-      lambda_min_clipped: Number.NEGATIVE_INFINITY,
-      a: [Number.NaN, Number.POSITIVE_INFINITY],
-      s: "NaN",
-    });
   });
 });

@@ -1,51 +1,19 @@
 // The denoising pipeline, run inside a session thread: tokenize, encode the prompt, denoise step
 // by step with the UNet and a scheduler, decode with the VAE. The whole loop stays in the thread
 // (one progress message per step at most), so the main thread stays free for BullMQ.
-import type { MessagePort } from "node:worker_threads";
-import { AppError, type GenerateParams } from "@hybrid/protocol";
+import { AppError } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
-import { fromOrtTensor, toOrtTensor } from "../ort-tensor.ts";
-import { imageToNCHW, toUint8ChannelsLast } from "../postprocess.ts";
+import type { PipelineDir } from "../model-dir.ts";
 import { gaussianStream } from "../random.ts";
-import { type GraphIO, getSession, type SessionSettings } from "../session-cache.ts";
+import { fromOrtTensor, toOrtTensor } from "../sessions/ort-tensor.ts";
+import { type GraphIO, getSession, type SessionSettings } from "../sessions/session-cache.ts";
+import type { GenerateResult, GenerateTask, ProgressMessage } from "../sessions/thread-protocol.ts";
+import { vaeDecode, vaeEncode } from "../vae/ops.ts";
+import { imageToNCHW, toUint8ChannelsLast } from "../vae/postprocess.ts";
 import { ClipTokenizer } from "./clip-tokenizer.ts";
-import type { PipelineFiles } from "./pipeline-files.ts";
+import { TEXT_CONDITIONING } from "./conditioning.ts";
+import { latentPreview, latentShape, packPatches, unpackPatches } from "./latents.ts";
 import { createScheduler } from "./schedulers/index.ts";
-
-/** A generation as sent to a session thread. Plain data plus a port and a shared flag. */
-export interface GenerateTask {
-  op: "generate";
-  files: PipelineFiles;
-  params: GenerateParams;
-  /** The size to generate (the request's, or the init image's for image-to-image). */
-  width: number;
-  height: number;
-  /** Image-to-image: the init image as RGB bytes, already at `width` × `height`. */
-  init: { data: Uint8Array; width: number; height: number } | null;
-  /** Receives {@link ProgressMessage}s, one per step. */
-  progress: MessagePort | null;
-  /** Set to 1 by the main thread to cancel; checked before every step. */
-  cancel: Int32Array | null;
-}
-
-export interface ProgressMessage {
-  /** Set on the message after the last step: no report follows. */
-  done?: true;
-  step: number;
-  total: number;
-  /** RGB bytes at latent resolution (width/8 × height/8). */
-  preview?: { data: Uint8Array; width: number; height: number };
-}
-
-export interface GenerateResult {
-  kind: "pixels";
-  data: Uint8Array;
-  frames: 1;
-  width: number;
-  height: number;
-  /** The prompt was longer than the text encoder takes (77 tokens) and was cut. */
-  truncated: boolean;
-}
 
 const tokenizers = new Map<string, Promise<ClipTokenizer>>();
 function tokenizer(dir: string): Promise<ClipTokenizer> {
@@ -88,7 +56,7 @@ interface TextEmbeddings {
  * joins their hidden states along the feature axis, as SDXL does with its two encoders.
  */
 async function encodeText(
-  files: PipelineFiles,
+  files: PipelineDir,
   prompt: string,
   negative: string,
   guidance: boolean,
@@ -99,6 +67,7 @@ async function encodeText(
   let truncated = false;
   let sequence = 0;
   const batch = guidance ? 2 : 1;
+  const conditioning = TEXT_CONDITIONING[files.layout.name];
   for (let e = 0; e < files.textEncoders.length; e++) {
     const tok = await tokenizer(files.tokenizers[e]!);
     const cond = tok.encode(prompt);
@@ -106,13 +75,13 @@ async function encodeText(
     const ids = guidance ? [tok.encode(negative).ids, cond.ids] : [cond.ids];
     const { session, inputs, outputs } = await getSession(files.textEncoders[e]!, settings);
     const idsInput = find(inputs, "input_ids") ?? inputs[0]!;
-    // SDXL takes the penultimate layer when the export has it (hidden_states.N); else the last.
+    // The penultimate layer when the family takes it and the export has it (hidden_states.N).
     const layers = outputs.filter((o) => /^hidden_states\.\d+$/.test(o.name));
     const hiddenName =
-      files.variant === "sdxl" && layers.length >= 2
+      conditioning.hidden === "penultimate" && layers.length >= 2
         ? `hidden_states.${layers.length - 2}`
         : (find(outputs, "last_hidden_state") ?? outputs[0]!).name;
-    const wantPooled = files.variant === "sdxl" && e === files.textEncoders.length - 1;
+    const wantPooled = conditioning.pooled && e === files.textEncoders.length - 1;
     const pooledName = find(outputs, "text_embeds")?.name ?? find(outputs, "pooler_output")?.name;
     const names = [hiddenName, ...(wantPooled && pooledName ? [pooledName] : [])];
     const out = await session.run({ [idsInput.name]: idsTensor(ids, idsInput.type) }, names);
@@ -178,35 +147,15 @@ function repeatBatch(values: Float32Array, times: number): Float32Array {
   return out;
 }
 
-// SD's latent → RGB least-squares factors (the community's "latent preview"), good enough to
-// watch an image form; SDXL's latents are close enough for a preview.
-const PREVIEW = [
-  [0.298, 0.207, 0.208],
-  [0.187, 0.286, 0.173],
-  [-0.158, 0.189, 0.264],
-  [-0.184, -0.271, -0.473],
-];
-
-/** A cheap RGB preview of [1, 4, h, w] latents: a linear projection, no VAE. */
-export function latentPreview(latents: Float32Array, h: number, w: number): Uint8Array {
-  const plane = h * w;
-  const rgb = new Uint8Array(plane * 3);
-  for (let i = 0; i < plane; i++)
-    for (let c = 0; c < 3; c++) {
-      let v = 0;
-      for (let k = 0; k < 4; k++) v += latents[k * plane + i]! * PREVIEW[k]![c]!;
-      rgb[i * 3 + c] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
-    }
-  return rgb;
-}
-
 /** Runs one generation to RGB pixels. Throws AppError `canceled` when the cancel flag is set. */
 export async function generate(task: GenerateTask, settings: SessionSettings): Promise<GenerateResult> {
   const { files, params, width, height } = task;
-  const h = height / 8;
-  const w = width / 8;
+  const geometry = files.geometry;
+  const shape = latentShape(geometry, width, height);
+  const [, channels, h, w] = shape;
+  const scaling = { scale: geometry.scalingFactor, shift: geometry.shiftFactor ?? 0 };
   const lcm = files.timeCondProjDim !== null;
-  // Guidance as one UNet batch of 2 (negative, prompt) above 1; LCM embeds guidance instead.
+  // Guidance as one denoiser batch of 2 (negative, prompt) above 1; LCM embeds guidance instead.
   const cfg = !lcm && params.guidance_scale > 1;
   const batch = cfg ? 2 : 1;
   // Image-to-image with strength × steps < 1 denoises nothing (diffusers refuses it): the
@@ -218,27 +167,36 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   });
   const text = await encodeText(files, params.prompt, params.negative_prompt, cfg, settings);
   const noise = gaussianStream(params.seed);
-  const n = 4 * h * w;
+  const n = channels * h * w;
 
   let latents: Float32Array;
   if (task.init) {
     if (!files.vaeEncoder)
-      throw new AppError("unsupported_operation", `Model ${files.id} has no VAE encoder.`);
-    const clean = await encodeImage(files, task.init, settings);
+      throw new AppError("unsupported_operation", `Model ${task.model} has no VAE encoder.`);
+    const { init } = task;
+    // The mean of the encoder's distribution keeps image-to-image deterministic.
+    const encoded = await vaeEncode(
+      files.vaeEncoder,
+      imageToNCHW(init.data, init.width, init.height, 3),
+      [1, 3, init.height, init.width],
+      { scaling, sample: null },
+      settings,
+    );
+    const clean = encoded.data.subarray(0, n);
     latents = untouched ? clean : scheduler.addNoise(clean, noise(n), scheduler.beginIndex);
   } else {
     latents = noise(n);
     for (let i = 0; i < n; i++) latents[i]! *= scheduler.initNoiseSigma;
   }
 
-  const unet = await getSession(files.unet, settings);
-  const io = (name: string) => find(unet.inputs, name);
-  const sampleIo = io("sample") ?? unet.inputs[0]!;
+  const denoiser = await getSession(files.denoiser, settings);
+  const io = (name: string) => find(denoiser.inputs, name);
+  const sampleIo = io("sample") ?? denoiser.inputs[0]!;
   const timestepIo = io("timestep");
   const hiddenIo = io("encoder_hidden_states");
   if (!timestepIo || !hiddenIo)
-    throw new AppError("internal", `Model ${files.id}: the UNet lacks timestep or encoder_hidden_states.`);
-  const outName = (find(unet.outputs, "out_sample") ?? unet.outputs[0]!).name;
+    throw new AppError("internal", `Model ${task.model}: the UNet lacks timestep or encoder_hidden_states.`);
+  const outName = (find(denoiser.outputs, "out_sample") ?? denoiser.outputs[0]!).name;
   const fixed: Record<string, ort.Tensor> = {
     [hiddenIo.name]: toOrtTensor(text.hidden, text.shape, hiddenIo.type),
   };
@@ -246,7 +204,7 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   const timeIdsIo = io("time_ids");
   if (textEmbedsIo) {
     if (!text.pooled)
-      throw new AppError("internal", `Model ${files.id}: no pooled text embeddings for text_embeds.`);
+      throw new AppError("internal", `Model ${task.model}: no pooled text embeddings for text_embeds.`);
     fixed[textEmbedsIo.name] = toOrtTensor(text.pooled.data, [batch, text.pooled.dim], textEmbedsIo.type);
   }
   if (timeIdsIo) {
@@ -260,17 +218,20 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
     fixed[condIo.name] = toOrtTensor(repeatBatch(emb, batch), [batch, files.timeCondProjDim], condIo.type);
   }
 
+  // The scheduler works on [1, C, h, w]; the denoiser sees the batch in its own (packed) layout.
+  const patch = geometry.patchSize;
   const end = untouched ? scheduler.beginIndex : scheduler.timesteps.length;
   const total = end - scheduler.beginIndex;
   for (let i = scheduler.beginIndex; i < end; i++) {
     if (task.cancel && Atomics.load(task.cancel, 0) !== 0)
       throw new AppError("canceled", "The job was canceled.");
     const t = scheduler.timesteps[i]!;
-    const input = repeatBatch(scheduler.scaleModelInput(latents, i), batch);
-    const out = await unet.session.run(
+    const packed = packPatches(scheduler.scaleModelInput(latents, i), shape, patch);
+    const input = repeatBatch(packed.data, batch);
+    const out = await denoiser.session.run(
       {
         ...fixed,
-        [sampleIo.name]: toOrtTensor(input, [batch, 4, h, w], sampleIo.type),
+        [sampleIo.name]: toOrtTensor(input, [batch, ...packed.shape.slice(1)], sampleIo.type),
         [timestepIo.name]: timestepTensor(t, timestepIo),
       },
       [outName],
@@ -282,11 +243,12 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
       const g = params.guidance_scale;
       for (let k = 0; k < n; k++) eps[k] = pred[k]! + g * (pred[n + k]! - pred[k]!);
     }
-    latents = scheduler.step(eps, i, latents, noise);
+    latents = scheduler.step(unpackPatches(eps, shape, patch), i, latents, noise);
     if (task.progress) {
       const step = i - scheduler.beginIndex + 1;
       const msg: ProgressMessage = { step, total };
-      if (params.previews) msg.preview = { data: latentPreview(latents, h, w), width: w, height: h };
+      if (params.previews)
+        msg.preview = { data: latentPreview(latents, channels, h, w), width: w, height: h };
       task.progress.postMessage(msg);
     }
   }
@@ -295,38 +257,8 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   // The result goes back on another port, which may overtake this one: mark the last report.
   task.progress?.postMessage({ done: true, step: total, total } satisfies ProgressMessage);
 
-  const decoder = await getSession(files.vaeDecoder, settings);
-  const scaled = new Float32Array(n);
-  for (let k = 0; k < n; k++) scaled[k] = latents[k]! / files.scalingFactor + (files.shiftFactor ?? 0);
-  const dIn = decoder.inputs[0]!;
-  const dOut = decoder.outputs[0]!.name;
-  const image = await decoder.session.run({ [dIn.name]: toOrtTensor(scaled, [1, 4, h, w], dIn.type) }, [
-    dOut,
-  ]);
-  const decoded = fromOrtTensor(image[dOut] as ort.Tensor);
+  // A copy: the decode unscales in place, and `latents` may be the encoder's own output.
+  const decoded = await vaeDecode(files.vaeDecoder, latents.slice(0, n), shape, scaling, settings);
   const rgb = toUint8ChannelsLast(decoded.data, decoded.shape);
   return { kind: "pixels", data: rgb.data, frames: 1, width, height, truncated: text.truncated };
-}
-
-/** The VAE encoder's latent mean for an RGB image, scaled into the UNet's latent space. */
-async function encodeImage(
-  files: PipelineFiles,
-  init: NonNullable<GenerateTask["init"]>,
-  settings: SessionSettings,
-): Promise<Float32Array> {
-  const encoder = await getSession(files.vaeEncoder!, settings);
-  const eIn = encoder.inputs[0]!;
-  const eOut = encoder.outputs[0]!;
-  const pixels = imageToNCHW(init.data, init.width, init.height, 3);
-  const out = await encoder.session.run(
-    { [eIn.name]: toOrtTensor(pixels, [1, 3, init.height, init.width], eIn.type) },
-    [eOut.name],
-  );
-  const raw = fromOrtTensor(out[eOut.name] as ort.Tensor);
-  // latent_parameters holds mean then log-variance; the mean keeps image-to-image deterministic.
-  const n = 4 * (init.height / 8) * (init.width / 8);
-  const latents = raw.data.slice(0, n);
-  const shift = files.shiftFactor ?? 0;
-  for (let k = 0; k < n; k++) latents[k] = (latents[k]! - shift) * files.scalingFactor;
-  return latents;
 }

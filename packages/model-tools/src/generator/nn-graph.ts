@@ -1,5 +1,5 @@
-import { mulberry32 } from "../random.ts";
 import { DataType, type DataTypeCode, type Dim, OnnxGraphBuilder } from "./onnx-builder.ts";
+import { mulberry32 } from "./prng.ts";
 
 /**
  * TensorProto code 6. onnx-builder's DataType lists only the codes the VAE generator needed; the

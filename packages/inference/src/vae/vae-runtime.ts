@@ -4,18 +4,17 @@ import {
   type DecodeJob,
   type DType,
   type EncodeJob,
-  FAMILIES,
   type ModelInfo,
   planDecode,
   planEncodeTensor,
   type TensorLimits,
 } from "@hybrid/protocol";
-import sharp from "sharp";
+import { encodeImage } from "../image.ts";
+import { floorToMultiple, type RgbImage, readImage, requireMinSize, resizeRgb } from "../image-input.ts";
+import { detectModelDir, type ModelDir, type ModelSource } from "../model-dir.ts";
+import { SessionHost, type SessionHostOptions } from "../sessions/session-host.ts";
+import type { DecodeTask, EncodeTask, RunResult } from "../sessions/thread-protocol.ts";
 import { Batcher, type BatchOptions } from "./batcher.ts";
-import { decodeImage, encodeImage, ImageDecodeError } from "./image.ts";
-import { type ModelFiles, type ModelSource, resolveModelDir } from "./registry.ts";
-import { SessionHost, type SessionHostOptions } from "./session-host.ts";
-import type { DecodeTask, EncodeTask, RunResult } from "./vae-tasks.ts";
 import { encodeMp4 } from "./video.ts";
 
 export interface RuntimeOptions extends SessionHostOptions {
@@ -40,7 +39,7 @@ export interface VaeAnswer {
 
 interface Served {
   info: ModelInfo;
-  files: ModelFiles;
+  files: ModelDir;
 }
 
 /**
@@ -102,8 +101,8 @@ export class VaeRuntime {
     try {
       const served = new Map<string, Served>();
       for (const src of sources) {
-        const files = await resolveModelDir(src);
-        served.set(src.id, { files, info: await describeModel(host, files) });
+        const files = await detectModelDir(src.dir, src.family ? { family: src.family } : {});
+        served.set(src.id, { files, info: await describeModel(host, src.id, files) });
       }
       return new VaeRuntime(host, served, opts, shared === undefined);
     } catch (e) {
@@ -139,7 +138,7 @@ export class VaeRuntime {
     const result = await this.runTask(
       {
         op: "decode",
-        path: files.decoderPath,
+        path: files.vaeDecoder,
         input,
         shape: job.shape,
         dtype: job.dtype,
@@ -168,10 +167,10 @@ export class VaeRuntime {
   /** Encodes an image file or an image tensor into latents (PROTOCOL.md §2). */
   async encode(job: EncodeJob, input: Uint8Array): Promise<VaeAnswer> {
     const { info, files } = this.model(job.model);
-    if (!files.encoderPath) throw new AppError("unsupported_operation", `Model ${job.model} has no encoder.`);
+    if (!files.vaeEncoder) throw new AppError("unsupported_operation", `Model ${job.model} has no encoder.`);
     const common = {
       op: "encode" as const,
-      path: files.encoderPath,
+      path: files.vaeEncoder,
       scaling: job.scaling,
       sample: job.sample,
       seed: job.seed,
@@ -191,31 +190,12 @@ export class VaeRuntime {
   }
 
   /** Decodes an image file to RGB, sized down to multiples of the VAE's compression like diffusers' VaeImageProcessor. */
-  private async readImage(bytes: Uint8Array, multiple: number) {
-    let img: Awaited<ReturnType<typeof decodeImage>>;
-    try {
-      img = await decodeImage(bytes, { maxPixels: this.limits.maxOutputPixels });
-    } catch (e) {
-      if (!(e instanceof ImageDecodeError)) throw e;
-      if (e.reason === "too_large") {
-        throw new AppError(
-          "too_large",
-          `The image is over the limit of ${this.limits.maxOutputPixels} pixels.`,
-          { cause: e },
-        );
-      }
-      throw new AppError("invalid_image", `The image could not be decoded: ${e.message}`, { cause: e });
-    }
-    const width = img.width - (img.width % multiple);
-    const height = img.height - (img.height % multiple);
-    if (width === 0 || height === 0)
-      throw new AppError("invalid_image", `The image must be at least ${multiple}x${multiple} pixels.`);
-    if (width === img.width && height === img.height) return { data: img.data, width, height };
-    const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
-      .resize(width, height, { fit: "fill", kernel: "lanczos3" })
-      .raw()
-      .toBuffer();
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height };
+  private async readImage(bytes: Uint8Array, multiple: number): Promise<RgbImage> {
+    const img = await readImage(bytes, this.limits.maxOutputPixels);
+    const width = floorToMultiple(img.width, multiple);
+    const height = floorToMultiple(img.height, multiple);
+    requireMinSize(width, height, multiple);
+    return { data: await resizeRgb(img.data, img.width, img.height, width, height), width, height };
   }
 
   async close(): Promise<void> {
@@ -230,43 +210,39 @@ function tensorAnswer(r: RunResult): VaeAnswer {
 }
 
 /** Loads a model's sessions and reads its layout and dtype from their metadata. */
-async function describeModel(host: SessionHost, files: ModelFiles): Promise<ModelInfo> {
-  const decoder = await host.describe(files.decoderPath);
+async function describeModel(host: SessionHost, id: string, files: ModelDir): Promise<ModelInfo> {
+  const decoder = await host.describe(files.vaeDecoder);
   const input = decoder.inputs[0];
   if (!input || decoder.outputs.length === 0)
-    throw new AppError("internal", `Model ${files.id}: the decoder graph has no inputs or outputs.`);
+    throw new AppError("internal", `Model ${id}: the decoder graph has no inputs or outputs.`);
   const rank = input.shape.length;
   if (rank !== 4 && rank !== 5)
     throw new AppError(
       "internal",
-      `Model ${files.id}: decoder input ${input.name} has rank ${rank}; expected 4 or 5.`,
+      `Model ${id}: decoder input ${input.name} has rank ${rank}; expected 4 or 5.`,
     );
   if (input.type !== "float32" && input.type !== "float16") {
     throw new AppError(
       "internal",
-      `Model ${files.id}: decoder input ${input.name} is ${input.type}; expected float32 or float16.`,
+      `Model ${id}: decoder input ${input.name} is ${input.type}; expected float32 or float16.`,
     );
   }
-  if (files.encoderPath) await host.describe(files.encoderPath);
-  const defaults = FAMILIES[files.family];
+  if (files.vaeEncoder) await host.describe(files.vaeEncoder);
+  const g = files.geometry;
+  // The graph's own channel count when it declares one; the config's (or the family's) otherwise.
   const channelsDim = input.shape[1];
-  const latentChannels =
-    typeof channelsDim === "number" && channelsDim > 0
-      ? channelsDim
-      : (files.config.latent_channels ?? defaults.latentChannels);
+  const latentChannels = typeof channelsDim === "number" && channelsDim > 0 ? channelsDim : g.latentChannels;
   return {
-    id: files.id,
+    id,
     family: files.family,
     task: "vae",
-    operations: files.encoderPath ? ["decode", "encode"] : ["decode"],
+    operations: files.vaeEncoder ? ["decode", "encode"] : ["decode"],
     latent_channels: latentChannels,
     latent_rank: rank,
-    spatial_compression: files.config.spatial_compression_ratio ?? 8,
-    ...(rank === 5
-      ? { temporal_compression: files.config.temporal_compression_ratio ?? defaults.temporalCompression ?? 4 }
-      : {}),
-    scaling_factor: files.config.scaling_factor ?? defaults.scalingFactor,
-    shift_factor: files.config.shift_factor === undefined ? defaults.shiftFactor : files.config.shift_factor,
+    spatial_compression: g.spatialFactor,
+    ...(rank === 5 ? { temporal_compression: g.temporalFactor ?? 4 } : {}),
+    scaling_factor: g.scalingFactor,
+    shift_factor: g.shiftFactor,
     dtype: input.type,
   };
 }

@@ -1,9 +1,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { generateVaeModel } from "@hybrid/model-tools";
 import { type DecodeJob, type EncodeJob, encodeFromFloat32 } from "@hybrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateVaeModel } from "./generator/index.ts";
 import { VaeRuntime } from "./vae-runtime.ts";
 
 // Real sessions on generated models: a runtime that batches against one that does not, on the

@@ -6,38 +6,15 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { downloadFile, HubApiError, type ListFileEntry, listFiles } from "@huggingface/hub";
-import { AppError } from "@hybrid/protocol";
-
-const COMPONENT_DIRS = ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"];
-const COMPONENT_FILE = new RegExp(
-  `^(?:${COMPONENT_DIRS.join("|")})/(?:model\\.onnx|config\\.json|[^/\\\\]+\\.onnx_data|weights\\.pb)$`,
-);
-const TOKENIZER_FILE =
-  /^tokenizer(?:_2)?\/(?:vocab\.json|merges\.txt|tokenizer_config\.json|special_tokens_map\.json)$/;
+import { AppError, downloadRank, isLayoutFile, LAYOUT_DIRS, matchLayout } from "@hybrid/protocol";
 
 /**
- * True for a repository path that a pipeline directory in optimum's ONNX layout needs:
- * model_index.json, the scheduler config, the CLIP tokenizer files, and each component's
+ * True for a repository path that a model directory in optimum's ONNX layout needs:
+ * model_index.json, the scheduler config, the tokenizer files, and each component's
  * `model.onnx`, `config.json` and external weights (`*.onnx_data`, `weights.pb`). Everything else
  * (safetensors, .bin, fp16 variant folders, READMEs, images) is left on the Hub.
  */
-export function PIPELINE_FILES(path: string): boolean {
-  return (
-    path === "model_index.json" ||
-    path === "scheduler/scheduler_config.json" ||
-    TOKENIZER_FILE.test(path) ||
-    COMPONENT_FILE.test(path)
-  );
-}
-
-/** What resolvePipelineDir cannot do without; a listing that lacks one is not an ONNX export. */
-const REQUIRED = [
-  "scheduler/scheduler_config.json",
-  "tokenizer/vocab.json",
-  "text_encoder/model.onnx",
-  "unet/model.onnx",
-  "vae_decoder/model.onnx",
-];
+export const PIPELINE_FILES: (path: string) => boolean = isLayoutFile;
 
 /** Progress of one file of a pull; every count is in bytes. */
 export interface PullProgress {
@@ -145,12 +122,6 @@ function hubError(e: unknown, what: string): AppError {
     return new AppError(code, `${what}: ${e.message}${hint}`, { cause: e });
   }
   return new AppError("unavailable", `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-}
-
-/** The worker lists a directory once vae_decoder/model.onnx exists, so that graph comes last but for the index. */
-function order(path: string): number {
-  if (path === "model_index.json") return 2;
-  return path === "vae_decoder/model.onnx" ? 1 : 0;
 }
 
 interface Ctx {
@@ -301,8 +272,7 @@ function hubParams(opts: PullModelOptions) {
 /** Removes layout files (and `.part` leftovers) that this revision lacks, e.g. a stale text_encoder_2/. */
 async function prune(outDir: string, keep: Set<string>): Promise<string[]> {
   const removed: string[] = [];
-  const dirs = ["", "scheduler", "tokenizer", "tokenizer_2", ...COMPONENT_DIRS];
-  for (const dir of dirs) {
+  for (const dir of LAYOUT_DIRS) {
     const names = await readdir(join(outDir, dir)).catch(() => [] as string[]);
     for (const name of names) {
       const rel = dir ? `${dir}/${name}` : name;
@@ -322,7 +292,8 @@ async function prune(outDir: string, keep: Set<string>): Promise<string[]> {
  * goes to `<file>.part` and is renamed into place only once its size and the Hub's checksum (sha256
  * for LFS files, the git blob id otherwise) match; a mismatch deletes the `.part` and throws. Files
  * already in place with the right checksum are skipped, and an interrupted download is continued
- * from its `.part` by the next call. Files go one at a time, model_index.json last.
+ * from its `.part` by the next call. Files go one at a time in the layout's download order (the
+ * VAE decoder and model_index.json last, so a reader never takes a partial directory for a model).
  */
 export async function pullModel(opts: PullModelOptions): Promise<PullResult> {
   const where = `${opts.repo}@${opts.revision ?? "main"}`;
@@ -338,8 +309,9 @@ export async function pullModel(opts: PullModelOptions): Promise<PullResult> {
     throw hubError(e, `Cannot list ${where}`);
   }
   const have = new Set(wanted.map((e) => e.path));
-  const missing = REQUIRED.filter((p) => !have.has(p));
-  if (missing.length > 0) {
+  const match = matchLayout((p) => have.has(p));
+  if (match.kind !== "pipeline") {
+    const { missing } = match;
     const hint = ignored.some((p) => /\.(safetensors|bin)$/.test(p))
       ? " It holds PyTorch weights: pick a revision or repository with an optimum ONNX export (e.g. revision `onnx`)."
       : "";
@@ -348,7 +320,7 @@ export async function pullModel(opts: PullModelOptions): Promise<PullResult> {
       `${where} is not an optimum ONNX export of a diffusion pipeline: no ${missing.join(", ")}.${hint}`,
     );
   }
-  wanted.sort((a, b) => order(a.path) - order(b.path) || (a.path < b.path ? -1 : 1));
+  wanted.sort((a, b) => downloadRank(a.path) - downloadRank(b.path) || (a.path < b.path ? -1 : 1));
 
   const ctx: Ctx = {
     opts,

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { MODEL_INDEX, parsePythonJson } from "@hybrid/protocol";
 
 /**
  * Write-then-rename, so an interrupted run never leaves a truncated model.onnx that looks complete;
@@ -33,10 +34,7 @@ export async function generatedWith(
 ): Promise<boolean> {
   for (const f of files) if (!(await isFile(join(dir, f)))) return false;
   try {
-    const index = JSON.parse(await readFile(join(dir, "model_index.json"), "utf8")) as Record<
-      string,
-      unknown
-    >;
+    const index = parsePythonJson(await readFile(join(dir, MODEL_INDEX), "utf8")) as Record<string, unknown>;
     return JSON.stringify(index._hybrid_generator) === JSON.stringify(fingerprint);
   } catch {
     return false;

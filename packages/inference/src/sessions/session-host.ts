@@ -1,7 +1,13 @@
 import { Piscina } from "piscina";
-import type { GenerateResult, GenerateTask } from "./diffusion/pipeline.ts";
 import type { SessionSettings } from "./session-cache.ts";
-import type { BatchTask, DescribeResult, RunResult, ThreadTask } from "./vae-tasks.ts";
+import type {
+  BatchTask,
+  DescribeResult,
+  GenerateResult,
+  GenerateTask,
+  RunResult,
+  ThreadTask,
+} from "./thread-protocol.ts";
 
 export interface SessionHostOptions extends SessionSettings {
   /** Session threads; each holds its own copy of every session it has run. @defaultValue 1 */
@@ -11,7 +17,7 @@ export interface SessionHostOptions extends SessionSettings {
 // Running from TypeScript sources (tests, `pnpm start`), threads need the same loader and
 // resolution condition as the main thread; built code runs the .js file as is.
 const fromSource = import.meta.url.endsWith(".ts");
-const threadFile = new URL(fromSource ? "./vae-thread.ts" : "./vae-thread.js", import.meta.url).href;
+const threadFile = new URL(fromSource ? "./session-thread.ts" : "./session-thread.js", import.meta.url).href;
 
 /**
  * The worker threads that own the ONNX sessions. `session.run` blocks its thread for the whole

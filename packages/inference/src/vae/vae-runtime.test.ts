@@ -2,9 +2,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { generateVaeModel } from "@hybrid/model-tools";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateVaeModel } from "./generator/index.ts";
 import { VaeRuntime } from "./vae-runtime.ts";
 
 let dir: string;

@@ -1,8 +1,7 @@
 import { rm } from "node:fs/promises";
-import { join } from "node:path";
-import type { Family } from "@hybrid/protocol";
+import { dirname, join } from "node:path";
+import { COMPONENTS, type Family, MODEL_INDEX } from "@hybrid/protocol";
 import { generatedWith, json, writeAtomic } from "./files.ts";
-import { generateDefaultPipelines } from "./pipelines.ts";
 import { buildDecoder, buildEncoder, FAMILY_SPECS, vaeConfig } from "./vae-models.ts";
 
 export interface GenerateVaeOptions {
@@ -75,17 +74,18 @@ export async function generateVaeModel(opts: GenerateVaeOptions): Promise<void> 
   const spec = FAMILY_SPECS[r.family];
   const config = json(vaeConfig(r.family, r.arch));
 
-  await writeAtomic(join(opts.outDir, "vae_decoder", "model.onnx"), buildDecoder(r));
-  await writeAtomic(join(opts.outDir, "vae_decoder", "config.json"), config);
+  const { vae_decoder: decoder, vae_encoder: encoder } = COMPONENTS;
+  await writeAtomic(join(opts.outDir, decoder.graph), buildDecoder(r));
+  await writeAtomic(join(opts.outDir, decoder.config), config);
   if (r.withEncoder) {
-    await writeAtomic(join(opts.outDir, "vae_encoder", "model.onnx"), buildEncoder(r));
-    await writeAtomic(join(opts.outDir, "vae_encoder", "config.json"), config);
+    await writeAtomic(join(opts.outDir, encoder.graph), buildEncoder(r));
+    await writeAtomic(join(opts.outDir, encoder.config), config);
   } else {
     // A leftover encoder from an earlier run would make readers think this model can encode.
-    await rm(join(opts.outDir, "vae_encoder"), { recursive: true, force: true });
+    await rm(dirname(join(opts.outDir, encoder.graph)), { recursive: true, force: true });
   }
   await writeAtomic(
-    join(opts.outDir, "model_index.json"),
+    join(opts.outDir, MODEL_INDEX),
     json({
       _class_name: spec.pipelineClass,
       _diffusers_version: "0.32.0",
@@ -106,22 +106,21 @@ export const DEFAULT_MODELS: ReadonlyArray<{ id: string } & Omit<GenerateVaeOpti
 
 /** True when `dir` holds every file these options produce and was generated with the same options. */
 async function isUpToDate(dir: string, r: Resolved): Promise<boolean> {
-  const files = ["vae_decoder/model.onnx", "vae_decoder/config.json"];
-  if (r.withEncoder) files.push("vae_encoder/model.onnx", "vae_encoder/config.json");
+  const { vae_decoder: decoder, vae_encoder: encoder } = COMPONENTS;
+  const files = [decoder.graph, decoder.config];
+  if (r.withEncoder) files.push(encoder.graph, encoder.config);
   return generatedWith(dir, files, fingerprint(r));
 }
 
 /**
- * Writes `<root>/<id>` for each of DEFAULT_MODELS (VAEs) and DEFAULT_PIPELINES (small diffusion
- * pipelines) and returns the ids. A model already generated with the same settings is left alone
- * unless `force` is set.
+ * Writes `<root>/<id>` for each of DEFAULT_MODELS and returns the ids. A model already generated
+ * with the same settings is left alone unless `force` is set.
  */
-export async function generateDefaultModels(root: string, opts: { force?: boolean } = {}): Promise<string[]> {
+export async function generateDefaultVaes(root: string, opts: { force?: boolean } = {}): Promise<string[]> {
   for (const { id, ...options } of DEFAULT_MODELS) {
     const outDir = join(root, id);
     if (!opts.force && (await isUpToDate(outDir, resolve({ ...options, outDir })))) continue;
     await generateVaeModel({ ...options, outDir });
   }
-  const pipelines = await generateDefaultPipelines(root, opts);
-  return [...DEFAULT_MODELS.map((m) => m.id), ...pipelines];
+  return DEFAULT_MODELS.map((m) => m.id);
 }

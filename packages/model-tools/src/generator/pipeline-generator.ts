@@ -1,6 +1,14 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Family } from "@hybrid/protocol";
+import {
+  COMPONENTS,
+  type ComponentName,
+  type Family,
+  MODEL_INDEX,
+  SCHEDULER_CONFIG,
+  type TokenizerName,
+  tokenizerMarker,
+} from "@hybrid/protocol";
 import { generatedWith, json, writeAtomic } from "./files.ts";
 import type { FloatIo } from "./nn-graph.ts";
 import {
@@ -53,8 +61,8 @@ const DIFFUSERS_VERSION = "0.32.0";
 type Resolved = Required<Omit<GeneratePipelineOptions, "outDir">>;
 
 interface TextComponent {
-  dir: "text_encoder" | "text_encoder_2";
-  tokenizerDir: "tokenizer" | "tokenizer_2";
+  dir: ComponentName;
+  tokenizerDir: TokenizerName;
   spec: TextEncoderSpec;
   padToken: string;
 }
@@ -222,18 +230,18 @@ function pipelineFiles(r: Resolved): Map<string, Uint8Array | string> {
     for (const [name, text] of Object.entries(tokenizerFiles(t.padToken)))
       files.set(`${t.tokenizerDir}/${name}`, text);
     const padId = vocab.tokens.indexOf(t.padToken);
-    files.set(`${t.dir}/model.onnx`, buildTextEncoder(t.spec, { idsDtype: r.idsDtype, seed: r.seed }));
-    files.set(`${t.dir}/config.json`, json(textEncoderConfig(t.spec, padId)));
+    files.set(COMPONENTS[t.dir].graph, buildTextEncoder(t.spec, { idsDtype: r.idsDtype, seed: r.seed }));
+    files.set(COMPONENTS[t.dir].config, json(textEncoderConfig(t.spec, padId)));
   }
-  files.set("unet/model.onnx", buildUnet(k.unet, r));
-  files.set("unet/config.json", json(unetConfig(k.unet, r.arch)));
+  files.set(COMPONENTS.unet.graph, buildUnet(k.unet, r));
+  files.set(COMPONENTS.unet.config, json(unetConfig(k.unet, r.arch)));
   const vae = { family: k.family, arch: "tiny" as const, ioDtype: r.ioDtype, seed: r.seed };
   const vaeJson = json(vaeConfig(k.family, "tiny"));
-  files.set("vae_decoder/model.onnx", buildDecoder(vae));
-  files.set("vae_decoder/config.json", vaeJson);
-  files.set("vae_encoder/model.onnx", buildEncoder({ ...vae, encoderOutput: k.encoderOutput }));
-  files.set("vae_encoder/config.json", vaeJson);
-  files.set("scheduler/scheduler_config.json", json(k.scheduler));
+  files.set(COMPONENTS.vae_decoder.graph, buildDecoder(vae));
+  files.set(COMPONENTS.vae_decoder.config, vaeJson);
+  files.set(COMPONENTS.vae_encoder.graph, buildEncoder({ ...vae, encoderOutput: k.encoderOutput }));
+  files.set(COMPONENTS.vae_encoder.config, vaeJson);
+  files.set(SCHEDULER_CONFIG, json(k.scheduler));
   return files;
 }
 
@@ -261,7 +269,7 @@ function modelIndex(r: Resolved): Record<string, unknown> {
 }
 
 /** Component folders some kind writes; the ones this kind lacks are removed so stale ones cannot mislead readers. */
-const ALL_TEXT_DIRS = ["text_encoder_2", "tokenizer_2"];
+const ALL_TEXT_DIRS: ReadonlyArray<ComponentName | TokenizerName> = ["text_encoder_2", "tokenizer_2"];
 
 /**
  * Writes a small random-weight Stable Diffusion-family pipeline in the layout `optimum-cli export
@@ -273,14 +281,14 @@ const ALL_TEXT_DIRS = ["text_encoder_2", "tokenizer_2"];
 export async function generatePipelineModel(opts: GeneratePipelineOptions): Promise<void> {
   const r = resolve(opts);
   const files = pipelineFiles(r);
-  await rm(join(opts.outDir, "model_index.json"), { force: true });
+  await rm(join(opts.outDir, MODEL_INDEX), { force: true });
   for (const dir of ALL_TEXT_DIRS) {
     if (![...files.keys()].some((f) => f.startsWith(`${dir}/`))) {
       await rm(join(opts.outDir, dir), { recursive: true, force: true });
     }
   }
   for (const [path, data] of files) await writeAtomic(join(opts.outDir, path), data);
-  await writeAtomic(join(opts.outDir, "model_index.json"), json(modelIndex(r)));
+  await writeAtomic(join(opts.outDir, MODEL_INDEX), json(modelIndex(r)));
 }
 
 /** The pipelines `pnpm start` serves and tests use. */
@@ -293,8 +301,8 @@ export const DEFAULT_PIPELINES: ReadonlyArray<{ id: string } & Omit<GeneratePipe
 /** True when `dir` holds every file these options produce and was generated with the same options. */
 async function isUpToDate(dir: string, r: Resolved): Promise<boolean> {
   const k = KINDS[r.kind];
-  const expected = ["unet/model.onnx", "vae_decoder/model.onnx", "vae_encoder/model.onnx"];
-  for (const t of k.text) expected.push(`${t.dir}/model.onnx`, `${t.tokenizerDir}/vocab.json`);
+  const expected = [COMPONENTS.unet.graph, COMPONENTS.vae_decoder.graph, COMPONENTS.vae_encoder.graph];
+  for (const t of k.text) expected.push(COMPONENTS[t.dir].graph, tokenizerMarker(t.tokenizerDir, "clip"));
   return generatedWith(dir, expected, fingerprint(r));
 }
 

@@ -5,13 +5,27 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { float16ToFloat32, float32ToFloat16 } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gaussian } from "../random.ts";
-import { DEFAULT_PIPELINES, generateDefaultPipelines, generatePipelineModel } from "./pipelines.ts";
+import { DEFAULT_PIPELINES, generateDefaultPipelines, generatePipelineModel } from "./pipeline-generator.ts";
+import { mulberry32 } from "./prng.ts";
 import { buildTextEncoder, CLIP_TEXT_TINY } from "./text-encoder-models.ts";
 import { clipVocabulary } from "./tokenizer-files.ts";
 import { buildUnet, type TimestepDtype, type TimestepShape } from "./unet-models.ts";
 
 let root: string;
+/** `n` standard normal samples (Box–Muller) from a seeded stream: inputs for the graphs. */
+function gaussian(n: number, seed: number): Float32Array {
+  const rand = mulberry32(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = 1 - rand();
+    const v = rand();
+    const r = Math.sqrt(-2 * Math.log(u));
+    out[i] = r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
 const sessions: ort.InferenceSession[] = [];
 
 async function open(model: string | Uint8Array): Promise<ort.InferenceSession> {
@@ -672,7 +686,7 @@ describe("tokenizer files", () => {
     ]);
     // A word outside the corpus still tokenizes, into pieces that are all in the vocabulary.
     const rare = tokenizer.encode("zyxwv quokka!");
-    expect(rare.ids.every((id) => id >= 0 && id < vocab.tokens.length)).toBe(true);
+    expect(rare.ids.every((id: number) => id >= 0 && id < vocab.tokens.length)).toBe(true);
     expect(rare.ids.length).toBeGreaterThan(4);
   });
 });

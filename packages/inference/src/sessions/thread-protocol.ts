@@ -1,8 +1,12 @@
-import type { DecodeOutput, InputDType, Scaling } from "@hybrid/protocol";
-import type { GenerateTask } from "./diffusion/pipeline.ts";
+import type { MessagePort } from "node:worker_threads";
+import type { DecodeOutput, GenerateParams, InputDType, Scaling } from "@hybrid/protocol";
+import type { PipelineDir } from "../model-dir.ts";
 import type { GraphIO } from "./session-cache.ts";
 
-/** Messages between the runtimes (main thread) and a session thread. Plain data: they are structured-cloned. */
+// The protocol between the runtimes (main thread) and a session thread: every task kind a
+// thread runs and what it answers. Plain data: messages are structured-cloned.
+
+/** A task for a session thread. */
 export type ThreadTask = DescribeTask | DecodeTask | EncodeTask | GenerateTask | BatchTask;
 
 /**
@@ -59,3 +63,40 @@ export type RunResult = { modelMs: number } & (
       dtype: "float32" | "float16" | "bfloat16" | "uint8";
     }
 );
+
+/** A generation as sent to a session thread. Plain data plus a port and a shared flag. */
+export interface GenerateTask {
+  op: "generate";
+  /** The model id, for messages. */
+  model: string;
+  files: PipelineDir;
+  params: GenerateParams;
+  /** The size to generate (the request's, or the init image's for image-to-image). */
+  width: number;
+  height: number;
+  /** Image-to-image: the init image as RGB bytes, already at `width` × `height`. */
+  init: { data: Uint8Array; width: number; height: number } | null;
+  /** Receives {@link ProgressMessage}s, one per step. */
+  progress: MessagePort | null;
+  /** Set to 1 by the main thread to cancel; checked before every step. */
+  cancel: Int32Array | null;
+}
+
+export interface ProgressMessage {
+  /** Set on the message after the last step: no report follows. */
+  done?: true;
+  step: number;
+  total: number;
+  /** RGB bytes at latent resolution (the image's size over the VAE's spatial factor). */
+  preview?: { data: Uint8Array; width: number; height: number };
+}
+
+export interface GenerateResult {
+  kind: "pixels";
+  data: Uint8Array;
+  frames: 1;
+  width: number;
+  height: number;
+  /** The prompt was longer than the text encoder takes (77 tokens) and was cut. */
+  truncated: boolean;
+}

@@ -3,8 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_MODELS, generateDefaultModels, generateVaeModel } from "./index.ts";
-import { DEFAULT_PIPELINES } from "./pipelines.ts";
+import { generateDefaultModels } from "./default-models.ts";
+import { DEFAULT_PIPELINES } from "./pipeline-generator.ts";
+import { DEFAULT_MODELS, generateVaeModel } from "./vae-generator.ts";
 
 let root: string;
 const sessions: ort.InferenceSession[] = [];

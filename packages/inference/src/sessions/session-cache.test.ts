@@ -1,8 +1,8 @@
 import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { generateVaeModel } from "@hybrid/model-tools";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateVaeModel } from "./generator/index.ts";
 import { getSession, releaseSessions } from "./session-cache.ts";
 
 let dir: string;

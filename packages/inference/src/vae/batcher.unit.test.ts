@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { Batcher, type BatchSlots } from "./batcher.ts";
 
 /**
@@ -39,7 +39,12 @@ const batcherOn = (threads: Threads, maxBatchSize: number, windowMs: number) =>
     (t) => threads.run([t]).then((r) => r[0]!),
     (ts) => threads.run(ts),
   );
-const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+/** Lets the promise callbacks of ended runs settle. */
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe("Batcher scheduling", () => {
   it("window 0: runs at once on a free thread; what arrives meanwhile runs together next", async () => {
@@ -57,19 +62,24 @@ describe("Batcher scheduling", () => {
   });
 
   it("waits up to the window for more while a thread is free, and not once the batch is full", async () => {
+    // The window is measured with performance.now() and kept with setTimeout: both faked, so the
+    // test steps through it exactly, however loaded the machine.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
     const threads = new Threads(1);
     const b = batcherOn(threads, 3, 60);
     void b.submit("k", "a", 1);
     void b.submit("k", "b", 1);
-    await tick(10);
+    await vi.advanceTimersByTimeAsync(59);
     expect(threads.runs).toHaveLength(0);
+    // The batch is full: it leaves at once, before its window ends.
     void b.submit("k", "c", 1);
     expect(threads.runs.map((r) => r.tasks)).toEqual([["a", "b", "c"]]);
     threads.runs[0]!.end();
     void b.submit("k", "d", 1);
-    await tick(20);
+    await vi.advanceTimersByTimeAsync(59);
     expect(threads.runs).toHaveLength(1);
-    await tick(80);
+    // Alone at the end of its window, it goes.
+    await vi.advanceTimersByTimeAsync(1);
     expect(threads.runs.map((r) => r.tasks)).toEqual([["a", "b", "c"], ["d"]]);
     b.close();
   });

@@ -1,0 +1,22 @@
+export { generateDefaultModels } from "./generator/default-models.ts";
+export {
+  DEFAULT_PIPELINES,
+  type GeneratePipelineOptions,
+  generateDefaultPipelines,
+  generatePipelineModel,
+  type PipelineKind,
+} from "./generator/pipeline-generator.ts";
+export {
+  DEFAULT_MODELS,
+  type GenerateVaeOptions,
+  generateDefaultVaes,
+  generateVaeModel,
+} from "./generator/vae-generator.ts";
+export {
+  defaultModelId,
+  PIPELINE_FILES,
+  type PullModelOptions,
+  type PullProgress,
+  type PullResult,
+  pullModel,
+} from "./hub-pull.ts";
