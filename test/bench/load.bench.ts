@@ -15,6 +15,7 @@
 // Options: --requests N (6000, per tree, split over the rounds), --clients C (200), --rounds R
 // (1 alone, 4 with --against), --warmup W (requests per tree before measuring, 400),
 // --log-level (warn, both processes).
+import { execFileSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -172,8 +173,8 @@ function summarize(rounds: Round[]): Summary {
   };
 }
 
-const gitHead = async (root: string) => {
-  const { execFileSync } = await import("node:child_process");
+/** The checkout's commit, for the report. */
+const gitHead = (root: string) => {
   try {
     return execFileSync("git", ["-C", root, "log", "-1", "--format=%h %s"], { encoding: "utf8" })
       .trim()
@@ -198,7 +199,7 @@ console.log(
   "Each stack: its own redis-server, one API, one worker (default settings). The machine may be shared: " +
     "the load average above and the alternating rounds say how much noise to expect.",
 );
-for (const t of trees) console.log(`  ${t.name}: ${t.root} (${await gitHead(t.root)})`);
+for (const t of trees) console.log(`  ${t.name}: ${t.root} (${gitHead(t.root)})`);
 
 const sides: Side[] = [];
 try {
