@@ -13,6 +13,7 @@
 // burst), --settle S (6: longer than the 5 s a left-behind Completions.stored() poll ran),
 // --burst B (20), --tree <checkout> (count another checkout of this repository instead, e.g. the
 // Foundation commit b57d47f; kinds it does not serve are reported as such).
+import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -21,7 +22,14 @@ import { encodeFromFloat32 } from "@hybrid/protocol";
 import sharp from "sharp";
 import { repoRoot } from "../../scripts/lib.ts";
 import { pythonQuery } from "../e2e/diffusers-client.ts";
-import { type CommandCount, type Fence, lessBackground, RedisMonitor } from "../e2e/redis-monitor.ts";
+import {
+  type CommandCount,
+  countCommands,
+  type Fence,
+  lessBackground,
+  type MonitoredCommand,
+  RedisMonitor,
+} from "../e2e/redis-monitor.ts";
 import { TEST_MODELS_DIR } from "../e2e/stack.ts";
 import { fmt, sleep } from "./bench-utils.ts";
 import { startTreeStack } from "./tree-stack.ts";
@@ -160,6 +168,23 @@ const breakdown = (c: CommandCount, n: number, min = 0.25) =>
     .map(([name, v]) => `${name} ${fmt(v)}`)
     .join(", ");
 
+/**
+ * The pid owning each client connection to the Redis on `port` (`ip:port` as MONITOR names the
+ * client), from `ss`; empty where `ss` is missing. The stack's connections stay open, so a
+ * snapshot taken after a window names the clients that sent its commands.
+ */
+function clientPids(port: number): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    const rows = execFileSync("ss", ["-tnpH", "dst", `127.0.0.1:${port}`], { encoding: "utf8" });
+    for (const row of rows.split("\n")) {
+      const m = /(\S+:\d+)\s+\S+:\d+\s+users:\(\("[^"]*",pid=(\d+)/.exec(row);
+      if (m) out.set(m[1]!, Number(m[2]));
+    }
+  } catch {}
+  return out;
+}
+
 const monitor = await RedisMonitor.open(stack.redisUrl);
 try {
   console.log(`redis commands bench: ${stack.name} = ${root}, its own redis-server (${stack.redisUrl})`);
@@ -176,28 +201,48 @@ try {
   await sleep(SETTLE_MS);
   const idleFrom = await monitor.fence();
   await sleep(IDLE_MS);
-  const idle = monitor.count(idleFrom, await monitor.fence());
+  const idleTo = await monitor.fence();
+  const idle = monitor.count(idleFrom, idleTo);
   console.log(
     `\nidle: ${idle.total} commands in ${fmt(idle.ms / 1000)} s (${fmt((idle.total * 1000) / idle.ms)}/s): ${breakdown(idle, 1, 1)}`,
   );
 
   console.log(`\n${"kind".padEnd(50)} ${"commands/request".padStart(16)}  (raw window, background)`);
   let decodeCount: CommandCount | undefined;
+  let decodeWindow: [Fence, Fence] | undefined;
   for (const k of served) {
     polls = 0;
     const from: Fence = await monitor.fence();
     let bad = 0;
     for (let i = 0; i < K; i++) if ((await k.run()) !== 200) bad++;
     await sleep(SETTLE_MS);
-    const raw = monitor.count(from, await monitor.fence());
+    const to = await monitor.fence();
+    const raw = monitor.count(from, to);
     const net = lessBackground(raw, idle);
-    if (k === kinds[0]) decodeCount = net;
+    if (k === kinds[0]) {
+      decodeCount = net;
+      decodeWindow = [from, to];
+    }
     console.log(
       `${k.name.padEnd(50)} ${fmt(perRequest(net, K)).padStart(16)}  (${raw.total} in ${fmt(raw.ms / 1000)} s, ` +
         `${fmt(raw.total - net.total, 0)})${polls ? `, ${fmt(polls / K)} polls/request` : ""}${bad ? `, ${bad} not 200` : ""}`,
     );
   }
-  if (decodeCount) console.log(`\nsync decode, per request by command: ${breakdown(decodeCount, K)}`);
+  if (decodeCount && decodeWindow) {
+    console.log(`\nsync decode, per request by command: ${breakdown(decodeCount, K)}`);
+    const pids = clientPids(Number(new URL(stack.redisUrl).port));
+    const procs = [
+      ["API", stack.api.pid],
+      ["worker", stack.worker.pid],
+    ] as const;
+    const of = (cmds: MonitoredCommand[], pid: number | undefined) =>
+      cmds.filter((c) => c.source !== "lua" && pids.get(c.source) === pid);
+    for (const [name, pid] of procs) {
+      const window = countCommands(of(monitor.commands(...decodeWindow), pid), decodeCount.ms);
+      const net = lessBackground(window, countCommands(of(monitor.commands(idleFrom, idleTo), pid), idle.ms));
+      console.log(`  sent by the ${name}: ${fmt(net.total / K)} per request: ${breakdown(net, K)}`);
+    }
+  }
 
   // A burst answered, then nothing should go on: the next seconds must look like the idle window.
   const burstAt = await monitor.fence();
