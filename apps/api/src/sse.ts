@@ -1,4 +1,4 @@
-import { isTerminal, type JobEventName } from "@hybrid/protocol";
+import { isTerminal, type JobEventName, type JobObject } from "@hybrid/protocol";
 import type { JobEvent, JobEventHub, JobMeta, JobStore } from "@hybrid/queue";
 import type { Request, Response } from "express";
 
@@ -12,6 +12,15 @@ export function compareSeq(a: string, b: string): number {
 }
 
 const SEQ = /^\d{1,20}-\d{1,20}$/;
+
+/**
+ * The id of the one event a stream makes up for a job that logged none (a plain sync job): it
+ * sorts before every real event, so a reconnect with it as Last-Event-ID misses nothing.
+ */
+const SNAPSHOT_SEQ = "0-1";
+
+/** The event a job's status stands for, as the worker would have logged it. */
+const eventOf = (job: JobObject): JobEventName => (job.status === "running" ? "started" : job.status);
 
 export interface SseOptions {
   /** ms between keep-alive comments (proxies close silent connections). */
@@ -85,13 +94,21 @@ export async function streamJobEvents(
       for (const e of log) send(e);
       return;
     }
-    await deps.jobs.publish(meta, job.status as JobEventName, job);
+    await deps.jobs.publish({ ...meta, logged: true }, job.status as JobEventName, job);
   }
   req.on("close", end);
   opts.stopping?.addEventListener("abort", end);
 
+  // A job nobody followed logs nothing: from now on it does, and the stream starts with the job
+  // as it is (its end comes live, or is this snapshot).
+  if (!meta.logged) await deps.jobs.follow(meta);
   // The whole log: events up to Last-Event-ID are skipped by send(), but a terminal one ends the stream.
-  for (const e of await deps.jobs.events(meta.id)) send(e);
+  const log = await deps.jobs.events(meta.id);
+  for (const e of log) send(e);
+  if (!meta.logged && log.length === 0) {
+    const now = await deps.jobs.describe(meta.id);
+    if (now) send({ seq: SNAPSHOT_SEQ, event: eventOf(now), job: now });
+  }
   live = true;
   for (const e of early) send(e);
   early.length = 0;

@@ -6,7 +6,6 @@ import type { ModelInfo } from "@hybrid/protocol";
 import {
   bullConnection,
   bullPrefix,
-  CompletionPublisher,
   cancelChannel,
   catalogSettingsOf,
   createLogger,
@@ -16,6 +15,7 @@ import {
   limitsOf,
   PayloadStore,
   Queues,
+  ReplySender,
   WorkerDirectory,
 } from "@hybrid/queue";
 import { type Job, Worker } from "bullmq";
@@ -91,7 +91,7 @@ const process_ = createProcessor(
   store,
   jobs,
   log,
-  { metrics, completions: new CompletionPublisher(redis, env.QUEUE_PREFIX, store) },
+  { metrics, replies: new ReplySender(redis, env.QUEUE_PREFIX, store) },
 );
 
 // Jobs in flight and their lock tokens, to hand them back if a shutdown outlasts its grace.

@@ -7,7 +7,7 @@ import {
   type JobResult,
   serializeJobError,
 } from "@hybrid/protocol";
-import type { CompletionPublisher, JobMeta, JobStore, PayloadStore } from "@hybrid/queue";
+import type { JobMeta, JobStore, PayloadStore, ReplySender } from "@hybrid/queue";
 import { type Job, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
 import type { JobTimingSink } from "./metrics.ts";
@@ -22,16 +22,18 @@ export interface Runtimes {
   maxImagePixels: number;
 }
 
+/** What a run answers: the bytes and the typed fields that describe them. */
 interface Answer extends VaeAnswer {
-  headers?: Record<string, string>;
+  seed?: number;
+  promptTruncated?: true;
   warnings?: string[];
 }
 
 export interface ProcessorOptions {
   /** Gets the read/run/write times of each job that succeeds. */
   metrics?: JobTimingSink;
-  /** Sends each answer straight to the API waiting for it (else it is only stored). */
-  completions?: CompletionPublisher;
+  /** Sends each outcome straight to the API waiting for it (else answers are only stored). */
+  replies?: ReplySender;
 }
 
 /**
@@ -45,7 +47,7 @@ export function createProcessor(
   store: PayloadStore,
   jobs: JobStore,
   log: Logger,
-  { metrics, completions }: ProcessorOptions = {},
+  { metrics, replies }: ProcessorOptions = {},
 ) {
   return async (job: Job, _token?: string, signal?: AbortSignal): Promise<JobResult> => {
     const jlog = log.child({
@@ -58,6 +60,7 @@ export function createProcessor(
     // job.timestamp is the API's clock at enqueueing: ms precision, and clock skew across machines.
     const queueMs = Math.max(0, Date.now() - job.timestamp);
     let events: EventReporter | undefined;
+    let reply: JobData["reply"];
     try {
       const parsed = JobData.safeParse(job.data);
       if (!parsed.success)
@@ -65,6 +68,7 @@ export function createProcessor(
           details: parsed.error.issues,
         });
       const data = parsed.data;
+      reply = data.reply;
       // The record (cancel flag, `started` event) and the input are read side by side.
       const [meta, input] = await Promise.all([
         job.id ? jobs.meta(job.id) : null,
@@ -100,14 +104,14 @@ export function createProcessor(
         bytes: answer.bytes.byteLength,
         ...(answer.shape ? { shape: answer.shape } : {}),
         ...(answer.dtype ? { dtype: answer.dtype } : {}),
-        ...(answer.headers ? { headers: answer.headers } : {}),
+        ...(answer.seed !== undefined ? { seed: answer.seed } : {}),
+        ...(answer.promptTruncated ? { promptTruncated: true as const } : {}),
         ...(answer.warnings ? { warnings: answer.warnings } : {}),
         timings: rounded(timings),
       };
-      // Sent straight to the API waiting for it, or stored (first stored, then sent, when it
-      // must stay fetchable).
+      // Sent straight to the API waiting for it, or stored (see reply-channel.ts for who stores).
       let delivered = out;
-      if (completions) delivered = await completions.deliver(job.id ?? "", data.reply, out, answer.bytes);
+      if (replies) delivered = await replies.deliver(job.id ?? "", data.reply, out, answer.bytes);
       else await store.putAt(out.result, answer.bytes);
       const done = performance.now();
       timings.writeMs = done - ran;
@@ -129,15 +133,21 @@ export function createProcessor(
     } catch (e) {
       // The run's events precede its end, failed or not.
       await events?.flush();
-      if (isAppError(e) && e.status < 500) {
+      const rejected = isAppError(e) && e.status < 500;
+      const err = rejected
+        ? new UnrecoverableError(serializeJobError(e))
+        : new Error(
+            serializeJobError(
+              isAppError(e) ? e : new AppError("internal", "The worker failed to run the job."),
+            ),
+            { cause: e },
+          );
+      if (rejected)
         jlog.info({ code: e.code, err: e.message }, e.code === "canceled" ? "job canceled" : "job rejected");
-        throw new UnrecoverableError(serializeJobError(e));
-      }
-      jlog.error({ err: e }, "job failed");
-      const err = new Error(
-        serializeJobError(isAppError(e) ? e : new AppError("internal", "The worker failed to run the job.")),
-      );
-      err.cause = e;
+      else jlog.error({ err: e }, "job failed");
+      // A failure that ends the job goes to the waiting API too; one that BullMQ retries does not.
+      if (rejected || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
+        await replies?.fail(job.id ?? "", reply, err.message);
       throw err;
     }
   };
@@ -171,6 +181,8 @@ class EventReporter {
   }
 
   started(): void {
+    // Only a logged job has readers for it (see JobMeta.logged).
+    if (!this.meta?.logged) return;
     this.enqueue(async (meta) => {
       const object = await this.jobs.build(meta, this.job, "active");
       if (object) await this.jobs.publish(meta, "started", object);
@@ -205,16 +217,11 @@ async function generate(
     onProgress: (p) => events.progress(p),
     ...(signal ? { signal } : {}),
   });
-  const headers: Record<string, string> = { "x-seed": String(data.params.seed) };
-  const warnings: string[] = [];
+  const answer: Answer = { bytes: out.bytes, contentType: out.contentType, seed: data.params.seed };
   if (out.truncated) {
-    headers["x-prompt-truncated"] = "true";
-    warnings.push("The prompt is longer than the text encoder takes (77 tokens); the rest was ignored.");
+    answer.promptTruncated = true;
+    answer.warnings = ["The prompt is longer than the text encoder takes (77 tokens); the rest was ignored."];
     log.warn("prompt longer than the text encoder takes: truncated to 77 tokens");
   }
-  if (data.response === "json") {
-    const body = JSON.stringify({ image: Buffer.from(out.bytes).toString("base64") });
-    return { bytes: Buffer.from(body), contentType: "application/json", headers, warnings };
-  }
-  return { bytes: out.bytes, contentType: out.contentType, headers, warnings };
+  return answer;
 }

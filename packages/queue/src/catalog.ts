@@ -49,8 +49,11 @@ export const jobCatalog = {
    */
   workerOptions(
     lockDurationMs: number,
-  ): Pick<WorkerOptions, "lockDuration" | "stalledInterval" | "maxStalledCount"> {
+  ): Pick<WorkerOptions, "lockDuration" | "stalledInterval" | "maxStalledCount" | "metrics"> {
     return {
+      // Per-minute counts of finished jobs, kept by BullMQ's own scripts (no extra commands):
+      // the API reads them for a queue's drain rate when it refuses work.
+      metrics: { maxDataPoints: 60 },
       lockDuration: lockDurationMs,
       stalledInterval: Math.max(250, Math.floor(lockDurationMs / 2)),
       // A job may lose its worker twice (kill -9, OOM, a machine gone) before it is failed.

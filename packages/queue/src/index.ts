@@ -1,5 +1,5 @@
 export * from "./catalog.ts";
-export * from "./completions.ts";
+
 export * from "./connection.ts";
 export * from "./job-event-hub.ts";
 export * from "./job-store.ts";
@@ -8,6 +8,7 @@ export * from "./names.ts";
 export * from "./payload-store.ts";
 export * from "./producer.ts";
 export * from "./queues.ts";
+export * from "./reply-channel.ts";
 export * from "./result-cache.ts";
 export * from "./settings.ts";
 export * from "./worker-directory.ts";

@@ -7,6 +7,7 @@ import { type JobMeta, JobStore } from "./job-store.ts";
 import { PayloadStore } from "./payload-store.ts";
 import { JobProducer } from "./producer.ts";
 import { Queues } from "./queues.ts";
+import { ReplyListener } from "./reply-channel.ts";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const prefix = `test-${randomUUID().slice(0, 8)}`;
@@ -15,9 +16,11 @@ const settings = { attempts: 2, retentionSeconds: 60, webhookAttempts: 3, webhoo
 const queues = new Queues(redisUrl, prefix);
 const payloads = new PayloadStore(redis, prefix, 60);
 const store = new JobStore(redis, queues, payloads, { prefix, catalog: settings });
-const producer = new JobProducer(queues, settings);
+const replies = new ReplyListener(createRedis(redisUrl, "blocking"), prefix, payloads);
+const producer = new JobProducer(queues, settings, replies);
 
 afterAll(async () => {
+  replies.close();
   await queues.close();
   const keys = await redis.keys(`${prefix}:*`);
   if (keys.length > 0) await redis.del(...keys);
@@ -25,7 +28,7 @@ afterAll(async () => {
 });
 
 // No worker serves these queues: jobs stay queued, which is what these tests look at.
-async function submit(owner: string, model = "store-model"): Promise<JobMeta> {
+async function submit(owner: string, model = "store-model", record: Partial<JobMeta> = {}): Promise<JobMeta> {
   const input = await payloads.put(new Uint8Array([1, 2, 3]));
   const meta: JobMeta = {
     id: randomUUID(),
@@ -36,6 +39,10 @@ async function submit(owner: string, model = "store-model"): Promise<JobMeta> {
     createdAt: Date.now(),
     webhook: null,
     canceledAt: null,
+    logged: true,
+    capped: true,
+    imageAsJson: false,
+    ...record,
   };
   await store.create(meta);
   const data: DecodeJob = {
@@ -125,5 +132,24 @@ describe("JobStore.activeCount", () => {
     expect(await store.activeCount("capped", 2)).toBe(1);
     expect(await store.activeCount("capped")).toBe(1);
     expect((await store.describe(a.id))?.status).toBe("queued");
+  });
+
+  it("writes no events for a job nobody follows, until a reader follows it", async () => {
+    const meta = await submit("quiet", "store-model", { logged: false, capped: false });
+    expect(await store.events(meta.id)).toEqual([]);
+    // Not counted toward a cap its key does not have.
+    expect(await store.activeCount("quiet")).toBe(0);
+    const object = (await store.describe(meta.id))!;
+    expect(await store.publish(meta, "progress", { ...object, progress: { step: 1, total: 4 } })).toBeNull();
+    expect(await store.events(meta.id)).toEqual([]);
+    // Progress still reaches the job object.
+    expect((await store.describe(meta.id))?.progress).toEqual({ step: 1, total: 4 });
+    const followed = await store.follow(meta);
+    expect(followed.logged).toBe(true);
+    expect((await store.meta(meta.id))?.logged).toBe(true);
+    expect(
+      await store.publish(followed, "progress", { ...object, progress: { step: 2, total: 4 } }),
+    ).not.toBeNull();
+    expect((await store.events(meta.id)).map((e) => e.event)).toEqual(["progress"]);
   });
 });

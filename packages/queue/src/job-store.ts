@@ -44,6 +44,16 @@ export interface JobMeta {
   canceledAt: number | null;
   /** The last progress reported (see {@link JobStore.publish}). */
   progress?: JobProgress | null;
+  /**
+   * Whether the job's events are written to its log (and so reach SSE readers and webhooks).
+   * A plain sync job nobody follows writes none: it is on from the start for async jobs and
+   * jobs with a webhook, and an SSE reader turns it on when it attaches ({@link JobStore.follow}).
+   */
+  logged: boolean;
+  /** Whether the job counts toward its owner's cap on unfinished jobs (its key has one). */
+  capped: boolean;
+  /** The answer is an image the client reads as `{"image": "<base64>"}` (custom-handler clients). */
+  imageAsJson: boolean;
 }
 
 /** One entry of a job's event log. `seq` is the Redis stream id, also the SSE event id. */
@@ -82,6 +92,36 @@ redis.call('PUBLISH', ARGV[6], cjson.encode({id = ARGV[5], seq = seq, event = AR
 return seq
 `;
 
+const CREATE_RECORD = "hybridCreateJobRecord";
+// KEYS: the job's record, its event stream (one slot). ARGV: ttl, max log length, the `queued`
+// event's name ('' for none) and data, job id, SSE channel, then the record's field/value pairs.
+const CREATE_RECORD_LUA = `
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' then
+  local seq = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[3], 'data', ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+  redis.call('PUBLISH', ARGV[6], cjson.encode({id = ARGV[5], seq = seq, event = ARGV[3], data = ARGV[4]}))
+end
+return 1
+`;
+
+const INDEX_JOB = "hybridIndexOwnerJob";
+// KEYS: the owner's jobs, the owner's unfinished jobs (one slot). ARGV: created at, job id,
+// oldest score kept, ttl, '1' when the job counts toward the owner's cap.
+const INDEX_JOB_LUA = `
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[5] == '1' then
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return 1
+`;
+
+type Scripted = Record<string, (...args: (string | number)[]) => Promise<unknown>>;
+
 /**
  * The job resource: what a client reads at `/v1/jobs/{id}`, lists, streams and cancels. BullMQ
  * keeps each job's state, timestamps, progress and result; this store adds what BullMQ does not
@@ -102,6 +142,9 @@ export class JobStore {
     this.retention = opts.catalog.retentionSeconds;
     if (!(APPEND_EVENT in redis))
       redis.defineCommand(APPEND_EVENT, { numberOfKeys: 1, lua: APPEND_EVENT_LUA });
+    if (!(CREATE_RECORD in redis))
+      redis.defineCommand(CREATE_RECORD, { numberOfKeys: 2, lua: CREATE_RECORD_LUA });
+    if (!(INDEX_JOB in redis)) redis.defineCommand(INDEX_JOB, { numberOfKeys: 2, lua: INDEX_JOB_LUA });
   }
 
   /** Queues the append of one event (log, expiry, SSE notice) on `tx`, a transaction in the job's slot. */
@@ -118,43 +161,68 @@ export class JobStore {
   }
 
   /**
-   * Records a new job and its `queued` event before it is enqueued: a fast worker always finds its
-   * record, and its `started` always follows `queued`. Two transactions sent together (one round
-   * trip): the record and its log in the job's slot, the owner's indexes in the owner's. They need
-   * not be atomic together: readers skip index entries without a record, and a record no index
-   * names is never listed; if either fails, both are undone.
+   * Records a new job (and its `queued` event when it is logged) before it is enqueued: a fast
+   * worker always finds its record, and its `started` always follows `queued`. Two scripts sent
+   * together (one round trip): the record and its log in the job's slot, the owner's indexes in
+   * the owner's. They need not be atomic together: readers skip index entries without a record,
+   * and a record no index names is never listed; if either fails, both are undone.
    */
   async create(meta: JobMeta): Promise<void> {
-    const fields: Record<string, string> = {
-      kind: meta.kind,
-      model: meta.model,
-      queue: meta.queue,
-      owner: meta.owner,
-      createdAt: String(meta.createdAt),
-    };
-    if (meta.webhook) fields.webhook = JSON.stringify(meta.webhook);
-    const jobs = ownerJobsKey(this.prefix, meta.owner);
-    const active = ownerActiveKey(this.prefix, meta.owner);
-    const oldest = Date.now() - this.retention * 1000;
-    const queued = await this.build(meta, null, "pending");
-    const owned = this.redis
-      .multi()
-      .zadd(jobs, meta.createdAt, meta.id)
-      .zremrangebyscore(jobs, "-inf", oldest)
-      .expire(jobs, this.retention)
-      .zadd(active, meta.createdAt, meta.id)
-      .expire(active, this.retention);
-    const record = this.redis
-      .multi()
-      .hset(jobKey(this.prefix, meta.id), fields)
-      .expire(jobKey(this.prefix, meta.id), this.retention);
-    if (queued) this.appendEvent(record, meta, "queued", JSON.stringify(queued));
-    const done = await Promise.allSettled([owned.exec(), record.exec()]);
+    const fields: string[] = [
+      "kind",
+      meta.kind,
+      "model",
+      meta.model,
+      "queue",
+      meta.queue,
+      "owner",
+      meta.owner,
+      "createdAt",
+      String(meta.createdAt),
+    ];
+    if (meta.webhook) fields.push("webhook", JSON.stringify(meta.webhook));
+    if (meta.logged) fields.push("logged", "1");
+    if (meta.capped) fields.push("capped", "1");
+    if (meta.imageAsJson) fields.push("imageAsJson", "1");
+    const queued = meta.logged ? await this.build(meta, null, "pending") : null;
+    const r = this.redis as unknown as Scripted;
+    const done = await Promise.allSettled([
+      r[INDEX_JOB]!(
+        ownerJobsKey(this.prefix, meta.owner),
+        ownerActiveKey(this.prefix, meta.owner),
+        meta.createdAt,
+        meta.id,
+        Date.now() - this.retention * 1000,
+        this.retention,
+        meta.capped ? "1" : "0",
+      ),
+      r[CREATE_RECORD]!(
+        jobKey(this.prefix, meta.id),
+        jobEventsKey(this.prefix, meta.id),
+        this.retention,
+        EVENT_LOG_MAX,
+        queued ? "queued" : "",
+        queued ? JSON.stringify(queued) : "",
+        meta.id,
+        jobEventsChannel(this.prefix),
+        ...fields,
+      ),
+    ]);
     const failed = done.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) {
       await this.discard(meta).catch(() => {});
       throw failed.reason;
     }
+  }
+
+  /**
+   * Turns a job's event log on (an SSE reader attached to a job nobody followed): its workers
+   * log the events from their next one on. Returns the record as it is now.
+   */
+  async follow(meta: JobMeta): Promise<JobMeta> {
+    if (meta.logged) return meta;
+    await this.redis.hset(jobKey(this.prefix, meta.id), "logged", "1");
+    return { ...meta, logged: true };
   }
 
   /** Forgets a job that never made it into its queue (the enqueue failed). */
@@ -184,6 +252,9 @@ export class JobStore {
       webhook: h.webhook ? WebhookSpec.parse(JSON.parse(h.webhook)) : null,
       canceledAt: h.canceledAt ? Number(h.canceledAt) : null,
       progress: h.progress ? (JobProgress.safeParse(JSON.parse(h.progress)).data ?? null) : null,
+      logged: h.logged === "1",
+      capped: h.capped === "1",
+      imageAsJson: h.imageAsJson === "1",
     };
   }
 
@@ -321,26 +392,29 @@ export class JobStore {
 
   /**
    * Appends an event to the job's log, tells SSE readers, and queues a webhook delivery when the
-   * job has a webhook that asked for this kind of event. A terminal event also takes the job
-   * off its owner's unfinished set.
+   * job has a webhook that asked for this kind of event; for a job that is not logged, only what
+   * other readers need (progress on the record, the cap). A terminal event also takes the job
+   * off its owner's unfinished set. Returns the event's seq (null when not logged).
    */
-  async publish(meta: JobMeta, event: JobEventName, job: JobObject): Promise<string> {
-    const data = JSON.stringify(job);
+  async publish(meta: JobMeta, event: JobEventName, job: JobObject): Promise<string | null> {
     // The owner's set is in another slot, so it is a command of its own, sent first (one Redis
     // runs them in order: a client told of the end finds the cap freed). It need not be atomic
     // with the event: `activeCount` re-checks the jobs left in it, as after a crash in between.
-    const released = isTerminal(job.status)
-      ? this.redis.zrem(ownerActiveKey(this.prefix, meta.owner), meta.id)
-      : undefined;
+    const released =
+      meta.capped && isTerminal(job.status)
+        ? this.redis.zrem(ownerActiveKey(this.prefix, meta.owner), meta.id)
+        : undefined;
     // The log and the record share the job's slot: one pipeline, one round trip.
+    const data = meta.logged ? JSON.stringify(job) : "";
     const tx = this.redis.pipeline();
-    this.appendEvent(tx, meta, event, data);
+    if (meta.logged) this.appendEvent(tx, meta, event, data);
     if (event === "progress" && job.progress) {
       // The job object reads progress from here: one round trip per step, not BullMQ's too.
       const { step, total } = job.progress;
       tx.hset(jobKey(this.prefix, meta.id), "progress", JSON.stringify({ step, total }));
     }
-    const [results] = await Promise.all([tx.exec(), released]);
+    const [results] = await Promise.all([tx.length > 0 ? tx.exec() : null, released]);
+    if (!meta.logged) return null;
     const [[err, seqValue] = [null, null]] = results ?? [];
     if (err) throw err;
     const seq = String(seqValue);

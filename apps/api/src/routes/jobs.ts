@@ -1,9 +1,9 @@
-import { AppError, isTerminal, JobResult, parseOrThrow } from "@hybrid/protocol";
+import { AppError, isTerminal, JobResult, parseJobError, parseOrThrow } from "@hybrid/protocol";
 import { type JobEventHub, type JobMeta, type JobStore, jobNotFound, type PayloadStore } from "@hybrid/queue";
 import { type Request, type Response, Router } from "express";
 import { z } from "zod";
+import { storedAnswer, writeAnswer } from "../answer.ts";
 import { principalOf } from "../auth.ts";
-import { jobFailure, resultBytes, writeResult } from "../job-submit.ts";
 import { type SseOptions, streamJobEvents } from "../sse.ts";
 
 export interface JobRouteDeps {
@@ -63,9 +63,9 @@ export function jobRoutes(deps: JobRouteDeps): Router {
         },
       );
     if (object.status === "canceled") throw new AppError("canceled", `Job ${meta.id} was canceled.`);
-    if (object.status === "failed") throw jobFailure(job);
+    if (object.status === "failed") throw parseJobError(job.failedReason);
     const result = JobResult.parse(job.returnvalue);
-    writeResult(res, result, await resultBytes(deps.store, result));
+    writeAnswer(res, result, await storedAnswer(deps.store, result), { imageAsJson: meta.imageAsJson });
   });
 
   router.post("/v1/jobs/:id/cancel", async (req, res) => {
