@@ -1,6 +1,5 @@
 import { resolve } from "node:path";
 import {
-  bullConnection,
   catalogSettingsOf,
   createLogger,
   createRedis,
@@ -89,8 +88,7 @@ const app = createApp({
   metrics,
 });
 const webhooks = startWebhookWorker(keys, logger, {
-  connection: bullConnection(env.REDIS_URL),
-  prefix: env.QUEUE_PREFIX,
+  target: { redisUrl: env.REDIS_URL, prefix: env.QUEUE_PREFIX },
   concurrency: env.WEBHOOK_CONCURRENCY,
   timeoutMs: env.WEBHOOK_TIMEOUT_MS,
   allowedHosts,

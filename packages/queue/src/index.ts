@@ -12,3 +12,4 @@ export * from "./reply-channel.ts";
 export * from "./result-cache.ts";
 export * from "./settings.ts";
 export * from "./worker-directory.ts";
+export * from "./workers.ts";

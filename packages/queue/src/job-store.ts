@@ -10,6 +10,7 @@ import {
   JobResult,
   type JobStatus,
   parseJobError,
+  type WebhookDelivery,
   WebhookSpec,
   webhookFilterOf,
 } from "@hybrid/protocol";
@@ -61,16 +62,6 @@ export interface JobEvent {
   seq: string;
   event: JobEventName;
   job: JobObject;
-}
-
-/** A webhook delivery as queued: everything but the secret, which the deliverer looks up. */
-export interface WebhookJobData {
-  msgId: string;
-  jobId: string;
-  owner: string;
-  url: string;
-  event: JobEventName;
-  payload: string;
 }
 
 export interface JobStoreOptions {
@@ -421,7 +412,7 @@ export class JobStore {
     const filter = webhookFilterOf(event);
     if (meta.webhook && filter && meta.webhook.events.includes(filter)) {
       const msgId = `msg_${meta.id}_${seq}`;
-      const delivery: WebhookJobData = {
+      const delivery: WebhookDelivery = {
         msgId,
         jobId: meta.id,
         owner: meta.owner,
@@ -432,7 +423,7 @@ export class JobStore {
       const q = this.queues.queue(jobCatalog.webhookQueue);
       await q.waitUntilReady();
       // The message id is the BullMQ job id: retries keep it, and a repeat publish is a no-op.
-      await q.add(event, delivery, { ...jobCatalog.webhookOptions(this.opts.catalog), jobId: msgId });
+      await q.add(event, delivery, { ...jobCatalog.jobOptions("webhook", this.opts.catalog), jobId: msgId });
     }
     return seq;
   }

@@ -10,6 +10,7 @@ import { JobProducer } from "./producer.ts";
 import { Queues } from "./queues.ts";
 import { ReplyListener, ReplySender } from "./reply-channel.ts";
 import { WorkerDirectory } from "./worker-directory.ts";
+import { type JobHandler, openJobWorker } from "./workers.ts";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 // Each run gets its own prefix, so tests never see each other's keys.
@@ -113,20 +114,16 @@ describe("JobProducer", () => {
   });
 
   /** A BullMQ worker on `model`'s decode queue running `fn`, as the worker app opens them. */
-  const workerOf = (model: string, fn: ConstructorParameters<typeof Worker>[1]) =>
-    new Worker(jobCatalog.queue("decode", model), fn, {
-      connection: bullConnection(redisUrl),
-      prefix: bullPrefix(prefix, jobCatalog.queue("decode", model)),
-      ...jobCatalog.workerOptions(30_000),
-    });
+  const workerOf = (model: string, fn: JobHandler<"decode">) =>
+    openJobWorker({ redisUrl, prefix }, "decode", model, fn, { concurrency: 1 });
 
   it("round-trips a job through a real BullMQ worker, answered on the reply channel", async () => {
     const producer = new JobProducer(queues, settings, replies);
     const sender = new ReplySender(redis, prefix, store);
-    const worker = workerOf("echo", async (j) =>
+    const worker = workerOf("echo", async (data, j) =>
       sender.deliver(
         j.id!,
-        j.data.reply,
+        data.reply,
         { result: store.newKey(), contentType: "tensor/binary", bytes: 3 },
         new Uint8Array([7, 8, 9]),
       ),
@@ -156,8 +153,8 @@ describe("JobProducer", () => {
     const producer = new JobProducer(queues, settings, replies);
     let calls = 0;
     // No reply address in these jobs: only BullMQ's record tells their end.
-    const ok = workerOf("plain", async (j) => ({
-      result: j.data.input,
+    const ok = workerOf("plain", async (data) => ({
+      result: data.input,
       contentType: "tensor/binary",
       bytes: 3,
     }));
@@ -217,7 +214,7 @@ describe("JobProducer", () => {
     try {
       // Nothing finished yet: the fallback.
       expect(await producer.secondsToDrain(queue, 100, 17)).toBe(17);
-      const worker = workerOf("drain", async (j) => ({ result: j.data.input, contentType: "x", bytes: 0 }));
+      const worker = workerOf("drain", async (data) => ({ result: data.input, contentType: "x", bytes: 0 }));
       const ids = Array.from({ length: 20 }, () => randomUUID());
       for (const id of ids) await producer.enqueue(job("drain"), id);
       await expect.poll(() => queues.queue(queue).getCompletedCount(), { timeout: 20_000 }).toBe(20);

@@ -3,11 +3,20 @@ import {
   AppError,
   type GenerateJob,
   isAppError,
-  JobData,
+  type JobData,
+  type JobKind,
   type JobResult,
   serializeJobError,
 } from "@hybrid/protocol";
-import type { JobMeta, JobStore, PayloadStore, ReplySender } from "@hybrid/queue";
+import type {
+  JobDataOf,
+  JobHandler,
+  JobHandlers,
+  JobMeta,
+  JobStore,
+  PayloadStore,
+  ReplySender,
+} from "@hybrid/queue";
 import { type Job, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
 import type { JobTimingSink } from "./metrics.ts";
@@ -23,13 +32,41 @@ export interface Runtimes {
 }
 
 /** What a run answers: the bytes and the typed fields that describe them. */
-interface Answer extends VaeAnswer {
+export interface Answer extends VaeAnswer {
   seed?: number;
   promptTruncated?: true;
   warnings?: string[];
 }
 
-export interface ProcessorOptions {
+/** What a run gets besides its data: its input payload, progress reporting, the cancel signal, a logger. */
+export interface RunContext {
+  input: Buffer | null;
+  progress: (p: GenerateProgress) => void;
+  signal: AbortSignal | undefined;
+  log: Logger;
+}
+
+/** The model work of one kind: data and context in, answer out. */
+export type Run<K extends JobKind> = (data: JobDataOf<K>, ctx: RunContext) => Promise<Answer>;
+/** A run for every kind a model serves: leave one out and it does not compile. */
+export type Runs = { [K in JobKind]: Run<K> };
+
+/** The runs of this worker's runtimes, one per kind. */
+export function modelRuns(rt: Runtimes): Runs {
+  return {
+    decode: (data, { input }) => rt.vae.decode(data, needInput(input)),
+    encode: (data, { input }) => rt.vae.encode(data, needInput(input)),
+    generate: (data, ctx) => generate(rt, data, ctx),
+  };
+}
+
+/** A VAE job's input is always there: the runner refuses a job whose payload expired. */
+const needInput = (input: Buffer | null): Buffer => {
+  if (!input) throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
+  return input;
+};
+
+export interface RunnerOptions {
   /** Gets the read/run/write times of each job that succeeds. */
   metrics?: JobTimingSink;
   /** Sends each outcome straight to the API waiting for it (else answers are only stored). */
@@ -37,38 +74,33 @@ export interface ProcessorOptions {
 }
 
 /**
- * Runs one job: read its payload, run the model, store the answer bytes, return where they are.
- * Bad input (and a cancel) fails at once (UnrecoverableError); anything else rethrows so BullMQ
- * retries it. `signal` aborts when the job is canceled while it runs: a generation stops at its
- * next step; a VAE run cannot stop half-way, so its result is discarded.
+ * Every step of a job around its run, the same for every kind: read its record and payload,
+ * report its events, run it, deliver or store the answer, and turn failures into errors BullMQ
+ * understands. Bad input (and a cancel) fails at once (UnrecoverableError); anything else
+ * rethrows so BullMQ retries it. `signal` aborts when the job is canceled while it runs: a
+ * generation stops at its next step; a VAE run cannot stop half-way, so its result is discarded.
+ * Returns a handler per kind, for `openJobWorker`.
  */
-export function createProcessor(
-  rt: Runtimes,
+export function createJobRunner(
+  runs: Runs,
   store: PayloadStore,
   jobs: JobStore,
   log: Logger,
-  { metrics, replies }: ProcessorOptions = {},
-) {
-  return async (job: Job, _token?: string, signal?: AbortSignal): Promise<JobResult> => {
+  { metrics, replies }: RunnerOptions = {},
+): JobHandlers<JobKind> {
+  const handle = async (data: JobData, job: Job, signal?: AbortSignal): Promise<JobResult> => {
     const jlog = log.child({
       jobId: job.id,
       queue: job.queueName,
-      model: job.data?.model,
+      model: data.model,
       attempt: job.attemptsMade + 1,
     });
     const started = performance.now();
     // job.timestamp is the API's clock at enqueueing: ms precision, and clock skew across machines.
     const queueMs = Math.max(0, Date.now() - job.timestamp);
     let events: EventReporter | undefined;
-    let reply: JobData["reply"];
+    const reply = data.reply;
     try {
-      const parsed = JobData.safeParse(job.data);
-      if (!parsed.success)
-        throw new AppError("invalid_request", "The job data is not a valid job of any kind.", {
-          details: parsed.error.issues,
-        });
-      const data = parsed.data;
-      reply = data.reply;
       // The record (cancel flag, `started` event) and the input are read side by side.
       const [meta, input] = await Promise.all([
         job.id ? jobs.meta(job.id) : null,
@@ -81,10 +113,9 @@ export function createProcessor(
       if (data.input && !input)
         throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
       const read = performance.now();
-      let answer: Answer;
-      if (data.kind === "decode") answer = await rt.vae.decode(data, input!);
-      else if (data.kind === "encode") answer = await rt.vae.encode(data, input!);
-      else answer = await generate(rt, data, input, events, jlog, signal);
+      const reporter = events;
+      const ctx: RunContext = { input, progress: (p) => reporter.progress(p), signal, log: jlog };
+      const answer = await (runs[data.kind] as Run<JobKind>)(data as never, ctx);
       // Every event of the run is out before the job ends (its terminal event comes after).
       await events.flush();
       if (signal?.aborted) throw canceled();
@@ -151,6 +182,9 @@ export function createProcessor(
       throw err;
     }
   };
+  // Every kind goes through the same steps; the typed map is what makes a missing kind an error.
+  const handler = handle as JobHandler<JobKind>;
+  return { decode: handler, encode: handler, generate: handler } as JobHandlers<JobKind>;
 }
 
 /** Timings to 0.01 ms: enough for any breakdown, and short in the job's stored result. */
@@ -202,26 +236,19 @@ class EventReporter {
 }
 
 /** A generation, with a progress event after every step. */
-async function generate(
-  rt: Runtimes,
-  data: GenerateJob,
-  init: Buffer | null,
-  events: EventReporter,
-  log: Logger,
-  signal: AbortSignal | undefined,
-): Promise<Answer> {
+async function generate(rt: Runtimes, data: GenerateJob, ctx: RunContext): Promise<Answer> {
   const out = await rt.diffusion.generate(data.model, data.params, {
-    init,
+    init: ctx.input,
     format: data.format,
     maxPixels: rt.maxImagePixels,
-    onProgress: (p) => events.progress(p),
-    ...(signal ? { signal } : {}),
+    onProgress: ctx.progress,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
   });
   const answer: Answer = { bytes: out.bytes, contentType: out.contentType, seed: data.params.seed };
   if (out.truncated) {
     answer.promptTruncated = true;
     answer.warnings = ["The prompt is longer than the text encoder takes (77 tokens); the rest was ignored."];
-    log.warn("prompt longer than the text encoder takes: truncated to 77 tokens");
+    ctx.log.warn("prompt longer than the text encoder takes: truncated to 77 tokens");
   }
   return answer;
 }
