@@ -4,6 +4,7 @@ import {
   type JobData,
   type JobObject,
   type JobResult,
+  jobObjectOf,
   WebhookEventFilter,
   type WebhookSpec,
 } from "@hybrid/protocol";
@@ -80,11 +81,10 @@ export async function submitJob(
   let joined = false;
   if (idemKey) {
     const fingerprint = fingerprintOf(req, body ?? Buffer.alloc(0));
-    const prior = await deps.jobs.claimIdempotencyKey(
+    const prior = await deps.jobs.idempotency.claim(
       principal.owner,
       idemKey,
-      jobId,
-      fingerprint,
+      { jobId, fingerprint },
       deps.idempotencyTtlSeconds,
     );
     if (prior && prior.fingerprint !== fingerprint)
@@ -115,7 +115,7 @@ export async function submitJob(
     }
   } catch (e) {
     pending?.stop();
-    if (idemKey && !joined) await deps.jobs.releaseIdempotencyKey(principal.owner, idemKey).catch(() => {});
+    if (idemKey && !joined) await deps.jobs.idempotency.release(principal.owner, idemKey).catch(() => {});
     throw e;
   }
   res.setHeader("x-job-id", jobId);
@@ -227,10 +227,11 @@ function serverTiming(
 }
 
 async function accepted(deps: SubmitDeps, res: Response, jobId: string): Promise<void> {
-  const object = await deps.jobs.describe(jobId);
-  if (!object) throw new AppError("internal", "The job vanished right after it was created.");
+  const view = await deps.jobs.views.describe(jobId);
+  if (!view) throw new AppError("internal", "The job vanished right after it was created.");
+  const object: JobObject = jobObjectOf(view);
   res.status(202).setHeader("Location", object.urls.self);
-  res.json(object satisfies JobObject);
+  res.json(object);
 }
 
 /** Admission, payload, record, `queued` event, enqueue — in that order, so no reader misses a step. */
@@ -256,7 +257,7 @@ async function createJob(
   if (principal.key) await deps.limiter.consume(principal.key);
   const cap = principal.key?.max_queued;
   if (cap) {
-    const active = await deps.jobs.activeCount(principal.owner, cap);
+    const active = await deps.jobs.caps.unfinished(principal.owner, cap);
     if (active >= cap)
       throw new AppError(
         "too_many_queued",
@@ -283,7 +284,7 @@ async function createJob(
   ]);
   const input = stored.status === "fulfilled" ? stored.value : null;
   if (stored.status === "rejected" || recorded.status === "rejected") {
-    if (recorded.status === "fulfilled") await deps.jobs.discard(meta).catch(() => {});
+    if (recorded.status === "fulfilled") await deps.jobs.records.discard(meta).catch(() => {});
     if (input) await deps.store.delete(input).catch(() => {});
     throw stored.status === "rejected" ? stored.reason : (recorded as PromiseRejectedResult).reason;
   }
@@ -291,7 +292,7 @@ async function createJob(
     await deps.producer.enqueue({ ...data, input } as JobData, jobId);
     return meta;
   } catch (e) {
-    await deps.jobs.discard(meta).catch(() => {});
+    await deps.jobs.records.discard(meta).catch(() => {});
     if (input) await deps.store.delete(input).catch(() => {});
     throw e;
   }
@@ -300,8 +301,8 @@ async function createJob(
 /** The job an idempotent retry points at; its creator may still be adding it. */
 async function existingJob(deps: SubmitDeps, jobId: string): Promise<JobMeta> {
   for (let i = 0; i < 40; i++) {
-    const meta = await deps.jobs.meta(jobId);
-    if (meta && (await deps.jobs.bullJob(meta)).job) return meta;
+    const meta = await deps.jobs.records.get(jobId);
+    if (meta && (await deps.jobs.views.enqueued(meta))) return meta;
     if (meta?.canceledAt)
       throw new AppError("canceled", `Job ${jobId} of this Idempotency-Key was canceled.`);
     await new Promise((r) => setTimeout(r, 50));

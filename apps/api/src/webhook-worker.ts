@@ -1,3 +1,4 @@
+import { JobView, jobObjectOf } from "@hybrid/protocol";
 import { openJobWorker, type QueueTarget } from "@hybrid/queue";
 import { UnrecoverableError, type Worker } from "bullmq";
 import type { Logger } from "pino";
@@ -29,8 +30,10 @@ export function startWebhookWorker(keys: KeyStore, log: Logger, opts: WebhookWor
     async (d, job) => {
       const secret = d.owner === ANONYMOUS ? opts.defaultSecret : keys.byId(d.owner)?.webhook_secret;
       if (!secret) throw new UnrecoverableError("No secret to sign with: the API key was revoked.");
+      // The queued payload is the job's view: the body is the job object a client reads.
+      const payload = JSON.stringify(jobObjectOf(JobView.parse(JSON.parse(d.payload))));
       const { status } = await deliverWebhook(
-        { url: d.url, msgId: d.msgId, payload: d.payload, secret },
+        { url: d.url, msgId: d.msgId, payload, secret },
         { timeoutMs: opts.timeoutMs, allowedHosts: opts.allowedHosts },
       );
       log.info(

@@ -103,7 +103,7 @@ export function createJobRunner(
     try {
       // The record (cancel flag, `started` event) and the input are read side by side.
       const [meta, input] = await Promise.all([
-        job.id ? jobs.meta(job.id) : null,
+        job.id ? jobs.records.get(job.id) : null,
         data.input ? store.get(data.input) : null,
       ]);
       if (meta?.canceledAt) throw canceled();
@@ -218,15 +218,15 @@ class EventReporter {
     // Only a logged job has readers for it (see JobMeta.logged).
     if (!this.meta?.logged) return;
     this.enqueue(async (meta) => {
-      const object = await this.jobs.build(meta, this.job, "active");
-      if (object) await this.jobs.publish(meta, "started", object);
+      const view = await this.jobs.views.build(meta, this.job, "active");
+      if (view) await this.jobs.events.publish(meta, "started", view);
     });
   }
 
   progress(p: GenerateProgress): void {
     this.enqueue(async (meta) => {
-      const object = await this.jobs.build(meta, this.job, "active");
-      if (object) await this.jobs.publish(meta, "progress", { ...object, progress: p });
+      const view = await this.jobs.views.build(meta, this.job, "active");
+      if (view) await this.jobs.events.publish(meta, "progress", { ...view, progress: p });
     });
   }
 

@@ -184,12 +184,12 @@ describe("the worker app", () => {
     const steps = 400;
     const job = await submit(generation(steps, 256), null);
     await expect
-      .poll(async () => (await jobs.meta(job.meta.id))?.progress?.step ?? 0, { timeout: 60_000 })
+      .poll(async () => (await jobs.records.get(job.meta.id))?.progress?.step ?? 0, { timeout: 60_000 })
       .toBeGreaterThan(1);
-    await jobs.cancel((await jobs.meta(job.meta.id))!);
+    await jobs.cancel((await jobs.records.get(job.meta.id))!);
     const err = (await job.answer().catch((e: unknown) => e)) as { code?: string };
     expect(err.code).toBe("canceled");
-    const stoppedAt = (await jobs.meta(job.meta.id))?.progress?.step ?? 0;
+    const stoppedAt = (await jobs.records.get(job.meta.id))?.progress?.step ?? 0;
     expect(stoppedAt).toBeLessThan(steps);
   });
 

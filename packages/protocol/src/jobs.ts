@@ -103,6 +103,23 @@ export const JobObject = z.object({
 });
 export type JobObject = z.infer<typeof JobObject>;
 
+/**
+ * A job object without its URLs: what the queue side builds, stores in event logs and queues for
+ * webhooks. The API adds `urls` (its own routes) before a client sees it; `urls` is the job
+ * object's last key, so the bytes come out the same.
+ */
+export const JobView = JobObject.omit({ urls: true });
+export type JobView = z.infer<typeof JobView>;
+
+/** The job object a client reads: the view with the URLs of the job's routes. */
+export function jobObjectOf(view: JobView): JobObject {
+  const self = `/v1/jobs/${encodeURIComponent(view.id)}`;
+  return {
+    ...view,
+    urls: { self, result: `${self}/result`, events: `${self}/events`, cancel: `${self}/cancel` },
+  };
+}
+
 /** A page of `GET /v1/jobs`, newest first. `next_cursor` is null on the last page. */
 export const JobList = z.object({
   object: z.literal("list"),

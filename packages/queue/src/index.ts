@@ -1,10 +1,15 @@
 export * from "./catalog.ts";
 
 export * from "./connection.ts";
+export * from "./idempotency.ts";
 export * from "./job-event-hub.ts";
+export * from "./job-events.ts";
+export * from "./job-records.ts";
 export * from "./job-store.ts";
+export * from "./job-views.ts";
 export * from "./logger.ts";
 export * from "./names.ts";
+export * from "./owner-caps.ts";
 export * from "./payload-store.ts";
 export * from "./producer.ts";
 export * from "./queues.ts";
