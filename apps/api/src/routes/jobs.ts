@@ -34,7 +34,7 @@ export function jobRoutes(deps: JobRouteDeps): Router {
   router.get("/v1/jobs", async (req, res) => {
     const q = parseOrThrow(ListQuery, req.query);
     const page = await deps.jobs.views.list(principalOf(res).owner, q.limit, q.cursor);
-    res.json({ object: "list", data: page.jobs, next_cursor: page.next });
+    res.json({ object: "list", data: page.jobs.map(jobObjectOf), next_cursor: page.next });
   });
 
   router.get("/v1/jobs/:id", async (req, res) => {
