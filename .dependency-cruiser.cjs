@@ -2,19 +2,6 @@
 // and scripts). A package's package.json `exports` is its only door: code outside a package reaches
 // it by name (`@hybrid/queue`, `@hybrid/api/env`), never by a path into its `src/`.
 
-/**
- * Deep imports that still exist while the code they need moves behind a package's `exports`.
- * Each entry names the one file allowed to make them and why; the list only shrinks.
- */
-const TEMPORARY_EXCEPTIONS = [
-  // Rebuilds the worker from apps/worker's processor and lifecycle until the worker composition
-  // seam (`createWorker(deps)`, issue 12 point 7) lands; the bench then uses that.
-  "^test/bench/queue-throughput[.]bench[.]ts$",
-  // Uses the model generator and the Hub pull inside packages/inference until they move into
-  // their own tooling package (@hybrid/model-tools, issue 12 point 8).
-  "^scripts/generate-models[.]ts$",
-];
-
 /** @type {import("dependency-cruiser").IConfiguration} */
 module.exports = {
   forbidden: [
@@ -27,7 +14,6 @@ module.exports = {
       from: {
         // $1: the package (or test/, scripts/, a root file) the importing file belongs to.
         path: "^((?:apps|packages)/[^/]+/|test/|scripts/|[^/]+$)",
-        pathNot: TEMPORARY_EXCEPTIONS,
       },
       to: {
         // Only a relative path lands here from outside: an import by name goes through the

@@ -18,6 +18,7 @@ export const shared: ViteUserConfig = {
       // The apps export only their env schema (for the manifests' test).
       "@hybrid/api/env": appSrc("api", "env.ts"),
       "@hybrid/worker/env": appSrc("worker", "env.ts"),
+      "@hybrid/worker": appSrc("worker", "public-api.ts"),
     },
   },
   test: {

@@ -19,7 +19,7 @@ import { execFileSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { generateDefaultModels } from "@hybrid/inference";
+import { generateDefaultModels } from "@hybrid/model-tools";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import { Pool } from "undici";
 import { repoRoot } from "../../scripts/lib.ts";

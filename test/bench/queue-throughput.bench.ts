@@ -2,9 +2,9 @@
 // answers at once — the ceiling on how many GPUs one Redis (and one API process) can feed. A real
 // API process takes sync decodes of 1x4x64x64 float32 latents from N concurrent clients; in this
 // process, "echo workers" serve the decode queue of a fake sd-v1 model they announce in the
-// worker directory. They run the real worker's job code (apps/worker/src/processor.ts and
-// lifecycle.ts: read the job record and input, `started` event, store the answer, JobResult,
-// `succeeded` event, free the input) around a model run that returns a small uint8 tensor at once.
+// worker directory. They are the real worker (`startWorker` of @hybrid/worker: job runner,
+// lifecycle, reply channel, cancels, heartbeats) with a model run that returns a small uint8
+// tensor at once in place of the model.
 // Redis commands per job come from `INFO commandstats` before and after (a redis-server of the
 // bench's own, so nobody else's commands count), and a short MONITOR pass tells the commands
 // clients send from those Lua scripts run inside Redis.
@@ -14,29 +14,14 @@
 // BENCH_DECODE_MS ("25,100": per-decode GPU times the GPU count is printed for),
 // BENCH_QUEUE_MONITOR_SECONDS (2; 0 skips the MONITOR pass). Redis: REDIS_URL, else its own.
 import { randomUUID } from "node:crypto";
-import { createRequire } from "node:module";
 import { hostname, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeFromFloat32 } from "@hybrid/protocol";
-import {
-  bullConnection,
-  bullPrefix,
-  CompletionPublisher,
-  catalogSettingsOf,
-  createLogger,
-  createRedis,
-  JobStore,
-  jobCatalog,
-  PayloadStore,
-  Queues,
-  SharedEnv,
-  WorkerDirectory,
-} from "@hybrid/queue";
+import { catalogSettingsOf, createLogger, SharedEnv } from "@hybrid/queue";
 import { sdV1Model } from "@hybrid/testing";
+import { type Answer, type Runs, startWorker, WorkerMetrics } from "@hybrid/worker";
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import { attachLifecycle } from "../../apps/worker/src/lifecycle.ts";
-import { createProcessor, type Runtimes } from "../../apps/worker/src/processor.ts";
 import { freePort, startApp, stop, waitFor } from "../../scripts/lib.ts";
 import { pythonQuery } from "../e2e/diffusers-client.ts";
 import {
@@ -61,77 +46,45 @@ const DECODE_MS = (process.env.BENCH_DECODE_MS ?? "25,100").split(",").map(Numbe
 const MONITOR_SECONDS = Number(process.env.BENCH_QUEUE_MONITOR_SECONDS ?? 2);
 const WARMUP_MS = 1500;
 
-// The root package does not depend on bullmq (the apps and packages do): take the worker's own
-// copy, the very module the real worker runs. Its type comes from what lifecycle.ts accepts.
-type BullWorker = Parameters<typeof attachLifecycle>[0];
-type WorkerClass = new (
-  name: string,
-  processor: ReturnType<typeof createProcessor>,
-  opts: Record<string, unknown>,
-) => BullWorker;
-const { Worker } = createRequire(new URL("../../apps/worker/package.json", import.meta.url))("bullmq") as {
-  Worker: WorkerClass;
-};
-
 const redisServer = await benchRedis();
 const prefix = `bench-queue-${randomUUID().slice(0, 8)}`;
 // The settings API and workers share, at their defaults (retention, attempts, payload TTL).
 const shared = z.object(SharedEnv).parse({ REDIS_URL: redisServer.url, QUEUE_PREFIX: prefix });
 const model = sdV1Model({ id: "echo-sd-v1", operations: ["decode"] });
 const answer = Buffer.alloc(SIDE * SIDE * 3, 7);
-// Everything the worker's processor needs of its runtimes: a decode that answers at once.
-const runtimes = {
-  vae: {
-    decode: async () => ({
-      bytes: answer,
-      contentType: "tensor/binary",
-      shape: [1, SIDE, SIDE, 3],
-      dtype: "uint8" as const,
-    }),
-  },
-  diffusion: {},
-  maxImagePixels: 0,
-} as unknown as Runtimes;
+// The model work: a decode that answers at once (the other kinds are never asked for).
+const echoDecode = async (): Promise<Answer> => ({
+  bytes: answer,
+  contentType: "tensor/binary",
+  shape: [1, SIDE, SIDE, 3],
+  dtype: "uint8",
+});
+const unused = async (): Promise<Answer> => {
+  throw new Error("the echo worker only decodes");
+};
+const runs: Runs = { decode: echoDecode, encode: unused, generate: unused };
 
 const log = createLogger("echo-worker", "warn");
-const workerId = `echo-${hostname()}-${process.pid}`;
-const directoryRedis = createRedis(redisServer.url, "command");
-const directory = new WorkerDirectory(directoryRedis, prefix, 15);
-const announce = () =>
-  directory.announce({
-    workerId,
-    hostname: hostname(),
-    pid: process.pid,
-    startedAt: new Date().toISOString(),
-    models: [model],
-  });
-await announce();
-const heartbeat = setInterval(() => void announce().catch(() => {}), 5000);
-
 // Each echo worker stands for one worker process: connections, stores and BullMQ worker of its own.
-const echo = Array.from({ length: WORKERS }, () => {
-  const redis = createRedis(redisServer.url, "command");
-  const store = new PayloadStore(redis, prefix, shared.PAYLOAD_TTL_SECONDS);
-  const queues = new Queues(redisServer.url, prefix);
-  const jobs = new JobStore(redis, queues, store, { prefix, catalog: catalogSettingsOf(shared) });
-  const worker = new Worker(
-    jobCatalog.queue("decode", model.id),
-    createProcessor(runtimes, store, jobs, log, {
-      completions: new CompletionPublisher(redis, prefix, store),
+const echo = await Promise.all(
+  Array.from({ length: WORKERS }, (_, i) =>
+    startWorker({
+      redisUrl: redisServer.url,
+      prefix,
+      workerId: `echo-${hostname()}-${process.pid}-${i}`,
+      models: [model],
+      runs,
+      log,
+      metrics: new WorkerMetrics(),
+      catalog: catalogSettingsOf(shared),
+      payloadTtlSeconds: shared.PAYLOAD_TTL_SECONDS,
+      capacity: { concurrency: CONCURRENCY, maxBatchSize: 1 },
+      shutdownGraceMs: 5000,
+      heartbeatSeconds: 5,
+      healthPort: 0,
     }),
-    {
-      connection: bullConnection(redisServer.url),
-      prefix: bullPrefix(prefix, jobCatalog.queue("decode", model.id)),
-      name: workerId,
-      concurrency: CONCURRENCY,
-      ...jobCatalog.workerOptions(30_000),
-    },
-  );
-  worker.on("error", (err: Error) => console.error(`echo worker: ${err.message}`));
-  attachLifecycle(worker, jobs, store, log);
-  return { redis, queues, worker };
-});
-await Promise.all(echo.map((e) => e.worker.waitUntilReady()));
+  ),
+);
 
 const port = await freePort();
 const api = startApp("api", {
@@ -269,15 +222,8 @@ try {
     monitored = { jobs: pass.latencies.length, fromClients, inLua };
   }
 } finally {
-  clearInterval(heartbeat);
   await stop(api);
-  await Promise.all(echo.map((e) => e.worker.close()));
-  await directory.withdraw(workerId).catch(() => {});
-  for (const e of echo) {
-    await e.queues.close();
-    e.redis.disconnect();
-  }
-  directoryRedis.disconnect();
+  await Promise.all(echo.map((w) => w.stop()));
   info.disconnect();
   await redisServer.stop();
 }

@@ -17,7 +17,7 @@ import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { generateDefaultModels } from "@hybrid/inference";
+import { generateDefaultModels } from "@hybrid/model-tools";
 import { encodeFromFloat32 } from "@hybrid/protocol";
 import sharp from "sharp";
 import { repoRoot } from "../../scripts/lib.ts";

@@ -82,8 +82,7 @@ afterAll(async () => {
 });
 
 describe("the hot path of a plain sync decode", () => {
-  // fixed by the hot-path change; the lead flips this
-  it.fails(`sends at most ${MAX_COMMANDS_PER_SYNC_DECODE} Redis commands (a script counts as one)`, async ({
+  it(`sends at most ${MAX_COMMANDS_PER_SYNC_DECODE} Redis commands (a script counts as one)`, async ({
     annotate,
   }) => {
     const n = 5;
@@ -99,8 +98,7 @@ describe("the hot path of a plain sync decode", () => {
     expect(perRequest, report).toBeLessThanOrEqual(MAX_COMMANDS_PER_SYNC_DECODE);
   });
 
-  // fixed by the hot-path change; the lead flips this
-  it.fails("leaves nothing running once 20 requests are answered: Redis traffic returns to idle", async ({
+  it("leaves nothing running once 20 requests are answered: Redis traffic returns to idle", async ({
     annotate,
   }) => {
     const timersBefore = await apiTimers();

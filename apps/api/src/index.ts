@@ -1,7 +1,5 @@
 import { resolve } from "node:path";
 import {
-  bullConnection,
-  CompletionListener,
   catalogSettingsOf,
   createLogger,
   createRedis,
@@ -12,6 +10,7 @@ import {
   limitsOf,
   PayloadStore,
   Queues,
+  ReplyListener,
   ResultCache,
   WorkerDirectory,
 } from "@hybrid/queue";
@@ -47,13 +46,13 @@ const queues = new Queues(env.REDIS_URL, env.QUEUE_PREFIX);
 const store = new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS);
 const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, catalog });
 const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
-const completions = new CompletionListener(
+const replies = new ReplyListener(
   createRedis(env.REDIS_URL, "blocking", {}, { shardedSubscribers: true }),
   env.QUEUE_PREFIX,
   store,
   (err) => logger.warn({ err: err.message }, "an answer for a job nobody waits for any more was not stored"),
 );
-const producer = new JobProducer(queues, catalog, completions);
+const producer = new JobProducer(queues, catalog, replies);
 const allowedHosts = parseAllowedHosts(env.WEBHOOK_ALLOWED_HOSTS);
 const metrics = env.METRICS_ENABLED
   ? new ApiMetrics({ queues, redis, directory: new WorkerDirectory(redis, env.QUEUE_PREFIX) })
@@ -89,8 +88,7 @@ const app = createApp({
   metrics,
 });
 const webhooks = startWebhookWorker(keys, logger, {
-  connection: bullConnection(env.REDIS_URL),
-  prefix: env.QUEUE_PREFIX,
+  target: { redisUrl: env.REDIS_URL, prefix: env.QUEUE_PREFIX },
   concurrency: env.WEBHOOK_CONCURRENCY,
   timeoutMs: env.WEBHOOK_TIMEOUT_MS,
   allowedHosts,
@@ -119,7 +117,7 @@ async function shutdown(signal: string) {
   await webhooks.close();
   await queues.close();
   hub.close();
-  completions.close();
+  replies.close();
   redis.disconnect();
   process.exit(0);
 }

@@ -4,13 +4,13 @@ import {
   type JobData,
   type JobObject,
   type JobResult,
-  parseJobError,
+  jobObjectOf,
   WebhookEventFilter,
   type WebhookSpec,
 } from "@hybrid/protocol";
-import type { JobMeta, JobProducer, JobStore, PayloadStore } from "@hybrid/queue";
-import type { Job } from "bullmq";
+import type { JobMeta, JobProducer, JobStore, PayloadStore, PendingReply } from "@hybrid/queue";
 import type { Request, Response } from "express";
+import { type AnswerForm, storedAnswer, writeAnswer } from "./answer.ts";
 import { type Principal, principalOf } from "./auth.ts";
 import { parsePrefer } from "./prefer.ts";
 import type { KeyRateLimiter } from "./rate-limit.ts";
@@ -35,27 +35,6 @@ export interface SubmitDeps {
    */
   stopping: AbortSignal;
 }
-
-/** The result bytes of a job exactly as the synchronous call answers them. */
-export function writeResult(res: Response, result: JobResult, bytes: Buffer): void {
-  res.status(200).setHeader("Content-Type", result.contentType);
-  if (result.shape) res.setHeader("shape", `[${result.shape.join(", ")}]`);
-  if (result.dtype) res.setHeader("dtype", result.dtype);
-  for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
-  res.setHeader("Content-Length", bytes.length);
-  res.end(bytes);
-}
-
-/** The job's answer bytes, or 410 when they expired (or were delivered and dropped). */
-export async function resultBytes(store: PayloadStore, result: JobResult): Promise<Buffer> {
-  const bytes = await store.get(result.result);
-  if (!bytes)
-    throw new AppError("payload_expired", "The job's result has expired (or was delivered and removed).");
-  return bytes;
-}
-
-/** The AppError a finished-but-failed BullMQ job answers with. */
-export const jobFailure = (job: Job): AppError => parseJobError(job.failedReason);
 
 /** Job data before its payload is stored: what a route hands to {@link submitJob}. */
 export type JobRequest = JobData extends infer T ? (T extends JobData ? Omit<T, "input"> : never) : never;
@@ -93,16 +72,19 @@ export async function submitJob(
     throw new AppError("invalid_parameter", "Idempotency-Key must be 1 to 255 visible ASCII characters.");
 
   const queue = deps.producer.queueOf(data);
+  // Who follows the job decides what it writes (see JobMeta.logged): a plain sync request reads
+  // only its answer; async and `wait=N` clients may stream or poll, a webhook wants events.
+  const waits = !(prefer.async && prefer.waitSeconds === null);
+  const plainSync = !prefer.async && prefer.waitSeconds === null;
   let jobId: string = randomUUID();
-  let job: Job | undefined;
   let meta: JobMeta | undefined;
+  let joined = false;
   if (idemKey) {
     const fingerprint = fingerprintOf(req, body ?? Buffer.alloc(0));
-    const prior = await deps.jobs.claimIdempotencyKey(
+    const prior = await deps.jobs.idempotency.claim(
       principal.owner,
       idemKey,
-      jobId,
-      fingerprint,
+      { jobId, fingerprint },
       deps.idempotencyTtlSeconds,
     );
     if (prior && prior.fingerprint !== fingerprint)
@@ -113,54 +95,80 @@ export async function submitJob(
       );
     if (prior) {
       jobId = prior.jobId;
-      job = await existingJob(deps, prior.jobId);
+      meta = await existingJob(deps, prior.jobId);
+      joined = true;
     }
   }
-  if (!job) {
-    try {
-      // A request that waits for the answer has it sent straight back to this process.
-      const waits = !(prefer.async && prefer.waitSeconds === null);
-      const api = waits ? deps.producer.replyTo : undefined;
+  // Listening before the job can run: a fast worker's reply must not pass unheard.
+  const pending = waits ? deps.producer.expect(jobId) : undefined;
+  try {
+    if (!meta) {
       // A `wait=N` answer and an idempotent one stay fetchable after they are sent.
-      const reply = api ? { api, keep: prefer.waitSeconds !== null || idemKey !== undefined } : undefined;
-      ({ job, meta } = await createJob(
-        deps,
-        principal,
-        queue,
-        jobId,
-        { ...data, ...(reply ? { reply } : {}) },
-        body,
+      const reply = waits
+        ? { api: deps.producer.replyTo, keep: prefer.waitSeconds !== null || idemKey !== undefined }
+        : undefined;
+      meta = await createJob(deps, principal, queue, jobId, { ...data, ...(reply ? { reply } : {}) }, body, {
         webhook,
-      ));
-    } catch (e) {
-      if (idemKey) await deps.jobs.releaseIdempotencyKey(principal.owner, idemKey).catch(() => {});
-      throw e;
+        logged: !plainSync || webhook !== null,
+        imageAsJson: data.kind === "generate" && data.response === "json",
+      });
     }
+  } catch (e) {
+    pending?.stop();
+    if (idemKey && !joined) await deps.jobs.idempotency.release(principal.owner, idemKey).catch(() => {});
+    throw e;
   }
   res.setHeader("x-job-id", jobId);
-
-  if (prefer.async && prefer.waitSeconds === null) {
+  if (!pending) {
     res.setHeader("Preference-Applied", "respond-async");
     return accepted(deps, res, jobId);
   }
-  if (prefer.waitSeconds !== null) {
-    const waitMs = Math.min(prefer.waitSeconds * 1000, deps.requestTimeoutMs);
-    res.setHeader("Preference-Applied", `wait=${Math.floor(waitMs / 1000)}`);
-    const reply = await deps.producer.waitForResult(job, waitMs).catch((e: unknown) => {
-      if (e instanceof AppError && e.code === "timeout") return null;
-      throw e;
-    });
-    if (!reply) return accepted(deps, res, jobId);
-    return writeResult(res, reply.result, reply.bytes ?? (await resultBytes(deps.store, reply.result)));
+  const form = { imageAsJson: meta.imageAsJson };
+  try {
+    if (prefer.waitSeconds !== null) {
+      const waitMs = Math.min(prefer.waitSeconds * 1000, deps.requestTimeoutMs);
+      res.setHeader("Preference-Applied", `wait=${Math.floor(waitMs / 1000)}`);
+      const answer = await deps.producer.answer(pending, jobId, queue, waitMs, joined).catch((e: unknown) => {
+        if (e instanceof AppError && e.code === "timeout") return null;
+        throw e;
+      });
+      if (!answer) return accepted(deps, res, jobId);
+      return writeAnswer(
+        res,
+        answer.result,
+        answer.bytes ?? (await storedAnswer(deps.store, answer.result)),
+        form,
+      );
+    }
+    await answerSync(deps, res, { pending, meta, joined, idemKey, t0, form }, opts.onAnswered);
+  } finally {
+    pending.stop();
   }
+}
 
-  // Synchronous: a client that hangs up leaves nobody to answer, so its job is canceled
-  // (withdrawn if waiting, its result discarded if running) — unless an Idempotency-Key says
-  // the client means to come back for it.
+/**
+ * A synchronous answer: a client that hangs up leaves nobody to answer, so its job is canceled
+ * (withdrawn if waiting, its result discarded if running) — unless an Idempotency-Key says the
+ * client means to come back for it.
+ */
+async function answerSync(
+  deps: SubmitDeps,
+  res: Response,
+  w: {
+    pending: PendingReply;
+    meta: JobMeta;
+    joined: boolean;
+    idemKey: string | undefined;
+    t0: number;
+    form: AnswerForm;
+  },
+  onAnswered: ((result: JobResult, bytes: Buffer) => Promise<void>) | undefined,
+): Promise<void> {
+  const { meta, idemKey } = w;
   const hungUp = new Promise<never>((_, reject) => {
     res.on("close", () => {
       if (res.writableEnded) return;
-      if (meta && !idemKey && !deps.stopping.aborted) void deps.jobs.cancel(meta).catch(() => {});
+      if (!idemKey && !deps.stopping.aborted) void deps.jobs.cancel(meta).catch(() => {});
       reject(
         new AppError("invalid_request", "The client closed the connection before the answer was ready."),
       );
@@ -169,20 +177,20 @@ export async function submitJob(
   hungUp.catch(() => {});
   const queued = performance.now();
   const { result, bytes: inline } = await Promise.race([
-    deps.producer.waitForResult(job, deps.requestTimeoutMs),
+    deps.producer.answer(w.pending, meta.id, meta.queue, deps.requestTimeoutMs, w.joined),
     hungUp,
   ]);
   const finished = performance.now();
-  const bytes = inline ?? (await resultBytes(deps.store, result));
-  const arrivedAt = typeof res.locals.arrivedAt === "number" ? res.locals.arrivedAt : t0;
+  const bytes = inline ?? (await storedAnswer(deps.store, result));
+  const arrivedAt = typeof res.locals.arrivedAt === "number" ? res.locals.arrivedAt : w.t0;
   res.setHeader(
     "Server-Timing",
-    serverTiming(result, t0 - arrivedAt, queued - t0, finished - queued, performance.now() - finished),
+    serverTiming(result, w.t0 - arrivedAt, queued - w.t0, finished - queued, performance.now() - finished),
   );
-  writeResult(res, result, bytes);
-  await opts.onAnswered?.(result, bytes).catch(() => {});
+  writeAnswer(res, result, bytes, w.form);
+  await onAnswered?.(result, bytes).catch(() => {});
   // Delivered: nobody will read it again (a 504'd job's result stays for /v1/jobs/{id}/result).
-  // An inline answer was never stored.
+  // An inline answer was never stored; a kept one stays (see reply-channel.ts).
   if (!idemKey && !inline) await deps.store.delete(result.result).catch(() => {});
 }
 
@@ -219,10 +227,11 @@ function serverTiming(
 }
 
 async function accepted(deps: SubmitDeps, res: Response, jobId: string): Promise<void> {
-  const object = await deps.jobs.describe(jobId);
-  if (!object) throw new AppError("internal", "The job vanished right after it was created.");
+  const view = await deps.jobs.views.describe(jobId);
+  if (!view) throw new AppError("internal", "The job vanished right after it was created.");
+  const object: JobObject = jobObjectOf(view);
   res.status(202).setHeader("Location", object.urls.self);
-  res.json(object satisfies JobObject);
+  res.json(object);
 }
 
 /** Admission, payload, record, `queued` event, enqueue — in that order, so no reader misses a step. */
@@ -233,27 +242,27 @@ async function createJob(
   jobId: string,
   data: JobRequest,
   body: Buffer | null,
-  webhook: WebhookSpec | null,
-): Promise<{ job: Job; meta: JobMeta }> {
+  record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson">,
+): Promise<JobMeta> {
   const waiting = await deps.producer.backlog(queue);
   if (waiting >= deps.maxBacklog)
     throw new AppError(
       "overloaded",
       `The ${queue} queue is full (${waiting} jobs waiting); try again later.`,
       {
-        retryAfterSeconds: deps.producer.secondsToDrain(queue, waiting - deps.maxBacklog + 1),
+        retryAfterSeconds: await deps.producer.secondsToDrain(queue, waiting - deps.maxBacklog + 1),
       },
     );
   // Only work that is admitted counts toward the key's rate (a replay, a 4xx or a 429 does not).
   if (principal.key) await deps.limiter.consume(principal.key);
   const cap = principal.key?.max_queued;
   if (cap) {
-    const active = await deps.jobs.activeCount(principal.owner, cap);
+    const active = await deps.jobs.caps.unfinished(principal.owner, cap);
     if (active >= cap)
       throw new AppError(
         "too_many_queued",
         `This API key already has ${active} unfinished jobs (its limit is ${cap}); wait for some to finish.`,
-        { retryAfterSeconds: deps.producer.secondsToDrain(queue, 1) },
+        { retryAfterSeconds: await deps.producer.secondsToDrain(queue, 1) },
       );
   }
   const meta: JobMeta = {
@@ -263,8 +272,9 @@ async function createJob(
     queue,
     owner: principal.owner,
     createdAt: Date.now(),
-    webhook,
     canceledAt: null,
+    capped: Boolean(cap),
+    ...record,
   };
   // The input and the record are independent writes: one round trip for both. The job itself is
   // added only after both, so no worker or reader sees it without them.
@@ -274,25 +284,25 @@ async function createJob(
   ]);
   const input = stored.status === "fulfilled" ? stored.value : null;
   if (stored.status === "rejected" || recorded.status === "rejected") {
-    if (recorded.status === "fulfilled") await deps.jobs.discard(meta).catch(() => {});
+    if (recorded.status === "fulfilled") await deps.jobs.records.discard(meta).catch(() => {});
     if (input) await deps.store.delete(input).catch(() => {});
     throw stored.status === "rejected" ? stored.reason : (recorded as PromiseRejectedResult).reason;
   }
   try {
-    return { job: await deps.producer.enqueue({ ...data, input } as JobData, jobId), meta };
+    await deps.producer.enqueue({ ...data, input } as JobData, jobId);
+    return meta;
   } catch (e) {
-    await deps.jobs.discard(meta).catch(() => {});
+    await deps.jobs.records.discard(meta).catch(() => {});
     if (input) await deps.store.delete(input).catch(() => {});
     throw e;
   }
 }
 
 /** The job an idempotent retry points at; its creator may still be adding it. */
-async function existingJob(deps: SubmitDeps, jobId: string): Promise<Job> {
+async function existingJob(deps: SubmitDeps, jobId: string): Promise<JobMeta> {
   for (let i = 0; i < 40; i++) {
-    const meta = await deps.jobs.meta(jobId);
-    const found = meta ? (await deps.jobs.bullJob(meta)).job : null;
-    if (found) return found;
+    const meta = await deps.jobs.records.get(jobId);
+    if (meta && (await deps.jobs.views.enqueued(meta))) return meta;
     if (meta?.canceledAt)
       throw new AppError("canceled", `Job ${jobId} of this Idempotency-Key was canceled.`);
     await new Promise((r) => setTimeout(r, 50));

@@ -1,4 +1,4 @@
-import type { JobKind, ModelInfo } from "@hybrid/protocol";
+import { JobKind, type ModelInfo } from "@hybrid/protocol";
 import { jobCatalog, knownModelsKey, type Queues, type WorkerDirectory } from "@hybrid/queue";
 import type { Worker } from "bullmq";
 import { type Request, type RequestHandler, Router } from "express";
@@ -15,7 +15,7 @@ export interface ApiMetricsDeps {
 /** The route label of requests no Express route matched (404s, static files): never the raw URL. */
 export const UNMATCHED_ROUTE = "unmatched";
 
-const ALL_KINDS = Object.keys(jobCatalog.schemas) as JobKind[];
+const ALL_KINDS = JobKind.options;
 /** The queue states the backlog gauge reports; `waiting` is what admission (429) and autoscaling read. */
 const STATES = ["waiting", "active", "delayed"] as const;
 

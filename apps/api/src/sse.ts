@@ -1,4 +1,4 @@
-import { isTerminal, type JobEventName } from "@hybrid/protocol";
+import { isTerminal, type JobEventName, type JobView, jobObjectOf } from "@hybrid/protocol";
 import type { JobEvent, JobEventHub, JobMeta, JobStore } from "@hybrid/queue";
 import type { Request, Response } from "express";
 
@@ -12,6 +12,15 @@ export function compareSeq(a: string, b: string): number {
 }
 
 const SEQ = /^\d{1,20}-\d{1,20}$/;
+
+/**
+ * The id of the one event a stream makes up for a job that logged none (a plain sync job): it
+ * sorts before every real event, so a reconnect with it as Last-Event-ID misses nothing.
+ */
+const SNAPSHOT_SEQ = "0-1";
+
+/** The event a job's status stands for, as the worker would have logged it. */
+const eventOf = (job: JobView): JobEventName => (job.status === "running" ? "started" : job.status);
 
 export interface SseOptions {
   /** ms between keep-alive comments (proxies close silent connections). */
@@ -56,7 +65,7 @@ export async function streamJobEvents(
     // Already seen (before Last-Event-ID): not sent again, but a terminal one still ends the
     // stream, so a client reconnecting after the end is not kept waiting for nothing.
     if (!last || compareSeq(e.seq, last) > 0) {
-      res.write(`id: ${e.seq}\nevent: ${e.event}\ndata: ${JSON.stringify(e.job)}\n\n`);
+      res.write(`id: ${e.seq}\nevent: ${e.event}\ndata: ${JSON.stringify(jobObjectOf(e.job))}\n\n`);
       last = e.seq;
     }
     if (TERMINAL.has(e.event)) end();
@@ -76,22 +85,30 @@ export async function streamJobEvents(
     res.end();
   }
   async function checkStale() {
-    const job = await deps.jobs.describe(meta.id).catch(() => null);
+    const job = await deps.jobs.views.describe(meta.id).catch(() => null);
     if (!job || ended || !isTerminal(job.status)) return;
     const at = job.completed_at ? Date.parse(job.completed_at) : 0;
     if (Date.now() - at < opts.staleMs) return;
-    const log = await deps.jobs.events(meta.id);
+    const log = await deps.jobs.events.read(meta.id);
     if (log.some((e) => TERMINAL.has(e.event))) {
       for (const e of log) send(e);
       return;
     }
-    await deps.jobs.publish(meta, job.status as JobEventName, job);
+    await deps.jobs.events.publish({ ...meta, logged: true }, job.status as JobEventName, job);
   }
   req.on("close", end);
   opts.stopping?.addEventListener("abort", end);
 
+  // A job nobody followed logs nothing: from now on it does, and the stream starts with the job
+  // as it is (its end comes live, or is this snapshot).
+  if (!meta.logged) await deps.jobs.records.follow(meta);
   // The whole log: events up to Last-Event-ID are skipped by send(), but a terminal one ends the stream.
-  for (const e of await deps.jobs.events(meta.id)) send(e);
+  const log = await deps.jobs.events.read(meta.id);
+  for (const e of log) send(e);
+  if (!meta.logged && log.length === 0) {
+    const now = await deps.jobs.views.describe(meta.id);
+    if (now) send({ seq: SNAPSHOT_SEQ, event: eventOf(now), job: now });
+  }
   live = true;
   for (const e of early) send(e);
   early.length = 0;

@@ -26,9 +26,10 @@ export const Env = z.object({
   SESSION_THREADS: z.coerce.number().int().min(1).max(64).default(1),
   /**
    * BullMQ job lock, in ms; renewed every half of it by the main thread. A job whose lock lapses
-   * (a blocked event loop, a dead worker) is handed to another worker.
+   * (a blocked event loop, a dead worker) is handed to another worker. Unset: each kind's own
+   * from the job catalog (decode and encode 30 s, generate 60 s); set: every kind's.
    */
-  LOCK_DURATION_MS: z.coerce.number().int().min(100).default(30_000),
+  LOCK_DURATION_MS: z.coerce.number().int().min(100).optional(),
   /**
    * On SIGTERM, ms to let jobs in flight finish; what is still running then is handed back to
    * its queue for another worker.

@@ -9,12 +9,12 @@ import type { Logger } from "pino";
  */
 export function attachLifecycle(worker: Worker, jobs: JobStore, payloads: PayloadStore, log: Logger): void {
   const finish = async (job: Job, state: "completed" | "failed") => {
-    const meta = job.id ? await jobs.meta(job.id) : null;
+    const meta = job.id ? await jobs.records.get(job.id) : null;
     await payloads.delete(String((job.data as { input?: unknown })?.input ?? ""));
     if (!meta) return;
-    const object = await jobs.build(meta, job, state);
+    const view = await jobs.views.build(meta, job, state);
     // A finished job's status (succeeded, failed, canceled) is also the name of its last event.
-    if (object && isTerminal(object.status)) await jobs.publish(meta, object.status as JobEventName, object);
+    if (view && isTerminal(view.status)) await jobs.events.publish(meta, view.status as JobEventName, view);
   };
   const report = (job: Job) => (err: unknown) =>
     log.warn({ jobId: job.id, queue: job.queueName, err: (err as Error).message }, "job event not published");

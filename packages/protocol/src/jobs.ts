@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ErrorCode } from "./errors.ts";
 import { GenerateParams, GenerateResponse } from "./generate.ts";
+import { JobEventName } from "./job-events.ts";
 import { DecodeJob, EncodeJob, JobResult, PayloadRef, ReplyTo } from "./schemas.ts";
 
 /** BullMQ job data of a generation: small JSON only (the init image is a payload key). */
@@ -38,6 +39,25 @@ export const JobData = z.discriminatedUnion("kind", [
   JOB_SCHEMAS.generate.data,
 ]);
 export type JobData = z.infer<typeof JobData>;
+
+/**
+ * A webhook delivery as queued (the `webhook` kind of the catalog): everything but the secret,
+ * which the deliverer looks up by owner. `msgId` is also the BullMQ job id, so retries keep it.
+ */
+export const WebhookDelivery = z.object({
+  msgId: z.string().min(1),
+  jobId: z.string().min(1),
+  owner: z.string().min(1),
+  url: z.string().url(),
+  event: JobEventName,
+  /** The job object as JSON: the body of the call, exactly as signed. */
+  payload: z.string(),
+});
+export type WebhookDelivery = z.infer<typeof WebhookDelivery>;
+
+/** What a webhook delivery returns: the receiver's HTTP status. */
+export const WebhookDeliveryResult = z.object({ status: z.number().int() });
+export type WebhookDeliveryResult = z.infer<typeof WebhookDeliveryResult>;
 
 /** Where a job is, as clients see it. A retry waiting for its backoff is `queued`. */
 export const JobStatus = z.enum(["queued", "running", "succeeded", "failed", "canceled"]);
@@ -82,6 +102,23 @@ export const JobObject = z.object({
   urls: z.object({ self: z.string(), result: z.string(), events: z.string(), cancel: z.string() }),
 });
 export type JobObject = z.infer<typeof JobObject>;
+
+/**
+ * A job object without its URLs: what the queue side builds, stores in event logs and queues for
+ * webhooks. The API adds `urls` (its own routes) before a client sees it; `urls` is the job
+ * object's last key, so the bytes come out the same.
+ */
+export const JobView = JobObject.omit({ urls: true });
+export type JobView = z.infer<typeof JobView>;
+
+/** The job object a client reads: the view with the URLs of the job's routes. */
+export function jobObjectOf(view: JobView): JobObject {
+  const self = `/v1/jobs/${encodeURIComponent(view.id)}`;
+  return {
+    ...view,
+    urls: { self, result: `${self}/result`, events: `${self}/events`, cancel: `${self}/cancel` },
+  };
+}
 
 /** A page of `GET /v1/jobs`, newest first. `next_cursor` is null on the last page. */
 export const JobList = z.object({

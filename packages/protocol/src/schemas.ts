@@ -161,15 +161,20 @@ export const EncodeJob = z.object({
 });
 export type EncodeJob = z.infer<typeof EncodeJob>;
 
-/** A job's return value: where the answer bytes are and the headers that describe them. */
+/**
+ * A job's return value: where the answer bytes are and what describes them, as typed fields (the
+ * API turns them into headers and body; nothing here is HTTP).
+ */
 export const JobResult = z.object({
   result: PayloadRef,
   contentType: z.string(),
   bytes: z.number().int().nonnegative(),
   shape: z.array(z.number().int().nonnegative()).optional(),
   dtype: DType.optional(),
-  /** More headers of the answer (e.g. `x-seed` of a generation). */
-  headers: z.record(z.string(), z.string()).optional(),
+  /** A generation's seed (the API answers it as `x-seed`). */
+  seed: z.number().int().nonnegative().optional(),
+  /** A generation's prompt was cut to what its text encoder takes (`x-prompt-truncated: true`). */
+  promptTruncated: z.literal(true).optional(),
   /** Shown in the job object's `warnings`. */
   warnings: z.array(z.string()).optional(),
   /**

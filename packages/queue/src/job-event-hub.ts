@@ -1,5 +1,5 @@
 import type { RedisClient } from "./connection.ts";
-import { type JobEvent, parseEvent } from "./job-store.ts";
+import { type JobEvent, parseEvent } from "./job-events.ts";
 import { jobEventsChannel } from "./names.ts";
 
 type Listener = (e: JobEvent) => void;

@@ -3,10 +3,12 @@ import type { DecodeJob } from "@hybrid/protocol";
 import { afterAll, describe, expect, it } from "vitest";
 import { jobCatalog } from "./catalog.ts";
 import { createRedis } from "./connection.ts";
-import { type JobMeta, JobStore } from "./job-store.ts";
+import type { JobMeta } from "./job-records.ts";
+import { JobStore } from "./job-store.ts";
 import { PayloadStore } from "./payload-store.ts";
 import { JobProducer } from "./producer.ts";
 import { Queues } from "./queues.ts";
+import { ReplyListener } from "./reply-channel.ts";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const prefix = `test-${randomUUID().slice(0, 8)}`;
@@ -15,9 +17,11 @@ const settings = { attempts: 2, retentionSeconds: 60, webhookAttempts: 3, webhoo
 const queues = new Queues(redisUrl, prefix);
 const payloads = new PayloadStore(redis, prefix, 60);
 const store = new JobStore(redis, queues, payloads, { prefix, catalog: settings });
-const producer = new JobProducer(queues, settings);
+const replies = new ReplyListener(createRedis(redisUrl, "blocking"), prefix, payloads);
+const producer = new JobProducer(queues, settings, replies);
 
 afterAll(async () => {
+  replies.close();
   await queues.close();
   const keys = await redis.keys(`${prefix}:*`);
   if (keys.length > 0) await redis.del(...keys);
@@ -25,7 +29,7 @@ afterAll(async () => {
 });
 
 // No worker serves these queues: jobs stay queued, which is what these tests look at.
-async function submit(owner: string, model = "store-model"): Promise<JobMeta> {
+async function submit(owner: string, model = "store-model", record: Partial<JobMeta> = {}): Promise<JobMeta> {
   const input = await payloads.put(new Uint8Array([1, 2, 3]));
   const meta: JobMeta = {
     id: randomUUID(),
@@ -36,6 +40,10 @@ async function submit(owner: string, model = "store-model"): Promise<JobMeta> {
     createdAt: Date.now(),
     webhook: null,
     canceledAt: null,
+    logged: true,
+    capped: true,
+    imageAsJson: false,
+    ...record,
   };
   await store.create(meta);
   const data: DecodeJob = {
@@ -56,7 +64,7 @@ describe("JobStore", () => {
   it("describes a queued job with its place in line, and logs its queued event", async () => {
     const a = await submit("o1");
     const b = await submit("o1");
-    const [ja, jb] = await Promise.all([store.describe(a.id), store.describe(b.id)]);
+    const [ja, jb] = await Promise.all([store.views.describe(a.id), store.views.describe(b.id)]);
     expect(ja).toMatchObject({
       id: a.id,
       status: "queued",
@@ -65,10 +73,11 @@ describe("JobStore", () => {
       error: null,
     });
     expect(jb?.queue_position).toBe(1);
-    expect(ja?.urls.result).toBe(`/v1/jobs/${a.id}/result`);
-    const events = await store.events(a.id);
+    // A view names no URL: the API, which owns the routes, adds them.
+    expect(ja).not.toHaveProperty("urls");
+    const events = await store.events.read(a.id);
     expect(events.map((e) => [e.event, e.job.status])).toEqual([["queued", "queued"]]);
-    expect(await store.describe(randomUUID())).toBeNull();
+    expect(await store.views.describe(randomUUID())).toBeNull();
   });
 
   it("lists an owner's jobs newest first, page by page, and no one else's", async () => {
@@ -78,7 +87,7 @@ describe("JobStore", () => {
     const seen: string[] = [];
     let cursor: string | undefined;
     for (;;) {
-      const page = await store.list("lister", 2, cursor);
+      const page = await store.views.list("lister", 2, cursor);
       seen.push(...page.jobs.map((j) => j.id));
       if (!page.next) break;
       cursor = page.next;
@@ -89,41 +98,62 @@ describe("JobStore", () => {
   it("cancels a queued job at once: removed, input freed, canceled event, off the unfinished set", async () => {
     const meta = await submit("canceler");
     const input = (await queues.queue(meta.queue).getJob(meta.id))!.data.input as string;
-    expect(await store.activeCount("canceler")).toBe(1);
+    expect(await store.caps.unfinished("canceler")).toBe(1);
     const object = await store.cancel(meta);
     expect(object).toMatchObject({ status: "canceled", error: { code: "canceled" } });
     expect(object?.completed_at).not.toBeNull();
     expect(await queues.queue(meta.queue).getJob(meta.id)).toBeUndefined();
     expect(await payloads.get(input)).toBeNull();
-    expect((await store.events(meta.id)).map((e) => e.event)).toEqual(["queued", "canceled"]);
-    expect(await store.activeCount("canceler")).toBe(0);
-    expect((await store.describe(meta.id))?.status).toBe("canceled");
+    expect((await store.events.read(meta.id)).map((e) => e.event)).toEqual(["queued", "canceled"]);
+    expect(await store.caps.unfinished("canceler")).toBe(0);
+    expect((await store.views.describe(meta.id))?.status).toBe("canceled");
   });
 
   it("claims an idempotency key once, and tells later claims what claimed it", async () => {
     const key = `k-${randomUUID()}`;
-    expect(await store.claimIdempotencyKey("o2", key, "job-1", "fp-1", 60)).toBeNull();
-    expect(await store.claimIdempotencyKey("o2", key, "job-2", "fp-2", 60)).toEqual({
+    expect(await store.idempotency.claim("o2", key, { jobId: "job-1", fingerprint: "fp-1" }, 60)).toBeNull();
+    expect(await store.idempotency.claim("o2", key, { jobId: "job-2", fingerprint: "fp-2" }, 60)).toEqual({
       jobId: "job-1",
       fingerprint: "fp-1",
     });
     // Keys are per owner.
-    expect(await store.claimIdempotencyKey("o3", key, "job-3", "fp-1", 60)).toBeNull();
-    await store.releaseIdempotencyKey("o2", key);
-    expect(await store.claimIdempotencyKey("o2", key, "job-4", "fp-4", 60)).toBeNull();
+    expect(await store.idempotency.claim("o3", key, { jobId: "job-3", fingerprint: "fp-1" }, 60)).toBeNull();
+    await store.idempotency.release("o2", key);
+    expect(await store.idempotency.claim("o2", key, { jobId: "job-4", fingerprint: "fp-4" }, 60)).toBeNull();
   });
 });
 
-describe("JobStore.activeCount", () => {
+describe("JobStore caps and logging", () => {
   it("drops finished jobs the unfinished set still holds once the count reaches the cap", async () => {
     const a = await submit("capped");
     const b = await submit("capped");
     // b finishes without its terminal event being written (its process died in between).
     const bull = await queues.queue(b.queue).getJob(b.id);
     await bull!.remove();
-    expect(await store.activeCount("capped")).toBe(2);
-    expect(await store.activeCount("capped", 2)).toBe(1);
-    expect(await store.activeCount("capped")).toBe(1);
-    expect((await store.describe(a.id))?.status).toBe("queued");
+    expect(await store.caps.unfinished("capped")).toBe(2);
+    expect(await store.caps.unfinished("capped", 2)).toBe(1);
+    expect(await store.caps.unfinished("capped")).toBe(1);
+    expect((await store.views.describe(a.id))?.status).toBe("queued");
+  });
+
+  it("writes no events for a job nobody follows, until a reader follows it", async () => {
+    const meta = await submit("quiet", "store-model", { logged: false, capped: false });
+    expect(await store.events.read(meta.id)).toEqual([]);
+    // Not counted toward a cap its key does not have.
+    expect(await store.caps.unfinished("quiet")).toBe(0);
+    const object = (await store.views.describe(meta.id))!;
+    expect(
+      await store.events.publish(meta, "progress", { ...object, progress: { step: 1, total: 4 } }),
+    ).toBeNull();
+    expect(await store.events.read(meta.id)).toEqual([]);
+    // Progress still reaches the job object.
+    expect((await store.views.describe(meta.id))?.progress).toEqual({ step: 1, total: 4 });
+    const followed = await store.records.follow(meta);
+    expect(followed.logged).toBe(true);
+    expect((await store.records.get(meta.id))?.logged).toBe(true);
+    expect(
+      await store.events.publish(followed, "progress", { ...object, progress: { step: 2, total: 4 } }),
+    ).not.toBeNull();
+    expect((await store.events.read(meta.id)).map((e) => e.event)).toEqual(["progress"]);
   });
 });

@@ -6,9 +6,11 @@ import { jobCatalog } from "./catalog.ts";
 import { bullConnection, createRedis } from "./connection.ts";
 import { bullPrefix, payloadKey, workerKey, workersKey } from "./names.ts";
 import { PayloadStore } from "./payload-store.ts";
-import { JobProducer, RateMeter } from "./producer.ts";
+import { JobProducer } from "./producer.ts";
 import { Queues } from "./queues.ts";
+import { ReplyListener, ReplySender } from "./reply-channel.ts";
 import { WorkerDirectory } from "./worker-directory.ts";
+import { type JobHandler, openJobWorker } from "./workers.ts";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 // Each run gets its own prefix, so tests never see each other's keys.
@@ -82,7 +84,8 @@ describe("WorkerDirectory", () => {
       models: [],
     });
     expect((await dir.list()).map((w) => w.workerId)).toEqual(["w2"]);
-    await new Promise((r) => setTimeout(r, 1300));
+    // Its key expires in Redis after a second: wait for that, then the list prunes it.
+    await expect.poll(() => redis.exists(workerKey(prefix, "w2")), { timeout: 5000 }).toBe(0);
     expect(await dir.list()).toEqual([]);
     expect(await redis.smembers(workersKey(prefix))).toEqual([]);
   });
@@ -90,6 +93,9 @@ describe("WorkerDirectory", () => {
 
 const settings = { attempts: 3, retentionSeconds: 60, webhookAttempts: 3, webhookBackoffMs: 100 };
 let queues: Queues;
+const store = new PayloadStore(redis, prefix, 60);
+const replies = new ReplyListener(createRedis(redisUrl, "blocking"), prefix, store);
+afterAll(() => replies.close());
 
 describe("JobProducer", () => {
   beforeEach(() => {
@@ -107,87 +113,118 @@ describe("JobProducer", () => {
     output: { kind: "uint8" },
   });
 
-  it("round-trips a job through a real BullMQ worker", async () => {
-    const producer = new JobProducer(queues, settings);
-    const worker = new Worker(
-      jobCatalog.queue("decode", "echo"),
-      async (j) => ({
-        result: j.data.input,
-        contentType: "tensor/binary",
-        bytes: 3,
-        shape: [3],
-        dtype: "uint8",
-      }),
-      {
-        connection: bullConnection(redisUrl),
-        prefix: bullPrefix(prefix, jobCatalog.queue("decode", "echo")),
-      },
+  /** A BullMQ worker on `model`'s decode queue running `fn`, as the worker app opens them. */
+  const workerOf = (model: string, fn: JobHandler<"decode">) =>
+    openJobWorker({ redisUrl, prefix }, "decode", model, fn, { concurrency: 1 });
+
+  it("round-trips a job through a real BullMQ worker, answered on the reply channel", async () => {
+    const producer = new JobProducer(queues, settings, replies);
+    const sender = new ReplySender(redis, prefix, store);
+    const worker = workerOf("echo", async (data, j) =>
+      sender.deliver(
+        j.id!,
+        data.reply,
+        { result: store.newKey(), contentType: "tensor/binary", bytes: 3 },
+        new Uint8Array([7, 8, 9]),
+      ),
     );
     try {
-      const j = await producer.enqueue(job("echo"), randomUUID());
-      const { result, bytes } = await producer.waitForResult(j, 10_000);
-      // No reply address in the job: the result comes from BullMQ's event, the bytes are fetched.
-      expect(bytes).toBeUndefined();
-      expect(result).toEqual({
-        result: payloadKey(prefix, "x"),
-        contentType: "tensor/binary",
-        bytes: 3,
-        shape: [3],
-        dtype: "uint8",
-      });
+      await replies.subscribed();
+      const id = randomUUID();
+      const pending = producer.expect(id);
+      await producer.enqueue({ ...job("echo"), reply: { api: producer.replyTo, keep: false } }, id);
+      const { result, bytes } = await producer.answer(
+        pending,
+        id,
+        jobCatalog.queue("decode", "echo"),
+        10_000,
+      );
+      expect([...(bytes ?? [])]).toEqual([7, 8, 9]);
+      expect(result).toMatchObject({ contentType: "tensor/binary", bytes: 3 });
+      // The bytes went only in the reply: nothing stored.
+      expect(await store.has(result.result)).toBe(false);
     } finally {
       await worker.close();
       await queues.close();
     }
   });
 
-  it("carries a worker's AppError code back, without retrying bad input", async () => {
-    const producer = new JobProducer(queues, settings);
+  it("reads the outcome from BullMQ when no reply comes: a result, or the worker's AppError without retrying bad input", async () => {
+    const producer = new JobProducer(queues, settings, replies);
     let calls = 0;
-    const worker = new Worker(
-      jobCatalog.queue("decode", "bad"),
-      async () => {
-        calls++;
-        throw new UnrecoverableError(serializeJobError(new AppError("invalid_image", "not an image")));
-      },
-      { connection: bullConnection(redisUrl), prefix: bullPrefix(prefix, jobCatalog.queue("decode", "bad")) },
-    );
+    // No reply address in these jobs: only BullMQ's record tells their end.
+    const ok = workerOf("plain", async (data) => ({
+      result: data.input,
+      contentType: "tensor/binary",
+      bytes: 3,
+    }));
+    const bad = workerOf("bad", async () => {
+      calls++;
+      throw new UnrecoverableError(serializeJobError(new AppError("invalid_image", "not an image")));
+    });
     try {
-      const j = await producer.enqueue(job("bad"), randomUUID());
-      const err = await producer.waitForResult(j, 10_000).catch((e: unknown) => e);
+      const a = randomUUID();
+      const pa = producer.expect(a);
+      await producer.enqueue(job("plain"), a);
+      const { result, bytes } = await producer.answer(
+        pa,
+        a,
+        jobCatalog.queue("decode", "plain"),
+        20_000,
+        true,
+      );
+      expect(bytes).toBeUndefined();
+      expect(result).toEqual({ result: payloadKey(prefix, "x"), contentType: "tensor/binary", bytes: 3 });
+      const b = randomUUID();
+      const pb = producer.expect(b);
+      await producer.enqueue(job("bad"), b);
+      const err = await producer
+        .answer(pb, b, jobCatalog.queue("decode", "bad"), 20_000, true)
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(AppError);
       expect((err as AppError).code).toBe("invalid_image");
       expect(calls).toBe(1);
     } finally {
-      await worker.close();
+      await Promise.all([ok.close(), bad.close()]);
       await queues.close();
     }
   });
 
   it("times out with 504 naming the job, which stays queued for a worker to come", async () => {
-    const producer = new JobProducer(queues, settings);
+    const producer = new JobProducer(queues, settings, replies);
     try {
-      const j = await producer.enqueue(job("idle"), randomUUID());
-      const err = await producer.waitForResult(j, 300).catch((e: unknown) => e);
+      const id = randomUUID();
+      const pending = producer.expect(id);
+      await producer.enqueue(job("idle"), id);
+      const err = await producer
+        .answer(pending, id, jobCatalog.queue("decode", "idle"), 300)
+        .catch((e: unknown) => e);
       expect((err as AppError).code).toBe("timeout");
       expect((err as AppError).status).toBe(504);
-      expect((err as AppError).details).toEqual({ job_id: j.id });
+      expect((err as AppError).details).toEqual({ job_id: id });
       expect(await producer.backlog(jobCatalog.queue("decode", "idle"))).toBe(1);
     } finally {
       await queues.close();
     }
   });
 
-  it("estimates the time to drain a queue from the completions it saw", () => {
-    const meter = new RateMeter(60_000);
-    const t0 = Date.now();
-    expect(meter.rate(t0)).toBe(0);
-    for (let i = 0; i < 30; i++) meter.tick(t0 + i * 100);
-    // 30 events over at least the second the meter has lived: 30/s at most, and more than 0.
-    const r = meter.rate(t0 + 3000);
-    expect(r).toBeGreaterThan(5);
-    expect(r).toBeLessThanOrEqual(30);
-    // Events older than the window no longer count.
-    expect(meter.rate(t0 + 120_000)).toBe(0);
+  it("estimates the time to drain a queue from the jobs its workers finished lately", async () => {
+    const producer = new JobProducer(queues, settings, replies);
+    const queue = jobCatalog.queue("decode", "drain");
+    try {
+      // Nothing finished yet: the fallback.
+      expect(await producer.secondsToDrain(queue, 100, 17)).toBe(17);
+      const worker = workerOf("drain", async (data) => ({ result: data.input, contentType: "x", bytes: 0 }));
+      const ids = Array.from({ length: 20 }, () => randomUUID());
+      for (const id of ids) await producer.enqueue(job("drain"), id);
+      await expect.poll(() => queues.queue(queue).getCompletedCount(), { timeout: 20_000 }).toBe(20);
+      await worker.close();
+      // 20 jobs within a minute: at least 20/60 per second, so 100 more take at most 300 s.
+      const s = await producer.secondsToDrain(queue, 100, 17);
+      expect(s).toBeGreaterThanOrEqual(1);
+      expect(s).toBeLessThanOrEqual(300);
+    } finally {
+      await queues.close();
+    }
   });
 });

@@ -1,17 +1,16 @@
-import { Queue, QueueEvents } from "bullmq";
+import { Queue } from "bullmq";
 import type { Cluster } from "ioredis";
 import { bullConnection, isClusterUrl } from "./connection.ts";
 import { bullPrefix } from "./names.ts";
 
 /**
- * BullMQ `Queue`s (to add and read jobs) and `QueueEvents` (to wait for them), opened by name on
- * first use and kept for the life of the process. On one Redis each holds its own connections; on
- * a cluster the queues share one `Cluster` connection (the event streams copy it for their
- * blocking reads). Each queue's keys live under {@link bullPrefix}.
+ * BullMQ `Queue`s (to add and read jobs), opened by name on first use and kept for the life of
+ * the process. On one Redis each holds its own connection; on a cluster the queues share one
+ * `Cluster` connection. Each queue's keys live under {@link bullPrefix}. No BullMQ event stream
+ * is read: answers come on the reply channel (`reply-channel.ts`).
  */
 export class Queues {
   private readonly queues = new Map<string, Queue>();
-  private readonly streams = new Map<string, QueueEvents>();
   /** The cluster connection the queues share (cluster URLs only); closed with them. */
   private cluster: Cluster | undefined;
 
@@ -40,35 +39,14 @@ export class Queues {
       });
       // Errors surface through the calls that use the queue; an unhandled 'error' event would crash.
       q.on("error", () => {});
-      // Every waiting sync request adds a listener (BullMQ's waitUntilFinished): not a leak.
-      q.setMaxListeners(0);
       this.queues.set(name, q);
     }
     return q;
   }
 
-  /** The queue's event stream, a blocking reader that keeps reconnecting. Ready when resolved. */
-  async events(name: string): Promise<QueueEvents> {
-    let e = this.streams.get(name);
-    if (!e) {
-      // Read from this moment, not from "$" once the first blocking read starts: a job that
-      // finishes in between would otherwise never be heard of by whoever waits for it.
-      e = new QueueEvents(name, {
-        connection: isClusterUrl(this.redisUrl) ? this.shared() : bullConnection(this.redisUrl),
-        prefix: bullPrefix(this.prefix, name),
-        lastEventId: `${Date.now()}-0`,
-      });
-      e.on("error", () => {});
-      this.streams.set(name, e);
-    }
-    await e.waitUntilReady();
-    return e;
-  }
-
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values(), ...this.streams.values()].map((q) => q.close()));
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
     this.queues.clear();
-    this.streams.clear();
     this.cluster?.disconnect();
     this.cluster = undefined;
   }

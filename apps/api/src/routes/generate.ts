@@ -15,6 +15,7 @@ import {
 } from "@hybrid/protocol";
 import type { ResultCache } from "@hybrid/queue";
 import express, { type Request, type Response, Router } from "express";
+import { writeAnswer } from "../answer.ts";
 import { assertModelAllowed } from "../auth.ts";
 import { submitJob } from "../job-submit.ts";
 import { findModel, waitsForModel } from "../model-lookup.ts";
@@ -124,11 +125,8 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
     if (hash && deps.cache) {
       const hit = await deps.cache.get(hash);
       if (hit) {
-        res.status(200).setHeader("Content-Type", hit.contentType);
-        for (const [name, value] of Object.entries(hit.headers)) res.setHeader(name, value);
         res.setHeader("x-cache", "HIT");
-        res.end(hit.bytes);
-        return;
+        return writeAnswer(res, hit.result, hit.bytes, { imageAsJson: response === "json" });
       }
       res.setHeader("x-cache", "MISS");
     }

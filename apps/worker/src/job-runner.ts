@@ -3,11 +3,20 @@ import {
   AppError,
   type GenerateJob,
   isAppError,
-  JobData,
+  type JobData,
+  type JobKind,
   type JobResult,
   serializeJobError,
 } from "@hybrid/protocol";
-import type { CompletionPublisher, JobMeta, JobStore, PayloadStore } from "@hybrid/queue";
+import type {
+  JobDataOf,
+  JobHandler,
+  JobHandlers,
+  JobMeta,
+  JobStore,
+  PayloadStore,
+  ReplySender,
+} from "@hybrid/queue";
 import { type Job, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
 import type { JobTimingSink } from "./metrics.ts";
@@ -22,52 +31,79 @@ export interface Runtimes {
   maxImagePixels: number;
 }
 
-interface Answer extends VaeAnswer {
-  headers?: Record<string, string>;
+/** What a run answers: the bytes and the typed fields that describe them. */
+export interface Answer extends VaeAnswer {
+  seed?: number;
+  promptTruncated?: true;
   warnings?: string[];
 }
 
-export interface ProcessorOptions {
+/** What a run gets besides its data: its input payload, progress reporting, the cancel signal, a logger. */
+export interface RunContext {
+  input: Buffer | null;
+  progress: (p: GenerateProgress) => void;
+  signal: AbortSignal | undefined;
+  log: Logger;
+}
+
+/** The model work of one kind: data and context in, answer out. */
+export type Run<K extends JobKind> = (data: JobDataOf<K>, ctx: RunContext) => Promise<Answer>;
+/** A run for every kind a model serves: leave one out and it does not compile. */
+export type Runs = { [K in JobKind]: Run<K> };
+
+/** The runs of this worker's runtimes, one per kind. */
+export function modelRuns(rt: Runtimes): Runs {
+  return {
+    decode: (data, { input }) => rt.vae.decode(data, needInput(input)),
+    encode: (data, { input }) => rt.vae.encode(data, needInput(input)),
+    generate: (data, ctx) => generate(rt, data, ctx),
+  };
+}
+
+/** A VAE job's input is always there: the runner refuses a job whose payload expired. */
+const needInput = (input: Buffer | null): Buffer => {
+  if (!input) throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
+  return input;
+};
+
+export interface RunnerOptions {
   /** Gets the read/run/write times of each job that succeeds. */
   metrics?: JobTimingSink;
-  /** Sends each answer straight to the API waiting for it (else it is only stored). */
-  completions?: CompletionPublisher;
+  /** Sends each outcome straight to the API waiting for it (else answers are only stored). */
+  replies?: ReplySender;
 }
 
 /**
- * Runs one job: read its payload, run the model, store the answer bytes, return where they are.
- * Bad input (and a cancel) fails at once (UnrecoverableError); anything else rethrows so BullMQ
- * retries it. `signal` aborts when the job is canceled while it runs: a generation stops at its
- * next step; a VAE run cannot stop half-way, so its result is discarded.
+ * Every step of a job around its run, the same for every kind: read its record and payload,
+ * report its events, run it, deliver or store the answer, and turn failures into errors BullMQ
+ * understands. Bad input (and a cancel) fails at once (UnrecoverableError); anything else
+ * rethrows so BullMQ retries it. `signal` aborts when the job is canceled while it runs: a
+ * generation stops at its next step; a VAE run cannot stop half-way, so its result is discarded.
+ * Returns a handler per kind, for `openJobWorker`.
  */
-export function createProcessor(
-  rt: Runtimes,
+export function createJobRunner(
+  runs: Runs,
   store: PayloadStore,
   jobs: JobStore,
   log: Logger,
-  { metrics, completions }: ProcessorOptions = {},
-) {
-  return async (job: Job, _token?: string, signal?: AbortSignal): Promise<JobResult> => {
+  { metrics, replies }: RunnerOptions = {},
+): JobHandlers<JobKind> {
+  const handle = async (data: JobData, job: Job, signal?: AbortSignal): Promise<JobResult> => {
     const jlog = log.child({
       jobId: job.id,
       queue: job.queueName,
-      model: job.data?.model,
+      model: data.model,
       attempt: job.attemptsMade + 1,
     });
     const started = performance.now();
     // job.timestamp is the API's clock at enqueueing: ms precision, and clock skew across machines.
     const queueMs = Math.max(0, Date.now() - job.timestamp);
     let events: EventReporter | undefined;
+    const reply = data.reply;
     try {
-      const parsed = JobData.safeParse(job.data);
-      if (!parsed.success)
-        throw new AppError("invalid_request", "The job data is not a valid job of any kind.", {
-          details: parsed.error.issues,
-        });
-      const data = parsed.data;
       // The record (cancel flag, `started` event) and the input are read side by side.
       const [meta, input] = await Promise.all([
-        job.id ? jobs.meta(job.id) : null,
+        job.id ? jobs.records.get(job.id) : null,
         data.input ? store.get(data.input) : null,
       ]);
       if (meta?.canceledAt) throw canceled();
@@ -77,10 +113,9 @@ export function createProcessor(
       if (data.input && !input)
         throw new AppError("payload_expired", "The job's input expired before a worker picked it up.");
       const read = performance.now();
-      let answer: Answer;
-      if (data.kind === "decode") answer = await rt.vae.decode(data, input!);
-      else if (data.kind === "encode") answer = await rt.vae.encode(data, input!);
-      else answer = await generate(rt, data, input, events, jlog, signal);
+      const reporter = events;
+      const ctx: RunContext = { input, progress: (p) => reporter.progress(p), signal, log: jlog };
+      const answer = await (runs[data.kind] as Run<JobKind>)(data as never, ctx);
       // Every event of the run is out before the job ends (its terminal event comes after).
       await events.flush();
       if (signal?.aborted) throw canceled();
@@ -100,14 +135,14 @@ export function createProcessor(
         bytes: answer.bytes.byteLength,
         ...(answer.shape ? { shape: answer.shape } : {}),
         ...(answer.dtype ? { dtype: answer.dtype } : {}),
-        ...(answer.headers ? { headers: answer.headers } : {}),
+        ...(answer.seed !== undefined ? { seed: answer.seed } : {}),
+        ...(answer.promptTruncated ? { promptTruncated: true as const } : {}),
         ...(answer.warnings ? { warnings: answer.warnings } : {}),
         timings: rounded(timings),
       };
-      // Sent straight to the API waiting for it, or stored (first stored, then sent, when it
-      // must stay fetchable).
+      // Sent straight to the API waiting for it, or stored (see reply-channel.ts for who stores).
       let delivered = out;
-      if (completions) delivered = await completions.deliver(job.id ?? "", data.reply, out, answer.bytes);
+      if (replies) delivered = await replies.deliver(job.id ?? "", data.reply, out, answer.bytes);
       else await store.putAt(out.result, answer.bytes);
       const done = performance.now();
       timings.writeMs = done - ran;
@@ -129,18 +164,27 @@ export function createProcessor(
     } catch (e) {
       // The run's events precede its end, failed or not.
       await events?.flush();
-      if (isAppError(e) && e.status < 500) {
+      const rejected = isAppError(e) && e.status < 500;
+      const err = rejected
+        ? new UnrecoverableError(serializeJobError(e))
+        : new Error(
+            serializeJobError(
+              isAppError(e) ? e : new AppError("internal", "The worker failed to run the job."),
+            ),
+            { cause: e },
+          );
+      if (rejected)
         jlog.info({ code: e.code, err: e.message }, e.code === "canceled" ? "job canceled" : "job rejected");
-        throw new UnrecoverableError(serializeJobError(e));
-      }
-      jlog.error({ err: e }, "job failed");
-      const err = new Error(
-        serializeJobError(isAppError(e) ? e : new AppError("internal", "The worker failed to run the job.")),
-      );
-      err.cause = e;
+      else jlog.error({ err: e }, "job failed");
+      // A failure that ends the job goes to the waiting API too; one that BullMQ retries does not.
+      if (rejected || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
+        await replies?.fail(job.id ?? "", reply, err.message);
       throw err;
     }
   };
+  // Every kind goes through the same steps; the typed map is what makes a missing kind an error.
+  const handler = handle as JobHandler<JobKind>;
+  return { decode: handler, encode: handler, generate: handler } as JobHandlers<JobKind>;
 }
 
 /** Timings to 0.01 ms: enough for any breakdown, and short in the job's stored result. */
@@ -171,16 +215,18 @@ class EventReporter {
   }
 
   started(): void {
+    // Only a logged job has readers for it (see JobMeta.logged).
+    if (!this.meta?.logged) return;
     this.enqueue(async (meta) => {
-      const object = await this.jobs.build(meta, this.job, "active");
-      if (object) await this.jobs.publish(meta, "started", object);
+      const view = await this.jobs.views.build(meta, this.job, "active");
+      if (view) await this.jobs.events.publish(meta, "started", view);
     });
   }
 
   progress(p: GenerateProgress): void {
     this.enqueue(async (meta) => {
-      const object = await this.jobs.build(meta, this.job, "active");
-      if (object) await this.jobs.publish(meta, "progress", { ...object, progress: p });
+      const view = await this.jobs.views.build(meta, this.job, "active");
+      if (view) await this.jobs.events.publish(meta, "progress", { ...view, progress: p });
     });
   }
 
@@ -190,31 +236,19 @@ class EventReporter {
 }
 
 /** A generation, with a progress event after every step. */
-async function generate(
-  rt: Runtimes,
-  data: GenerateJob,
-  init: Buffer | null,
-  events: EventReporter,
-  log: Logger,
-  signal: AbortSignal | undefined,
-): Promise<Answer> {
+async function generate(rt: Runtimes, data: GenerateJob, ctx: RunContext): Promise<Answer> {
   const out = await rt.diffusion.generate(data.model, data.params, {
-    init,
+    init: ctx.input,
     format: data.format,
     maxPixels: rt.maxImagePixels,
-    onProgress: (p) => events.progress(p),
-    ...(signal ? { signal } : {}),
+    onProgress: ctx.progress,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
   });
-  const headers: Record<string, string> = { "x-seed": String(data.params.seed) };
-  const warnings: string[] = [];
+  const answer: Answer = { bytes: out.bytes, contentType: out.contentType, seed: data.params.seed };
   if (out.truncated) {
-    headers["x-prompt-truncated"] = "true";
-    warnings.push("The prompt is longer than the text encoder takes (77 tokens); the rest was ignored.");
-    log.warn("prompt longer than the text encoder takes: truncated to 77 tokens");
+    answer.promptTruncated = true;
+    answer.warnings = ["The prompt is longer than the text encoder takes (77 tokens); the rest was ignored."];
+    ctx.log.warn("prompt longer than the text encoder takes: truncated to 77 tokens");
   }
-  if (data.response === "json") {
-    const body = JSON.stringify({ image: Buffer.from(out.bytes).toString("base64") });
-    return { bytes: Buffer.from(body), contentType: "application/json", headers, warnings };
-  }
-  return { bytes: out.bytes, contentType: out.contentType, headers, warnings };
+  return answer;
 }
