@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { AppError, type DecodeJob, serializeJobError } from "@hybrid/protocol";
-import { UnrecoverableError, Worker } from "bullmq";
+import { UnrecoverableError } from "bullmq";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { jobCatalog } from "./catalog.ts";
-import { bullConnection, createRedis } from "./connection.ts";
-import { bullPrefix, payloadKey, workerKey, workersKey } from "./names.ts";
+import { createRedis } from "./connection.ts";
+import { payloadKey, workerKey, workersKey } from "./names.ts";
 import { PayloadStore } from "./payload-store.ts";
 import { JobProducer } from "./producer.ts";
 import { Queues } from "./queues.ts";
