@@ -11,6 +11,7 @@ export const shared: ViteUserConfig = {
     alias: {
       "@hybrid/protocol": src("protocol"),
       "@hybrid/queue": src("queue"),
+      "@hybrid/service": src("service"),
       "@hybrid/inference": src("inference"),
       "@hybrid/model-tools": src("model-tools"),
       "@hybrid/client": src("client"),

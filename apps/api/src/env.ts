@@ -1,4 +1,4 @@
-import { SharedEnv } from "@hybrid/queue";
+import { SharedEnv } from "@hybrid/service";
 import { z } from "zod";
 
 /** The API's settings, parsed once from the environment. Defaults work on a laptop. */

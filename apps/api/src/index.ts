@@ -1,19 +1,17 @@
 import { resolve } from "node:path";
 import {
   catalogSettingsOf,
-  createLogger,
   createRedis,
-  generateLimitsOf,
   JobEventHub,
   JobProducer,
   JobStore,
-  limitsOf,
   PayloadStore,
   Queues,
   ReplyListener,
   ResultCache,
   WorkerDirectory,
 } from "@hybrid/queue";
+import { createLogger, generateLimitsOf, limitsOf } from "@hybrid/service";
 import { createApp } from "./app.ts";
 import { logDashboardAccess } from "./dashboard.ts";
 import { loadEnv } from "./env.ts";

@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { SharedEnv } from "@hybrid/queue";
+import { SharedEnv } from "@hybrid/service";
 import { z } from "zod";
 
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");

@@ -11,7 +11,6 @@ import {
   resolveGenerate,
 } from "@hybrid/protocol";
 import {
-  createLogger,
   createRedis,
   type JobMeta,
   JobProducer,
@@ -21,6 +20,7 @@ import {
   Queues,
   ReplyListener,
 } from "@hybrid/queue";
+import { createLogger } from "@hybrid/service";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { modelRuns } from "./job-runner.ts";
 import { WorkerMetrics } from "./metrics.ts";

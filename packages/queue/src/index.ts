@@ -1,5 +1,5 @@
 export * from "./catalog.ts";
-
+export * from "./catalog-settings.ts";
 export * from "./connection.ts";
 export * from "./idempotency.ts";
 export * from "./job-event-hub.ts";
@@ -7,7 +7,6 @@ export * from "./job-events.ts";
 export * from "./job-records.ts";
 export * from "./job-store.ts";
 export * from "./job-views.ts";
-export * from "./logger.ts";
 export * from "./names.ts";
 export * from "./owner-caps.ts";
 export * from "./payload-store.ts";
@@ -15,6 +14,5 @@ export * from "./producer.ts";
 export * from "./queues.ts";
 export * from "./reply-channel.ts";
 export * from "./result-cache.ts";
-export * from "./settings.ts";
 export * from "./worker-directory.ts";
 export * from "./workers.ts";

@@ -1,6 +1,7 @@
+import { isClusterUrl } from "@hybrid/service";
 import { Queue } from "bullmq";
 import type { Cluster } from "ioredis";
-import { bullConnection, isClusterUrl } from "./connection.ts";
+import { bullConnection } from "./connection.ts";
 import { bullPrefix } from "./names.ts";
 
 /**

@@ -5,8 +5,7 @@ import {
   type TensorLimits,
 } from "@hybrid/protocol";
 import { z } from "zod";
-import type { CatalogSettings } from "./catalog.ts";
-import { parseRedisUrl } from "./connection.ts";
+import { parseRedisUrl } from "./redis-url.ts";
 
 /**
  * Settings the API and the workers share, as a zod shape each app spreads into its own env
@@ -66,18 +65,11 @@ export const SharedEnv = {
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 
-type Shared = { [K in keyof typeof SharedEnv]: z.infer<(typeof SharedEnv)[K]> };
-
-/** The job catalog's tunables out of parsed settings. */
-export const catalogSettingsOf = (env: Shared): CatalogSettings => ({
-  attempts: env.JOB_ATTEMPTS,
-  retentionSeconds: env.JOB_RETENTION_SECONDS,
-  webhookAttempts: env.WEBHOOK_ATTEMPTS,
-  webhookBackoffMs: env.WEBHOOK_BACKOFF_MS,
-});
+/** The shared settings once parsed (an app's parsed env has these among its own). */
+export type SharedSettings = { [K in keyof typeof SharedEnv]: z.infer<(typeof SharedEnv)[K]> };
 
 /** The tensor limits out of parsed settings. */
-export const limitsOf = (env: Shared): TensorLimits => ({
+export const limitsOf = (env: SharedSettings): TensorLimits => ({
   maxElements: env.MAX_ELEMENTS,
   maxOutputPixels: env.MAX_OUTPUT_PIXELS,
   maxFrames: env.MAX_FRAMES,
@@ -85,7 +77,7 @@ export const limitsOf = (env: Shared): TensorLimits => ({
 });
 
 /** The generation limits out of parsed settings. */
-export const generateLimitsOf = (env: Shared): GenerateLimits => ({
+export const generateLimitsOf = (env: SharedSettings): GenerateLimits => ({
   maxPixels: env.MAX_IMAGE_PIXELS,
   maxSide: env.MAX_IMAGE_SIDE,
   maxSteps: env.MAX_STEPS,

@@ -1,0 +1,3 @@
+export * from "./logger.ts";
+export * from "./redis-url.ts";
+export * from "./shared-env.ts";
