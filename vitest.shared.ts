@@ -15,6 +15,7 @@ export const shared: ViteUserConfig = {
       "@hybrid/inference": src("inference"),
       "@hybrid/model-tools": src("model-tools"),
       "@hybrid/client": src("client"),
+      "@hybrid/testing/vitest": fileURLToPath(new URL("./packages/testing/src/vitest.ts", import.meta.url)),
       "@hybrid/testing": src("testing"),
       // The apps export only their env schema (for the manifests' test).
       "@hybrid/api/env": appSrc("api", "env.ts"),

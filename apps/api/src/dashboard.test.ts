@@ -1,7 +1,8 @@
 import type { AddressInfo } from "node:net";
 import type { ModelInfo } from "@hybrid/protocol";
 import { Queues } from "@hybrid/queue";
-import { sdV1Generation, sdV1Model, useTestRedis } from "@hybrid/testing";
+import { sdV1Generation, sdV1Model } from "@hybrid/testing";
+import { useTestRedis } from "@hybrid/testing/vitest";
 import express from "express";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { dashboardAccess, dashboardRoutes, presentedSecret } from "./dashboard.ts";

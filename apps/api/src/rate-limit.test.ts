@@ -1,5 +1,5 @@
 import { AppError } from "@hybrid/protocol";
-import { useTestRedis } from "@hybrid/testing";
+import { useTestRedis } from "@hybrid/testing/vitest";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ApiKeyRecord } from "./keys.ts";

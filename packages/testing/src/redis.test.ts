@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
-import { openTestRedis, redisTest, TEST_REDIS_URL, uniquePrefix } from "./redis.ts";
+import { openTestRedis, TEST_REDIS_URL, uniquePrefix } from "./redis.ts";
+import { redisTest } from "./vitest.ts";
 
 // A connection of its own, so what the fixtures delete is seen from outside them.
 const observer = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 });

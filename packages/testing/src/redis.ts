@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
-import { afterAll, test } from "vitest";
 
 /**
  * The Redis the tests share: `REDIS_URL`, else the machine's own. A test fixture may read the
@@ -80,31 +79,3 @@ export function openTestRedis(name: string, url: string = TEST_REDIS_URL): TestR
     },
   };
 }
-
-/**
- * {@link openTestRedis} for a whole test file: call it at the top level of the file (or of a
- * `describe`); its keys are deleted and its connection closed in `afterAll`.
- */
-export function useTestRedis(name: string, url?: string): TestRedis {
-  const fixture = openTestRedis(name, url);
-  afterAll(() => fixture.close());
-  return fixture;
-}
-
-/**
- * vitest's `test` with a `testRedis` fixture: each test that names it gets its own prefix, and
- * the keys under it are deleted once the test ends, passed or failed.
- *
- * @example
- * redisTest("counts", async ({ testRedis }) => { await testRedis.redis.incr(testRedis.key("n")); });
- */
-export const redisTest = test.extend<{ testRedis: TestRedis }>({
-  testRedis: async ({ task }, use) => {
-    const fixture = openTestRedis(task.name);
-    try {
-      await use(fixture);
-    } finally {
-      await fixture.close();
-    }
-  },
-});
