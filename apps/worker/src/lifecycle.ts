@@ -9,9 +9,13 @@ import type { Logger } from "pino";
  */
 export function attachLifecycle(worker: Worker, jobs: JobStore, payloads: PayloadStore, log: Logger): void {
   const finish = async (job: Job, state: "completed" | "failed") => {
-    const meta = job.id ? await jobs.records.get(job.id) : null;
-    await payloads.delete(String((job.data as { input?: unknown })?.input ?? ""));
-    if (!meta) return;
+    // Read now, not at the start: an SSE reader may have started following the job meanwhile.
+    const [meta] = await Promise.all([
+      job.id ? jobs.records.get(job.id) : null,
+      payloads.delete(String((job.data as { input?: unknown })?.input ?? "")),
+    ]);
+    // A job nobody follows and no cap counts has no end to publish.
+    if (!meta || (!meta.logged && !meta.capped)) return;
     const view = await jobs.views.build(meta, job, state);
     // A finished job's status (succeeded, failed, canceled) is also the name of its last event.
     if (view && isTerminal(view.status)) await jobs.events.publish(meta, view.status as JobEventName, view);

@@ -4,6 +4,12 @@ import type { Queues } from "./queues.ts";
 import type { Answer, JobOutcome, PendingReply, ReplyListener } from "./reply-channel.ts";
 
 /**
+ * When a new job's waiter first reads BullMQ's record, in ms. The reply all but always comes
+ * first; reading sooner would only add work for every request that waits in a queue under load.
+ */
+const FIRST_CHECK_MS = 5000;
+
+/**
  * The API's side of the job queues: add a job to its (kind, model) queue with the catalog's
  * options, wait for its answer, and tell how full and how fast-draining a queue is. It reads no
  * BullMQ event stream: answers come on the reply channel, and a queue's drain rate from the
@@ -55,7 +61,7 @@ export class JobProducer {
   ): Promise<Answer> {
     return pending.answer({
       timeoutMs,
-      firstCheckMs: joined ? 0 : 1000,
+      firstCheckMs: joined ? 0 : FIRST_CHECK_MS,
       check: () => this.outcome(queue, jobId),
     });
   }

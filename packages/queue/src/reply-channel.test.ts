@@ -200,14 +200,17 @@ describe("waiting for a reply", () => {
     await listener.subscribed();
     const w = listener.expect("job-m");
     const state = settled(w.answer(wait()));
-    await redis.publish(replyChannel(prefix, listener.id), "no newline");
+    const channel = replyChannel(prefix, listener.id);
+    // Not JSON, not a result, the bare channel, and another deployment's API of the same id.
+    await redis.publish(`${channel}:no json`, Buffer.from("x"));
     await redis.publish(
-      replyChannel(prefix, listener.id),
-      `${JSON.stringify({ id: "job-m", result: { bytes: -1 } })}\n`,
+      `${channel}:${JSON.stringify({ id: "job-m", result: { bytes: -1 } })}`,
+      Buffer.from("x"),
     );
+    await redis.publish(channel, `${JSON.stringify({ id: "job-m", result: resultOf(1), stored: false })}\nx`);
     await redis.publish(
-      replyChannel(`${prefix}x`, listener.id),
-      `${JSON.stringify({ id: "job-m", result: resultOf(1), stored: false })}\nx`,
+      `${replyChannel(`${prefix}x`, listener.id)}:${JSON.stringify({ id: "job-m", result: resultOf(1), stored: false })}`,
+      Buffer.from("x"),
     );
     const r = resultOf(4);
     // Replies arrive in order on one connection: when this one is in, the bad ones were read.

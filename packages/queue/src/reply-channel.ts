@@ -50,21 +50,43 @@ export const DEFAULT_INLINE_MAX_BYTES = 4 * 1024 * 1024;
 /** A reply's JSON head: the job, and its result (with whether the bytes were stored) or its error. */
 type ReplyHead = { id: string } & ({ result: JobResult; stored: boolean } | { error: string });
 
-/** A reply on the wire: the JSON head, a newline, then the answer bytes when they travel with it. */
+/**
+ * How a reply travels. The answer bytes are most of it (a 256×256 image is 196 KB), and ioredis
+ * copies every argument into one buffer of its own, so the framing must not copy them again:
+ * - on one Redis, the JSON head is the last part of the channel's name
+ *   (`<prefix>:reply:<api>:<head>`, which the API's pattern subscription matches) and the message
+ *   is the bytes themselves;
+ * - on a cluster, sharded pub/sub has no patterns: the message is the head, a newline, then the
+ *   bytes (one copy more).
+ */
 function encodeReply(head: ReplyHead, bytes?: Uint8Array): Buffer {
   const json = Buffer.from(`${JSON.stringify(head)}\n`);
   return bytes ? Buffer.concat([json, bytes]) : json;
 }
 
+/** Splits a cluster reply (head, newline, bytes) into its head and bytes. */
+function splitReply(message: Buffer): { head: Buffer; bytes?: Buffer } | null {
+  const nl = message.indexOf(0x0a);
+  if (nl < 0) return null;
+  return {
+    head: message.subarray(0, nl),
+    ...(nl + 1 < message.length ? { bytes: message.subarray(nl + 1) } : {}),
+  };
+}
+
+/** A pattern matching exactly the names that start with `prefix` (glob characters escaped). */
+const globPrefix = (prefix: string) => `${prefix.replace(/[\\*?[\]]/g, "\\$&")}*`;
+
 /** What a waiter gets: the job's error, or its result with the bytes when they came along. */
 export type Reply = { ok: true; result: JobResult; bytes?: Buffer } | { ok: false; error: AppError };
 
-function decodeReply(message: Buffer): { id: string; reply: Reply; storedBytes: boolean } | null {
-  const nl = message.indexOf(0x0a);
-  if (nl < 0) return null;
+function decodeReply(
+  headJson: Buffer,
+  bytes: Buffer | undefined,
+): { id: string; reply: Reply; storedBytes: boolean } | null {
   let head: { id?: unknown; result?: unknown; stored?: unknown; error?: unknown };
   try {
-    head = JSON.parse(message.subarray(0, nl).toString());
+    head = JSON.parse(headJson.toString());
   } catch {
     return null;
   }
@@ -73,7 +95,8 @@ function decodeReply(message: Buffer): { id: string; reply: Reply; storedBytes: 
     return { id: head.id, reply: { ok: false, error: parseJobError(head.error) }, storedBytes: true };
   const result = JobResult.safeParse(head.result);
   if (!result.success) return null;
-  const bytes = nl + 1 < message.length ? message.subarray(nl + 1) : undefined;
+  // An answer of no bytes that was not stored traveled too, as an empty message.
+  if (!bytes && head.stored !== true && result.data.bytes === 0) bytes = Buffer.alloc(0);
   return {
     id: head.id,
     reply: { ok: true, result: result.data, ...(bytes ? { bytes } : {}) },
@@ -104,33 +127,32 @@ export class ReplySender {
   ): Promise<JobResult> {
     const small = bytes.byteLength <= this.inlineMaxBytes;
     if (reply && small && !reply.keep) {
-      const receivers = await this.send(
-        reply.api,
-        encodeReply({ id: jobId, result, stored: false }, bytes),
-      ).catch(() => 0);
+      const receivers = await this.send(reply.api, { id: jobId, result, stored: false }, bytes).catch(
+        () => 0,
+      );
       if (receivers > 0) return { ...result, inline: true };
     }
     await this.store.putAt(result.result, bytes);
     if (reply)
       await this.send(
         reply.api,
-        encodeReply({ id: jobId, result, stored: true }, reply.keep && small ? bytes : undefined),
+        { id: jobId, result, stored: true },
+        reply.keep && small ? bytes : undefined,
       ).catch(() => 0);
     return result;
   }
 
   /** Tells the waiting API that the job failed for good (`error`: a serialized job error). */
   async fail(jobId: string, reply: ReplyTo | undefined, error: string): Promise<void> {
-    if (reply) await this.send(reply.api, encodeReply({ id: jobId, error })).catch(() => 0);
+    if (reply) await this.send(reply.api, { id: jobId, error }).catch(() => 0);
   }
 
-  /** Publishes on an API's reply channel; resolves to how many subscribers got it. */
-  private async send(api: string, message: Buffer): Promise<number> {
+  /** Publishes a reply to an API; resolves to how many subscribers got it. */
+  private async send(api: string, head: ReplyHead, bytes?: Uint8Array): Promise<number> {
     const channel = replyChannel(this.prefix, api);
-    const n = sharded(this.redis)
-      ? await this.redis.spublish(channel, message)
-      : await this.redis.publish(channel, message);
-    return Number(n);
+    if (sharded(this.redis)) return Number(await this.redis.spublish(channel, encodeReply(head, bytes)));
+    const body = bytes ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) : Buffer.alloc(0);
+    return Number(await this.redis.publish(`${channel}:${JSON.stringify(head)}`, body));
   }
 }
 
@@ -195,20 +217,30 @@ export class ReplyListener {
     private readonly onError: (err: Error) => void = () => {},
   ) {
     const channel = replyChannel(prefix, this.id);
-    subscriber.on(
-      sharded(subscriber) ? "smessageBuffer" : "messageBuffer",
-      (from: Buffer, message: Buffer) => {
+    const take = (head: Buffer, bytes: Buffer | undefined) => {
+      const decoded = decodeReply(head, bytes);
+      if (!decoded) return;
+      const { id, reply, storedBytes } = decoded;
+      const waiters = [...(this.waiting.get(id) ?? [])];
+      if (reply.ok && reply.bytes && !storedBytes && waiters.length === 0)
+        this.store.putAt(reply.result.result, reply.bytes).catch((e: Error) => this.onError(e));
+      for (const w of waiters) w(reply);
+    };
+    const named = Buffer.from(`${channel}:`);
+    if (sharded(subscriber)) {
+      subscriber.on("smessageBuffer", (from: Buffer, message: Buffer) => {
         if (from.toString() !== channel) return;
-        const decoded = decodeReply(message);
-        if (!decoded) return;
-        const { id, reply, storedBytes } = decoded;
-        const waiters = [...(this.waiting.get(id) ?? [])];
-        if (reply.ok && reply.bytes && !storedBytes && waiters.length === 0)
-          this.store.putAt(reply.result.result, reply.bytes).catch((e: Error) => this.onError(e));
-        for (const w of waiters) w(reply);
-      },
-    );
-    this.ready = sharded(subscriber) ? subscriber.ssubscribe(channel) : subscriber.subscribe(channel);
+        const parts = splitReply(message);
+        if (parts) take(parts.head, parts.bytes);
+      });
+      this.ready = subscriber.ssubscribe(channel);
+    } else {
+      subscriber.on("pmessageBuffer", (_pattern: Buffer, from: Buffer, message: Buffer) => {
+        if (from.length <= named.length || !from.subarray(0, named.length).equals(named)) return;
+        take(from.subarray(named.length), message.length > 0 ? message : undefined);
+      });
+      this.ready = subscriber.psubscribe(globPrefix(`${channel}:`));
+    }
     this.ready.catch(() => {});
   }
 
@@ -235,10 +267,10 @@ export class ReplyListener {
     const set = this.waiting.get(jobId) ?? new Set<Waiter>();
     this.waiting.set(jobId, set);
     set.add(waiter);
-    let timers: NodeJS.Timeout[] = [];
+    let timer: NodeJS.Timeout | undefined;
     const stop = () => {
-      for (const t of timers) clearTimeout(t);
-      timers = [];
+      clearTimeout(timer);
+      timer = undefined;
       wake = undefined;
       set.delete(waiter);
       if (set.size === 0 && this.waiting.get(jobId) === set) this.waiting.delete(jobId);
@@ -252,22 +284,28 @@ export class ReplyListener {
         };
         wake = () => settle(replies[0]!);
         if (replies.length > 0) return wake();
-        timers.push(
-          setTimeout(() => {
+        // One timer at a time, for whichever comes first: the next check of BullMQ's record (the
+        // fallback, backing off) or the deadline.
+        const deadline = performance.now() + opts.timeoutMs;
+        let nextCheck = performance.now() + opts.firstCheckMs;
+        let gapMs = Math.max(500, opts.firstCheckMs);
+        let inlineSeen = false;
+        const schedule = () => {
+          const at = Math.min(nextCheck, deadline);
+          timer = setTimeout(tick, Math.max(0, at - performance.now()));
+        };
+        const tick = async () => {
+          timer = undefined;
+          if (performance.now() >= deadline - 1) {
             stop();
-            reject(
+            return reject(
               new AppError(
                 "timeout",
                 `The job did not finish within ${opts.timeoutMs} ms; it goes on: GET /v1/jobs/${jobId} follows it.`,
                 { details: { job_id: jobId } },
               ),
             );
-          }, opts.timeoutMs),
-        );
-        // The fallback: BullMQ's record of the job, read on a backing-off timer.
-        let gapMs = Math.max(500, opts.firstCheckMs);
-        let inlineSeen = false;
-        const check = async () => {
+          }
           const outcome = await opts.check().catch(() => null);
           if (!wake) return;
           if (outcome && !outcome.ok) return settle(outcome);
@@ -280,10 +318,11 @@ export class ReplyListener {
               error: new AppError("payload_expired", "The job's answer was lost on its way to this server."),
             });
           inlineSeen = outcome?.ok === true;
-          timers.push(setTimeout(check, gapMs));
+          nextCheck = performance.now() + gapMs;
           gapMs = Math.min(MAX_CHECK_MS, gapMs * 2);
+          schedule();
         };
-        timers.push(setTimeout(check, opts.firstCheckMs));
+        schedule();
       });
     return { answer, stop };
   }

@@ -1,3 +1,4 @@
+import type { TransferListItem } from "node:worker_threads";
 import { Piscina } from "piscina";
 import type { SessionSettings } from "./session-cache.ts";
 import type {
@@ -72,27 +73,58 @@ export class SessionHost {
     }
   }
 
+  /**
+   * Runs `task` on a thread, its byte arrays moved rather than cloned. A structured clone copies
+   * a view's whole backing buffer, and payloads read from Redis are often views into ioredis'
+   * shared parser pool (megabytes under load): each is copied once to a buffer of its own size,
+   * which is then transferred.
+   */
+  private post<T>(task: ThreadTask, extra: TransferListItem[] = []): Promise<T> {
+    const transferList: TransferListItem[] = [...extra];
+    const owned = ownBytes(task, transferList, 3) as ThreadTask;
+    return this.track(() =>
+      this.pool.run(owned, transferList.length > 0 ? { transferList: transferList as never } : {}),
+    );
+  }
+
   describe(path: string): Promise<DescribeResult> {
     return this.track(() => this.pool.run({ op: "describe", path } satisfies ThreadTask));
   }
 
   run(task: Exclude<ThreadTask, { op: "describe" | "generate" | "batch" }>): Promise<RunResult> {
-    return this.track(() => this.pool.run(task));
+    return this.post(task);
   }
 
   /** Runs same-shaped decodes or encodes as one batch; one answer per task, in order. */
   runBatch(task: BatchTask): Promise<RunResult[]> {
-    return this.track(() => this.pool.run(task));
+    return this.post(task);
   }
 
   /** Runs a generation; its progress port is moved to the thread. */
   generate(task: GenerateTask): Promise<GenerateResult> {
-    return this.track(() =>
-      this.pool.run(task, task.progress ? { transferList: [task.progress as never] } : {}),
-    );
+    return this.post(task, task.progress ? [task.progress as unknown as TransferListItem] : []);
   }
 
   async close(): Promise<void> {
     await this.pool.destroy();
   }
+}
+
+/**
+ * A copy of `value` whose byte arrays (down to `depth` levels of plain objects and arrays) are
+ * copies of their own exact size, their buffers collected in `transfer`.
+ */
+function ownBytes(value: unknown, transfer: TransferListItem[], depth: number): unknown {
+  if (value instanceof Uint8Array) {
+    // Always a copy: the caller may still read its array (a failed batch runs its tasks again).
+    const copy = new Uint8Array(value);
+    transfer.push(copy.buffer);
+    return copy;
+  }
+  if (depth === 0 || value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map((v) => ownBytes(v, transfer, depth - 1));
+  if (Object.getPrototypeOf(value) !== Object.prototype) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = ownBytes(v, transfer, depth - 1);
+  return out;
 }
