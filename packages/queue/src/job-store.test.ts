@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { DecodeJob } from "@hybrid/protocol";
+import { useTestRedis } from "@hybrid/testing/vitest";
 import { afterAll, describe, expect, it } from "vitest";
 import { jobCatalog } from "./catalog.ts";
 import { createRedis } from "./connection.ts";
@@ -10,9 +11,8 @@ import { JobProducer } from "./producer.ts";
 import { Queues } from "./queues.ts";
 import { ReplyListener } from "./reply-channel.ts";
 
-const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const prefix = `test-${randomUUID().slice(0, 8)}`;
-const redis = createRedis(redisUrl, "command");
+// A key prefix of this file's own on the shared Redis; its keys are deleted after the file.
+const { url: redisUrl, prefix, redis } = useTestRedis("job-store");
 const settings = { attempts: 2, retentionSeconds: 60, webhookAttempts: 3, webhookBackoffMs: 100 };
 const queues = new Queues(redisUrl, prefix);
 const payloads = new PayloadStore(redis, prefix, 60);
@@ -23,9 +23,6 @@ const producer = new JobProducer(queues, settings, replies);
 afterAll(async () => {
   replies.close();
   await queues.close();
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
 });
 
 // No worker serves these queues: jobs stay queued, which is what these tests look at.

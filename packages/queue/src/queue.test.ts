@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { AppError, type DecodeJob, serializeJobError } from "@hybrid/protocol";
+import { sdV1Model } from "@hybrid/testing";
+import { useTestRedis } from "@hybrid/testing/vitest";
 import { UnrecoverableError } from "bullmq";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { jobCatalog } from "./catalog.ts";
@@ -12,16 +14,8 @@ import { ReplyListener, ReplySender } from "./reply-channel.ts";
 import { WorkerDirectory } from "./worker-directory.ts";
 import { type JobHandler, openJobWorker } from "./workers.ts";
 
-const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-// Each run gets its own prefix, so tests never see each other's keys.
-const prefix = `test-${randomUUID().slice(0, 8)}`;
-const redis = createRedis(redisUrl, "command");
-
-afterAll(async () => {
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
-});
+// A key prefix of this file's own on the shared Redis; its keys are deleted after the file.
+const { url: redisUrl, prefix, redis } = useTestRedis("queue");
 
 describe("PayloadStore", () => {
   it("stores bytes with a TTL and reads them back exactly", async () => {
@@ -49,18 +43,7 @@ describe("PayloadStore", () => {
 describe("WorkerDirectory", () => {
   it("lists announced workers and forgets withdrawn ones", async () => {
     const dir = new WorkerDirectory(redis, prefix, 5, 0);
-    const model = {
-      id: "m1",
-      family: "sd-v1" as const,
-      task: "vae" as const,
-      operations: ["decode" as const],
-      latent_channels: 4,
-      latent_rank: 4 as const,
-      spatial_compression: 8,
-      scaling_factor: 0.18215,
-      shift_factor: null,
-      dtype: "float32" as const,
-    };
+    const model = sdV1Model({ id: "m1", operations: ["decode"] });
     await dir.announce({
       workerId: "w1",
       hostname: "h",

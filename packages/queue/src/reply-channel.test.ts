@@ -1,14 +1,13 @@
-import { randomUUID } from "node:crypto";
 import { AppError, type JobResult, serializeJobError } from "@hybrid/protocol";
+import { useTestRedis } from "@hybrid/testing/vitest";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { createRedis } from "./connection.ts";
 import { replyChannel } from "./names.ts";
 import { PayloadStore } from "./payload-store.ts";
 import { type JobOutcome, ReplyListener, ReplySender } from "./reply-channel.ts";
 
-const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const prefix = `test-${randomUUID().slice(0, 8)}`;
-const redis = createRedis(redisUrl, "command");
+// A key prefix of this file's own on the shared Redis; its keys are deleted after the file.
+const { url: redisUrl, prefix, redis } = useTestRedis("reply-channel");
 const store = new PayloadStore(redis, prefix, 60);
 const listener = new ReplyListener(createRedis(redisUrl, "blocking"), prefix, store);
 // Answers over 1 KB are "large": stored and announced, not sent inline.
@@ -20,9 +19,6 @@ afterEach(() => {
 
 afterAll(async () => {
   listener.close();
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
 });
 
 const resultOf = (bytes: number): JobResult => ({
