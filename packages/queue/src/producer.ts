@@ -78,11 +78,21 @@ export class JobProducer {
       : { ok: false, error: new AppError("internal", "The job finished without a result.") };
   }
 
-  /** Jobs waiting for a worker in a queue: the backlog (one LLEN, so admission is exact). */
+  /**
+   * Jobs waiting for a worker in a queue: the backlog. Two LLENs in one round trip (a paused
+   * queue keeps new jobs in `paused`), the same count as BullMQ's `getWaitingCount` at a fraction
+   * of its cost on the API's hot path.
+   */
   async backlog(queue: string): Promise<number> {
     const q = this.queues.queue(queue);
     await q.waitUntilReady();
-    return q.getWaitingCount();
+    const counts = await (await q.client).pipeline().llen(q.toKey("wait")).llen(q.toKey("paused")).exec();
+    let n = 0;
+    for (const [err, count] of counts ?? []) {
+      if (err) throw err;
+      n += Number(count);
+    }
+    return n;
   }
 
   /**
