@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { JobEventHub, JobStore, RedisClient, WorkerDirectory } from "@hybrid/queue";
-import express, { type Express } from "express";
+import express, { type Express, type RequestHandler } from "express";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
 import { authenticate } from "./auth.ts";
@@ -36,6 +36,18 @@ export interface AppDeps extends GenerateRouteDeps, SubmitDeps {
    */
   webDir?: string | null;
 }
+
+/**
+ * A router that only answers GET and HEAD (and OPTIONS, which Express answers for its routes):
+ * every other request (all inference calls are POSTs) goes straight on instead of being matched
+ * against each of its routes — the hot path's share of Express' routing.
+ */
+const readOnly =
+  (router: RequestHandler): RequestHandler =>
+  (req, res, next) =>
+    req.method === "GET" || req.method === "HEAD" || req.method === "OPTIONS"
+      ? router(req, res, next)
+      : next();
 
 /** Builds the HTTP app (no listen): health, then auth, then the inference and job routes. */
 export function createApp(deps: AppDeps): Express {
@@ -77,23 +89,25 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
-  app.use(healthRoutes(deps));
+  app.use(readOnly(healthRoutes(deps)));
 
   // Public docs and playground, and the dashboard with its own key: all before the API-key check.
-  app.use(docsRoutes());
+  app.use(readOnly(docsRoutes()));
   const webDir = deps.webDir === undefined ? defaultWebDir() : deps.webDir;
   if (webDir)
     app.use(
-      webRoutes({
-        dir: webDir,
-        config: async () => {
-          await deps.keys.refresh();
-          const dashboard = deps.dashboard
-            ? dashboardAccess(deps.keys.enabled, deps.dashboard.adminKey) !== "off"
-            : false;
-          return { api_keys: deps.keys.enabled, dashboard, docs: true };
-        },
-      }),
+      readOnly(
+        webRoutes({
+          dir: webDir,
+          config: async () => {
+            await deps.keys.refresh();
+            const dashboard = deps.dashboard
+              ? dashboardAccess(deps.keys.enabled, deps.dashboard.adminKey) !== "off"
+              : false;
+            return { api_keys: deps.keys.enabled, dashboard, docs: true };
+          },
+        }),
+      ),
     );
   if (deps.dashboard)
     app.use(dashboardRoutes({ ...deps.dashboard, directory: deps.directory, keys: deps.keys }));
