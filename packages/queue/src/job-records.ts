@@ -184,11 +184,6 @@ export class JobRecords {
     return { ...meta, canceledAt };
   }
 
-  /** Whether a cancel was asked for (a worker checks before it starts a job). */
-  async isCanceled(id: string): Promise<boolean> {
-    return (await this.redis.hexists(jobKey(this.prefix, id), "canceledAt")) === 1;
-  }
-
   /** Ids of an owner's jobs, newest first, from `cursor` (exclusive) on: `limit` + 1 of them at most. */
   async page(owner: string, limit: number, cursor?: string): Promise<string[] | null> {
     const key = ownerJobsKey(this.prefix, owner);

@@ -1,19 +1,9 @@
-import type { ModelInfo } from "@hybrid/protocol";
+import { sdV1Model } from "@hybrid/testing";
 import { describe, expect, it } from "vitest";
 import { modelEntry } from "./models.ts";
 
-const vae: ModelInfo = {
-  id: "sd v1",
-  family: "sd-v1",
-  task: "vae",
-  operations: ["decode", "encode"],
-  latent_channels: 4,
-  latent_rank: 4,
-  spatial_compression: 8,
-  scaling_factor: 0.18215,
-  shift_factor: null,
-  dtype: "float32",
-};
+// The same fields in the same order as a worker announces them: the answer keeps that order.
+const vae = sdV1Model({ id: "sd v1" });
 
 describe("modelEntry", () => {
   it("answers the worker's fields in their order, then the tasks and their escaped paths", () => {
