@@ -244,27 +244,7 @@ async function createJob(
   body: Buffer | null,
   record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson">,
 ): Promise<JobMeta> {
-  const waiting = await deps.producer.backlog(queue);
-  if (waiting >= deps.maxBacklog)
-    throw new AppError(
-      "overloaded",
-      `The ${queue} queue is full (${waiting} jobs waiting); try again later.`,
-      {
-        retryAfterSeconds: await deps.producer.secondsToDrain(queue, waiting - deps.maxBacklog + 1),
-      },
-    );
-  // Only work that is admitted counts toward the key's rate (a replay, a 4xx or a 429 does not).
-  if (principal.key) await deps.limiter.consume(principal.key);
   const cap = principal.key?.max_queued;
-  if (cap) {
-    const active = await deps.jobs.caps.unfinished(principal.owner, cap);
-    if (active >= cap)
-      throw new AppError(
-        "too_many_queued",
-        `This API key already has ${active} unfinished jobs (its limit is ${cap}); wait for some to finish.`,
-        { retryAfterSeconds: await deps.producer.secondsToDrain(queue, 1) },
-      );
-  }
   const meta: JobMeta = {
     id: jobId,
     kind: data.kind,
@@ -276,20 +256,62 @@ async function createJob(
     capped: Boolean(cap),
     ...record,
   };
+  // Each limit is counted and reserved in one script (parallel submissions cannot all pass one
+  // count), the key's own first: a key at its cap holds no place in the shared backlog. What was
+  // reserved is given back if the job is not added.
+  const undo: (() => Promise<unknown>)[] = [];
+  try {
+    if (cap) {
+      const active = await deps.jobs.caps.reserve(meta, cap);
+      if (active !== null)
+        throw new AppError(
+          "too_many_queued",
+          `This API key already has ${active} unfinished jobs (its limit is ${cap}); wait for some to finish.`,
+          { retryAfterSeconds: await deps.producer.secondsToDrain(queue, 1) },
+        );
+      undo.push(() => deps.jobs.records.discard(meta));
+    }
+    const { admitted, waiting } = await deps.producer.admit(queue, jobId, deps.maxBacklog);
+    if (!admitted)
+      throw new AppError(
+        "overloaded",
+        `The ${queue} queue is full (${waiting} jobs waiting); try again later.`,
+        {
+          retryAfterSeconds: await deps.producer.secondsToDrain(queue, waiting - deps.maxBacklog + 1),
+        },
+      );
+    undo.push(() => deps.producer.release(queue, jobId));
+    // Only work that is admitted counts toward the key's rate (a replay, a 4xx or a 429 does not).
+    if (principal.key) await deps.limiter.consume(principal.key);
+    return await recordAndEnqueue(deps, meta, data, body);
+  } catch (e) {
+    await Promise.all(undo.map((f) => f().catch(() => {})));
+    throw e;
+  }
+}
+
+/** The rest of {@link createJob} once the job is admitted. */
+async function recordAndEnqueue(
+  deps: SubmitDeps,
+  meta: JobMeta,
+  data: JobRequest,
+  body: Buffer | null,
+): Promise<JobMeta> {
   // The input and the record are independent writes: one round trip for both. The job itself is
   // added only after both, so no worker or reader sees it without them.
   const [stored, recorded] = await Promise.allSettled([
     body ? deps.store.put(body) : Promise.resolve(null),
-    deps.jobs.create(meta),
+    deps.jobs.create(meta, meta.capped),
   ]);
   const input = stored.status === "fulfilled" ? stored.value : null;
   if (stored.status === "rejected" || recorded.status === "rejected") {
+    // A failed create undid itself (a capped job's indexes included).
     if (recorded.status === "fulfilled") await deps.jobs.records.discard(meta).catch(() => {});
     if (input) await deps.store.delete(input).catch(() => {});
     throw stored.status === "rejected" ? stored.reason : (recorded as PromiseRejectedResult).reason;
   }
   try {
-    await deps.producer.enqueue({ ...data, input } as JobData, jobId);
+    await deps.producer.enqueue({ ...data, input } as JobData, meta.id);
     return meta;
   } catch (e) {
     await deps.jobs.records.discard(meta).catch(() => {});

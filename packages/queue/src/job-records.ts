@@ -48,16 +48,24 @@ return 1
 
 const INDEX_JOB = "hybridIndexOwnerJob";
 // KEYS: the owner's jobs, the owner's unfinished jobs (one slot). ARGV: created at, job id,
-// oldest score kept, ttl, '1' when the job counts toward the owner's cap.
+// oldest score kept, ttl, and the owner's cap: '' when the job does not count toward one, '0'
+// when it counts without a check, else the cap. At the cap nothing is written and the number of
+// unfinished jobs is returned; otherwise -1. Count and reserve are one script, so parallel
+// submissions cannot all pass a count taken before any of them is indexed.
 const INDEX_JOB_LUA = `
+if ARGV[5] ~= '' and ARGV[5] ~= '0' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+  local n = redis.call('ZCARD', KEYS[2])
+  if n >= tonumber(ARGV[5]) then return n end
+end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-if ARGV[5] == '1' then
+if ARGV[5] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
-return 1
+return -1
 `;
 
 type Scripted = Record<string, (...args: (string | number)[]) => Promise<unknown>>;
@@ -80,14 +88,33 @@ export class JobRecords {
   }
 
   /**
+   * Puts a job in its owner's indexes: the owner's jobs and, when it is `capped`, the owner's
+   * unfinished jobs, which at `cap` (when given) it does not join: then nothing is written and
+   * the number of unfinished jobs found is returned; otherwise null.
+   */
+  async index(meta: JobMeta, cap: number | null = null): Promise<number | null> {
+    const n = await (this.redis as unknown as Scripted)[INDEX_JOB]!(
+      ownerJobsKey(this.prefix, meta.owner),
+      ownerActiveKey(this.prefix, meta.owner),
+      meta.createdAt,
+      meta.id,
+      Date.now() - this.retentionSeconds * 1000,
+      this.retentionSeconds,
+      meta.capped ? (cap ?? 0) : "",
+    );
+    return Number(n) < 0 ? null : Number(n);
+  }
+
+  /**
    * Records a new job (and its `queued` event, `queued` being its log's first entry when it is
    * logged) before it is enqueued: a fast worker always finds its record, and its `started`
    * always follows `queued`. Two scripts sent together (one round trip): the record and its log
-   * in the job's slot, the owner's indexes in the owner's. They need not be atomic together:
+   * in the job's slot, the owner's indexes in the owner's (unless `indexed`: a capped job's
+   * admission put it there already, see {@link index}). They need not be atomic together:
    * readers skip index entries without a record, and a record no index names is never listed;
    * if either fails, both are undone.
    */
-  async create(meta: JobMeta, queued: string | null): Promise<void> {
+  async create(meta: JobMeta, queued: string | null, indexed = false): Promise<void> {
     const fields: string[] = [
       "kind",
       meta.kind,
@@ -105,15 +132,7 @@ export class JobRecords {
     if (meta.imageAsJson) fields.push("imageAsJson", "1");
     const r = this.redis as unknown as Scripted;
     const done = await Promise.allSettled([
-      r[INDEX_JOB]!(
-        ownerJobsKey(this.prefix, meta.owner),
-        ownerActiveKey(this.prefix, meta.owner),
-        meta.createdAt,
-        meta.id,
-        Date.now() - this.retentionSeconds * 1000,
-        this.retentionSeconds,
-        meta.capped ? "1" : "0",
-      ),
+      indexed ? Promise.resolve(null) : this.index(meta),
       r[CREATE_RECORD]!(
         jobKey(this.prefix, meta.id),
         jobEventsKey(this.prefix, meta.id),

@@ -6,6 +6,7 @@ import { jobCatalog } from "./catalog.ts";
 import { createRedis } from "./connection.ts";
 import type { JobMeta } from "./job-records.ts";
 import { JobStore } from "./job-store.ts";
+import { ownerActiveKey, ownerJobsKey } from "./names.ts";
 import { PayloadStore } from "./payload-store.ts";
 import { JobProducer } from "./producer.ts";
 import { Queues } from "./queues.ts";
@@ -124,13 +125,40 @@ describe("JobStore caps and logging", () => {
   it("drops finished jobs the unfinished set still holds once the count reaches the cap", async () => {
     const a = await submit("capped");
     const b = await submit("capped");
-    // b finishes without its terminal event being written (its process died in between).
+    // b finishes without its terminal event being written (its process died in between), a
+    // while ago: a young entry without a job may still be being created, so it counts.
     const bull = await queues.queue(b.queue).getJob(b.id);
     await bull!.remove();
+    expect(await store.caps.unfinished("capped", 2)).toBe(2);
+    await redis.zadd(ownerActiveKey(prefix, "capped"), Date.now() - 45_000, b.id);
     expect(await store.caps.unfinished("capped")).toBe(2);
     expect(await store.caps.unfinished("capped", 2)).toBe(1);
     expect(await store.caps.unfinished("capped")).toBe(1);
     expect((await store.views.describe(a.id))?.status).toBe("queued");
+  });
+
+  it("admits exactly `cap` of parallel submissions of one owner: count and join are one script", async () => {
+    const metas = Array.from({ length: 50 }, () => ({
+      id: randomUUID(),
+      kind: "decode" as const,
+      model: "store-model",
+      queue: jobCatalog.queue("decode", "store-model"),
+      owner: "racer",
+      createdAt: Date.now(),
+      webhook: null,
+      canceledAt: null,
+      logged: false,
+      capped: true,
+      imageAsJson: false,
+    }));
+    const found = await Promise.all(metas.map((m) => store.caps.reserve(m, 5)));
+    expect(found.filter((n) => n === null)).toHaveLength(5);
+    // Each refusal saw the five admitted jobs (none of them has a BullMQ job, so each counts).
+    expect(found.filter((n) => n !== null).every((n) => n === 5)).toBe(true);
+    expect(await store.caps.unfinished("racer")).toBe(5);
+    // The admitted ones are in the owner's job index too; the refused ones nowhere.
+    const admitted = metas.filter((_, i) => found[i] === null).map((m) => m.id);
+    expect(new Set(await redis.zrange(ownerJobsKey(prefix, "racer"), 0, -1))).toEqual(new Set(admitted));
   });
 
   it("writes no events for a job nobody follows, until a reader follows it", async () => {

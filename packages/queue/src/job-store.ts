@@ -6,7 +6,7 @@ import { JobEvents } from "./job-events.ts";
 import { type JobMeta, JobRecords } from "./job-records.ts";
 import { JobViews } from "./job-views.ts";
 import { cancelChannel } from "./names.ts";
-import { hasEnded, OwnerCaps } from "./owner-caps.ts";
+import { OwnerCaps } from "./owner-caps.ts";
 import type { PayloadStore } from "./payload-store.ts";
 import type { Queues } from "./queues.ts";
 
@@ -39,18 +39,21 @@ export class JobStore {
     this.views = new JobViews(redis, queues, this.records);
     this.events = new JobEvents(redis, queues, opts.prefix, opts.catalog);
     this.idempotency = new Idempotency(redis, opts.prefix);
-    this.caps = new OwnerCaps(redis, opts.prefix, retention, async (id) =>
-      hasEnded(await this.views.describe(id)),
+    this.caps = new OwnerCaps(
+      redis,
+      opts.prefix,
+      this.records,
+      async (id) => (await this.views.describe(id))?.status ?? null,
     );
   }
 
   /**
    * Records a new job before it is enqueued, with its `queued` event first in its log when it
-   * is logged.
+   * is logged. `indexed`: its owner's indexes hold it already (a capped job, see `caps.reserve`).
    */
-  async create(meta: JobMeta): Promise<void> {
+  async create(meta: JobMeta, indexed = false): Promise<void> {
     const queued = meta.logged ? await this.views.build(meta, null, "pending") : null;
-    await this.records.create(meta, queued ? JSON.stringify(queued) : null);
+    await this.records.create(meta, queued ? JSON.stringify(queued) : null, indexed);
   }
 
   /**

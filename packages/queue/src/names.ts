@@ -37,6 +37,13 @@ export const WEBHOOK_QUEUE = "webhooks";
  */
 export const bullPrefix = (prefix: string, queue: string) => `${prefix}:{${queue}}`;
 
+/**
+ * Jobs admitted to a queue but not yet added to it (see `JobProducer.admit`): in the queue's
+ * slot, beside BullMQ's keys but outside their `<queue>:` namespace, so no job id can name it.
+ */
+export const backlogReservationsKey = (prefix: string, queue: string) =>
+  `${bullPrefix(prefix, queue)}:reserved`;
+
 /** Payload bytes: untagged, so they spread over a cluster's slots. */
 export const payloadKey = (prefix: string, id: string) => `${prefix}:payload:${id}`;
 /** A live worker's announcement (a heartbeat key with a TTL). */

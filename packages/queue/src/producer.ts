@@ -1,6 +1,7 @@
 import { AppError, type JobData, JobResult, parseJobError } from "@hybrid/protocol";
 import { type CatalogSettings, jobCatalog } from "./catalog.ts";
 import type { RedisClient } from "./connection.ts";
+import { backlogReservationsKey } from "./names.ts";
 import type { Queues } from "./queues.ts";
 import type { Answer, JobOutcome, PendingReply, ReplyListener } from "./reply-channel.ts";
 
@@ -10,9 +11,39 @@ import type { Answer, JobOutcome, PendingReply, ReplyListener } from "./reply-ch
  */
 const FIRST_CHECK_MS = 5000;
 
-const BACKLOG = "hybridBacklog";
-// KEYS: a queue's `wait` and `paused` lists (one slot: BullMQ's keys share the queue's hash tag).
-const BACKLOG_LUA = "return redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])";
+/**
+ * How long a backlog reservation holds a place without its job appearing in the queue, in ms:
+ * far longer than storing an input and adding a job takes, so only the reservations of a
+ * process that died between the two (or of a job canceled before anyone looked) linger that long.
+ */
+const RESERVATION_MS = 30_000;
+
+const ADMIT = "hybridAdmitToBacklog";
+// KEYS: a queue's `wait` and `paused` lists and its reservations (one slot: they share the
+// queue's hash tag). ARGV: the backlog limit ('' to count only), the prefix of the queue's job
+// keys, the job id to reserve a place for, reservation lifetime in ms.
+// A reservation ends when its job's hash exists (the job was added: from then on it is counted
+// in `wait`, or it left the backlog) or when it is older than its lifetime; so no command is
+// needed to release a place once the job is added. Returns {admitted (1/0), jobs counted}.
+const ADMIT_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[4]))
+local reserved = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 1 then
+    redis.call('ZREM', KEYS[3], id)
+  else
+    reserved = reserved + 1
+  end
+end
+local n = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + reserved
+if ARGV[1] == '' then return {0, n} end
+if n >= tonumber(ARGV[1]) then return {0, n} end
+redis.call('ZADD', KEYS[3], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return {1, n}
+`;
 
 /**
  * The API's side of the job queues: add a job to its (kind, model) queue with the catalog's
@@ -83,22 +114,49 @@ export class JobProducer {
       : { ok: false, error: new AppError("internal", "The job finished without a result.") };
   }
 
-  /**
-   * Jobs waiting for a worker in a queue: the backlog. Both of BullMQ's waiting lists (a paused
-   * queue keeps new jobs in `paused`), the same count as its `getWaitingCount`, in one small
-   * script: BullMQ's own counting script, or an ioredis pipeline on BullMQ's connection (which
-   * copies every script BullMQ defined onto the pipeline), cost the API's hot path more than the
-   * two LLENs themselves.
-   */
-  async backlog(queue: string): Promise<number> {
+  /** Runs the admission script on the queue's own connection (see {@link admit}). */
+  private async admission(queue: string, limit: number | null, jobId: string): Promise<[number, number]> {
     const q = this.queues.queue(queue);
+    // BullMQ's connection: an ioredis pipeline on it (or BullMQ's own counting script) would copy
+    // every script BullMQ defined onto the request, costing the hot path more than the count.
     const client = (await q.client) as unknown as Record<string, unknown> & RedisClient;
-    if (!(BACKLOG in client)) client.defineCommand(BACKLOG, { numberOfKeys: 2, lua: BACKLOG_LUA });
-    const count = await (client[BACKLOG] as (...keys: string[]) => Promise<number>)(
+    if (!(ADMIT in client)) client.defineCommand(ADMIT, { numberOfKeys: 3, lua: ADMIT_LUA });
+    const [admitted, n] = (await (client[ADMIT] as (...args: (string | number)[]) => Promise<number[]>)(
       q.toKey("wait"),
       q.toKey("paused"),
-    );
-    return Number(count);
+      backlogReservationsKey(this.queues.prefix, queue),
+      limit === null ? "" : limit,
+      q.toKey(""),
+      jobId,
+      RESERVATION_MS,
+    )) ?? [0, 0];
+    return [Number(admitted), Number(n)];
+  }
+
+  /**
+   * Jobs waiting for a worker in a queue: the backlog. Both of BullMQ's waiting lists (a paused
+   * queue keeps new jobs in `paused`), as its `getWaitingCount` counts them, plus the places
+   * {@link admit} reserved for jobs being added.
+   */
+  async backlog(queue: string): Promise<number> {
+    return (await this.admission(queue, null, ""))[1];
+  }
+
+  /**
+   * Counts the queue's backlog and, below `limit`, reserves a place in it for `jobId`, in one
+   * script: parallel submissions cannot all pass a count taken before any of them is added. The
+   * place is taken by the job once it is added; {@link release} gives it back sooner when the job
+   * will not be added. Returns whether the job was admitted and the backlog it found.
+   */
+  async admit(queue: string, jobId: string, limit: number): Promise<{ admitted: boolean; waiting: number }> {
+    const [admitted, waiting] = await this.admission(queue, limit, jobId);
+    return { admitted: admitted === 1, waiting };
+  }
+
+  /** Gives back the place {@link admit} reserved for a job that will not be added. */
+  async release(queue: string, jobId: string): Promise<void> {
+    const client = (await this.queues.queue(queue).client) as unknown as RedisClient;
+    await client.zrem(backlogReservationsKey(this.queues.prefix, queue), jobId);
   }
 
   /**

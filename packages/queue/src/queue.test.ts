@@ -191,6 +191,32 @@ describe("JobProducer", () => {
     }
   });
 
+  it("admits exactly `limit` of parallel submissions to a queue's backlog, added or not yet", async () => {
+    const producer = new JobProducer(queues, settings, replies);
+    const queue = jobCatalog.queue("decode", "admit");
+    try {
+      const ids = Array.from({ length: 50 }, () => randomUUID());
+      const answers = await Promise.all(ids.map((id) => producer.admit(queue, id, 5)));
+      const admitted = ids.filter((_, i) => answers[i]!.admitted);
+      expect(admitted).toHaveLength(5);
+      expect(await producer.backlog(queue)).toBe(5);
+      // Added jobs take their reservations' places: still five, and still full.
+      for (const id of admitted.slice(0, 3)) await producer.enqueue(job("admit"), id);
+      expect(await producer.backlog(queue)).toBe(5);
+      expect((await producer.admit(queue, randomUUID(), 5)).admitted).toBe(false);
+      // A reservation given back (its job will not be added) frees its place for one more.
+      await producer.release(queue, admitted[3]!);
+      expect(await producer.backlog(queue)).toBe(4);
+      const answersAfter = await Promise.all(
+        Array.from({ length: 10 }, () => producer.admit(queue, randomUUID(), 5)),
+      );
+      expect(answersAfter.filter((a) => a.admitted)).toHaveLength(1);
+      expect(await queues.queue(queue).getWaitingCount()).toBe(3);
+    } finally {
+      await queues.close();
+    }
+  });
+
   it("estimates the time to drain a queue from the jobs its workers finished lately", async () => {
     const producer = new JobProducer(queues, settings, replies);
     const queue = jobCatalog.queue("decode", "drain");
