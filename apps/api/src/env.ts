@@ -24,6 +24,15 @@ export const Env = z.object({
   MODEL_LOADING_SECONDS: z.coerce.number().int().positive().default(20),
   /** Seconds a cached generation answer (a request with a seed, `x-use-cache` not false) is kept. */
   RESULT_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).default(3600),
+  /**
+   * Bytes all cached generation answers may take in Redis together; the oldest are evicted
+   * first. The cache must not lean on Redis' memory policy: queues need `noeviction`.
+   */
+  RESULT_CACHE_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(64 * 1024 * 1024),
   /** Jobs waiting in one queue beyond which new work is refused with 429 and a Retry-After. */
   MAX_QUEUE_BACKLOG: z.coerce.number().int().positive().default(1000),
   /** Seconds an Idempotency-Key keeps pointing at the job it created. */

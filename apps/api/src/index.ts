@@ -72,7 +72,7 @@ const app = createApp({
   modelLoadingSeconds: env.MODEL_LOADING_SECONDS,
   cache:
     env.RESULT_CACHE_TTL_SECONDS > 0
-      ? new ResultCache(redis, env.QUEUE_PREFIX, env.RESULT_CACHE_TTL_SECONDS)
+      ? new ResultCache(redis, env.QUEUE_PREFIX, env.RESULT_CACHE_TTL_SECONDS, env.RESULT_CACHE_MAX_BYTES)
       : null,
   requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
   maxBodyBytes: env.MAX_BODY_BYTES,

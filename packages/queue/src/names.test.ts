@@ -10,6 +10,7 @@ import {
   ownerActiveKey,
   ownerJobsKey,
   payloadKey,
+  resultCacheIndexKey,
   resultCacheKey,
   WEBHOOK_QUEUE,
   workerKey,
@@ -34,8 +35,14 @@ describe("key names on a Redis Cluster", () => {
     expect(hashed(ownerActiveKey(P, "k_abc"))).toBe("k_abc");
     const directory = [workerKey(P, "host-1-abc"), workersKey(P), knownModelsKey(P)].map(hashed);
     expect(new Set(directory)).toEqual(new Set(["directory"]));
+    const cacheIndex = (["entries", "sizes", "bytes"] as const).map((p) => hashed(resultCacheIndexKey(P, p)));
+    expect(new Set(cacheIndex)).toEqual(new Set(["result-cache"]));
     // Used alone: each spreads over the slots by its whole name.
-    for (const key of [payloadKey(P, id), resultCacheKey(P, "ab12"), idempotencyKey(P, "k_abc", "ff00")])
+    for (const key of [
+      payloadKey(P, id),
+      resultCacheKey(P, "k_abc", "ab12"),
+      idempotencyKey(P, "k_abc", "ff00"),
+    ])
       expect(hashed(key)).toBe(key);
   });
 

@@ -11,6 +11,7 @@ import type { JobKind } from "@hybrid/protocol";
  * - a job's record and event log: `{<job id>}`;
  * - an owner's job indexes: `{<owner>}`;
  * - the worker directory: `{directory}` (small, and read with MGET);
+ * - the result cache's index: `{result-cache}` (its entries themselves are untagged);
  * - payloads, cached results, idempotency keys and rate-limit counters are each used alone, so
  *   they carry no tag and spread over the cluster's slots (payloads are the bulk of the data).
  * Pub/sub channels use classic PUBLISH/SUBSCRIBE, which a cluster carries to every node. A prefix
@@ -53,8 +54,15 @@ export const workersKey = (prefix: string) => `${prefix}:{directory}:workers`;
 
 /** Models ever announced, by id (to tell "not loaded yet" from "unknown"). */
 export const knownModelsKey = (prefix: string) => `${prefix}:{directory}:known-models`;
-/** A cached generation answer, by request hash. */
-export const resultCacheKey = (prefix: string, hash: string) => `${prefix}:result-cache:${hash}`;
+/**
+ * A cached generation answer, by its owner (each API key has a cache of its own) and request hash.
+ * Used alone: untagged.
+ */
+export const resultCacheKey = (prefix: string, owner: string, hash: string) =>
+  `${prefix}:result-cache:${owner}:${hash}`;
+/** The result cache's index (its entries by age, their sizes, their total): one slot. */
+export const resultCacheIndexKey = (prefix: string, part: "entries" | "sizes" | "bytes") =>
+  `${prefix}:{result-cache}:${part}`;
 
 /** A job's record beside BullMQ's: its queue, owner, webhook, cancel flag. */
 export const jobKey = (prefix: string, id: string) => `${prefix}:job:{${id}}`;

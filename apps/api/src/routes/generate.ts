@@ -16,7 +16,7 @@ import {
 import type { ResultCache } from "@hybrid/queue";
 import express, { type Request, type Response, Router } from "express";
 import { writeAnswer } from "../answer.ts";
-import { assertModelAllowed } from "../auth.ts";
+import { assertModelAllowed, principalOf } from "../auth.ts";
 import { submitJob } from "../job-submit.ts";
 import { findModel, waitsForModel } from "../model-lookup.ts";
 import type { VaeRouteDeps } from "./vae.ts";
@@ -121,9 +121,12 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
       p.seed != null &&
       headerFlag(req.headers["x-use-cache"], true) &&
       req.headers.prefer === undefined;
+    // Each key's own entries (see ResultCache): a hit costs no GPU, so it is not counted against
+    // the key's rate, and it can only be an answer this key asked for before.
+    const owner = principalOf(res).owner;
     const hash = cacheable ? requestHash(data, image) : null;
     if (hash && deps.cache) {
-      const hit = await deps.cache.get(hash);
+      const hit = await deps.cache.get(owner, hash);
       if (hit) {
         res.setHeader("x-cache", "HIT");
         return writeAnswer(res, hit.result, hit.bytes, { imageAsJson: response === "json" });
@@ -133,7 +136,7 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
     await submitJob(deps, req, res, data, image, {
       webhook: body.webhook ? { url: body.webhook, events: body.webhook_events_filter ?? null } : null,
       ...(hash && deps.cache
-        ? { onAnswered: (result: JobResult, bytes: Buffer) => deps.cache!.put(hash, result, bytes) }
+        ? { onAnswered: (result: JobResult, bytes: Buffer) => deps.cache!.put(owner, hash, result, bytes) }
         : {}),
     });
   }
