@@ -29,6 +29,9 @@ function fromBodyParser(e: {
   }
 }
 
+/** Seconds a 503 for a full Redis asks clients to wait: memory frees as results are read or expire. */
+export const MEMORY_RETRY_AFTER_SECONDS = 5;
+
 /** ioredis gives up on a command when Redis is unreachable: that is an outage, not a bug. */
 function fromRedis(e: { name?: string; message?: string; code?: string }): AppError | undefined {
   const m = e.message ?? "";
@@ -39,6 +42,14 @@ function fromRedis(e: { name?: string; message?: string; code?: string }): AppEr
   ) {
     return new AppError("unavailable", "The queue is unavailable; try again shortly.", { cause: e });
   }
+  // Redis at its maxmemory (`noeviction`) refuses writes: the admission's high-water mark should
+  // come first, but a burst between two samples (or another process's writes) can get there.
+  if (/\bOOM command not allowed\b/.test(m))
+    return new AppError("overloaded", "The service is out of memory for new work; try again later.", {
+      status: 503,
+      retryAfterSeconds: MEMORY_RETRY_AFTER_SECONDS,
+      cause: e,
+    });
   return undefined;
 }
 

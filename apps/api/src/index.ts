@@ -7,6 +7,7 @@ import {
   JobStore,
   PayloadStore,
   Queues,
+  RedisMemoryGauge,
   ReplyListener,
   ResultCache,
   WorkerDirectory,
@@ -56,6 +57,19 @@ const metrics = env.METRICS_ENABLED
   ? new ApiMetrics({ queues, redis, directory: new WorkerDirectory(redis, env.QUEUE_PREFIX) })
   : null;
 const stopping = new AbortController();
+const memory = new RedisMemoryGauge(redis, {
+  highWater: env.REDIS_MEMORY_HIGH_WATER,
+  intervalMs: env.REDIS_MEMORY_SAMPLE_MS,
+  onChange: (full, { used, max }) =>
+    full
+      ? logger.warn(
+          { used, max, highWater: env.REDIS_MEMORY_HIGH_WATER },
+          "redis memory full: refusing new work",
+        )
+      : logger.info({ used, max }, "redis memory below its high-water mark: taking new work"),
+});
+// A failed sample keeps the last reading; Redis being unreachable is reported elsewhere.
+void memory.start();
 
 const app = createApp({
   redis,
@@ -77,6 +91,7 @@ const app = createApp({
   requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
   maxBodyBytes: env.MAX_BODY_BYTES,
   maxBacklog: env.MAX_QUEUE_BACKLOG,
+  memory,
   idempotencyTtlSeconds: env.IDEMPOTENCY_TTL_SECONDS,
   webhookAllowedHosts: allowedHosts,
   canSignWebhooks: (p) => (p.key ? true : env.WEBHOOK_SECRET !== undefined),
@@ -112,6 +127,7 @@ async function shutdown(signal: string) {
   const grace = new Promise<void>((r) => setTimeout(r, env.SHUTDOWN_GRACE_MS).unref());
   await Promise.race([closed, grace]);
   server.closeAllConnections();
+  memory.stop();
   await webhooks.close();
   await queues.close();
   hub.close();

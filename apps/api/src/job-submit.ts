@@ -8,10 +8,18 @@ import {
   WebhookEventFilter,
   type WebhookSpec,
 } from "@hybrid/protocol";
-import type { JobMeta, JobProducer, JobStore, PayloadStore, PendingReply } from "@hybrid/queue";
+import type {
+  JobMeta,
+  JobProducer,
+  JobStore,
+  PayloadStore,
+  PendingReply,
+  RedisMemoryGauge,
+} from "@hybrid/queue";
 import type { Request, Response } from "express";
 import { type AnswerForm, storedAnswer, writeAnswer } from "./answer.ts";
 import { type Principal, principalOf } from "./auth.ts";
+import { MEMORY_RETRY_AFTER_SECONDS } from "./errors.ts";
 import { parsePrefer } from "./prefer.ts";
 import type { KeyRateLimiter } from "./rate-limit.ts";
 import { checkWebhookUrl } from "./webhook-guard.ts";
@@ -25,6 +33,8 @@ export interface SubmitDeps {
   requestTimeoutMs: number;
   /** Jobs waiting in one queue beyond which submissions get 429. */
   maxBacklog: number;
+  /** Redis' memory use, sampled: at its high-water mark submissions get 503 (null: never). */
+  memory?: RedisMemoryGauge | null;
   idempotencyTtlSeconds: number;
   webhookAllowedHosts: readonly string[];
   /** Whether deliveries for this principal can be signed (a key's secret, or WEBHOOK_SECRET). */
@@ -244,6 +254,14 @@ async function createJob(
   body: Buffer | null,
   record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson">,
 ): Promise<JobMeta> {
+  // Before Redis is full, not when it refuses a write: then admitted jobs could not store results.
+  const bytes = body?.length ?? 0;
+  if (deps.memory?.full(bytes))
+    throw new AppError("overloaded", "The service is short of memory for new work; try again later.", {
+      status: 503,
+      retryAfterSeconds: MEMORY_RETRY_AFTER_SECONDS,
+    });
+  deps.memory?.note(bytes);
   const cap = principal.key?.max_queued;
   const meta: JobMeta = {
     id: jobId,

@@ -7,6 +7,7 @@ export * from "./job-events.ts";
 export * from "./job-records.ts";
 export * from "./job-store.ts";
 export * from "./job-views.ts";
+export * from "./memory-gauge.ts";
 export * from "./names.ts";
 export * from "./owner-caps.ts";
 export * from "./payload-store.ts";
