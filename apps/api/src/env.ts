@@ -33,6 +33,14 @@ export const Env = z.object({
     .int()
     .positive()
     .default(64 * 1024 * 1024),
+  /**
+   * The share of Redis' `maxmemory` (0–1) at which new work is refused (503 `overloaded` with
+   * Retry-After), before Redis itself refuses writes and admitted jobs cannot store their results.
+   * 1: only at `maxmemory`. No effect when `maxmemory` is 0 (unlimited).
+   */
+  REDIS_MEMORY_HIGH_WATER: z.coerce.number().gt(0).max(1).default(0.85),
+  /** ms between samples of Redis' memory use (`INFO memory`, on each master of a cluster). */
+  REDIS_MEMORY_SAMPLE_MS: z.coerce.number().int().min(50).default(500),
   /** Jobs waiting in one queue beyond which new work is refused with 429 and a Retry-After. */
   MAX_QUEUE_BACKLOG: z.coerce.number().int().positive().default(1000),
   /** Seconds an Idempotency-Key keeps pointing at the job it created. */

@@ -62,14 +62,6 @@ export const SharedEnv = {
   MAX_STEPS: z.coerce.number().int().positive().default(DEFAULT_GENERATE_LIMITS.maxSteps),
   /** Largest guidance scale a generation may ask for. */
   MAX_GUIDANCE: z.coerce.number().positive().default(DEFAULT_GENERATE_LIMITS.maxGuidance),
-  /**
-   * The share of Redis' `maxmemory` (0–1) at which the API refuses new work (503 `overloaded`
-   * with Retry-After) and workers stop taking queued jobs, before Redis itself refuses writes.
-   * 1: only at `maxmemory`. No effect when `maxmemory` is 0 (unlimited).
-   */
-  REDIS_MEMORY_HIGH_WATER: z.coerce.number().gt(0).max(1).default(0.85),
-  /** ms between samples of Redis' memory use (`INFO memory`, on each master of a cluster). */
-  REDIS_MEMORY_SAMPLE_MS: z.coerce.number().int().min(50).default(500),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 
