@@ -1,6 +1,8 @@
-// Caps are atomic (issue 13, item 6): a key's `max_queued` and a queue's backlog limit are
-// counted and reserved in one Redis script each, so a burst of parallel submissions admits
-// exactly the limit, not every request that counted before any of them was created.
+// Admission per API key (issue 13): caps are atomic (item 6) — a key's `max_queued` and a
+// queue's backlog limit are counted and reserved in one Redis script each, so a burst of parallel
+// submissions admits exactly the limit, not every request that counted before any of them was
+// created; and the result cache is per key (item 11): one key's seeded generation never answers
+// another key's request.
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -112,5 +114,31 @@ describe("caps under a burst of parallel submissions", () => {
     await drain(admitted, keys.free);
     const again = await decodeRequest(stack.baseUrl, small(98), asyncAs(keys.free));
     expect(again.status).toBe(202);
+  });
+});
+
+describe("the result cache", () => {
+  it("answers a key only from its own earlier requests", async () => {
+    const seeded = {
+      inputs: "a cat only one key asked for",
+      parameters: { width: 64, height: 64, num_inference_steps: 2, seed: 4242 },
+    };
+    const post = (key: string) =>
+      fetch(`${stack.baseUrl}/v1/text-to-image/sd-tiny`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+        body: JSON.stringify(seeded),
+      });
+    const first = await post(keys.free);
+    expect([first.status, first.headers.get("x-cache")]).toEqual([200, "MISS"]);
+    const image = Buffer.from(await first.arrayBuffer());
+    const again = await post(keys.free);
+    expect([again.status, again.headers.get("x-cache")]).toEqual([200, "HIT"]);
+    expect(Buffer.from(await again.arrayBuffer()).equals(image)).toBe(true);
+    // The same request by another key runs a job of its own: nothing of the first key's shows.
+    const other = await post(keys.capped);
+    expect([other.status, other.headers.get("x-cache")]).toEqual([200, "MISS"]);
+    expect(other.headers.get("x-job-id")).not.toBeNull();
+    expect(Buffer.from(await other.arrayBuffer()).equals(image)).toBe(true);
   });
 });
