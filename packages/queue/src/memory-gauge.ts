@@ -65,7 +65,7 @@ export class RedisMemoryGauge {
       const readings = await Promise.all(nodes.map(async (n) => parseMemoryInfo(await n.info("memory"))));
       // The fullest master decides: a write to it fails whatever the others hold.
       const share = (r: MemoryReading) => (r.max > 0 ? r.used / r.max : 0);
-      this.reading = readings.reduce((a, b) => (share(b) > share(a) ? b : a), { used: 0, max: 0 });
+      this.reading = readings.reduce((a, b) => (share(b) > share(a) ? b : a), readings[0] ?? this.reading);
       this.since = 0;
       const full = this.full();
       if (full !== this.wasFull) {
