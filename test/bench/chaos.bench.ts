@@ -13,7 +13,7 @@
 // Options: --seconds S (60: the load's length), --clients C (4 sync loops), --async-rate R (async
 // submissions per second, 20), --timeout-ms T (REQUEST_TIMEOUT_MS of the API, 15000).
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -90,14 +90,16 @@ function startRedis(): Promise<ChildProcess> {
 }
 
 const common = { REDIS_URL: redisUrl, QUEUE_PREFIX: "chaos", LOG_LEVEL: "warn" };
+// A keys file with no keys: a developer's ./keys.json must not switch auth on here.
+const noKeys = join(dataDir, "no-keys.json");
+writeFileSync(noKeys, '{ "keys": [] }\n');
 const startApi = () =>
   startApp("api", {
     ...common,
     PORT: String(apiPort),
     HOST: "127.0.0.1",
     REQUEST_TIMEOUT_MS: String(TIMEOUT_MS),
-    API_KEYS_FILE: join(dataDir, "no-keys.json"),
-    ALLOW_ANONYMOUS: "true",
+    API_KEYS_FILE: noKeys,
   });
 const ready = () =>
   waitFor(
