@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { type DnsServer, startDnsServer } from "@hybrid/testing";
 import { UnrecoverableError } from "bullmq";
 import { Webhook } from "standardwebhooks";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { WebhookResolver } from "./webhook-dns.ts";
 import { REFUSED_ADDRESS } from "./webhook-guard.ts";
 import { deliverWebhook, guardedFetch, WEBHOOK_USER_AGENT, type WebhookDelivery } from "./webhook-sender.ts";
