@@ -8,12 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { JobObject } from "@hybrid/protocol";
+import { jobCatalog, Queues } from "@hybrid/queue";
 import { type DnsServer, startDnsServer } from "@hybrid/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { repoRoot } from "../../scripts/lib.ts";
 import { latents } from "./fixtures.ts";
 import { decodeRequest } from "./jobs-client.ts";
-import { type Stack, startStack } from "./stack.ts";
+import { REDIS_URL, type Stack, startStack } from "./stack.ts";
 
 const run = promisify(execFile);
 const small = () => ({ tensor: latents([1, 4, 8, 8]).tensor, output_type: "pt" as const });
@@ -169,6 +170,7 @@ describe("a tenant whose receiver hangs", () => {
   let port: number;
   const hanging: ServerResponse[] = [];
   const delivered: { path: string; job: JobObject }[] = [];
+  const failedCalls: string[] = [];
 
   beforeAll(async () => {
     receiver = createServer((req: IncomingMessage, res) => {
@@ -177,6 +179,11 @@ describe("a tenant whose receiver hangs", () => {
       req.on("end", () => {
         if (req.url?.startsWith("/hang")) {
           hanging.push(res);
+          return;
+        }
+        if (req.url?.startsWith("/fail")) {
+          failedCalls.push(req.url);
+          res.writeHead(500).end();
           return;
         }
         delivered.push({
@@ -189,7 +196,7 @@ describe("a tenant whose receiver hangs", () => {
     await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
     port = (receiver.address() as { port: number }).port;
     stack = await startStack(
-      {},
+      { WEBHOOK_BACKOFF_MS: "100" },
       {
         api: {
           API_KEYS_FILE: keysFile,
@@ -198,6 +205,9 @@ describe("a tenant whose receiver hangs", () => {
           WEBHOOK_CONCURRENCY: "4",
           WEBHOOK_CONCURRENCY_PER_OWNER: "2",
           WEBHOOK_TIMEOUT_MS: "120000",
+          // A circuit opens after two failures in a row and stays open for a minute.
+          WEBHOOK_BREAKER_FAILURES: "2",
+          WEBHOOK_BREAKER_COOLDOWN_MS: "60000",
         },
       },
     );
@@ -244,5 +254,51 @@ describe("a tenant whose receiver hangs", () => {
     expect(got.job).toMatchObject({ id, status: "succeeded" });
     // alice never had more than her two deliveries in flight.
     expect(hanging.length).toBe(2);
+  });
+
+  it("postpones a key's deliveries to a host that keeps failing it (no attempt used), not another key's", async () => {
+    const queues = new Queues(REDIS_URL, stack.prefix);
+    try {
+      const res = await decodeRequest(stack.baseUrl, small(), {
+        ...asyncAs("bob"),
+        "X-Webhook-Url": `http://127.0.0.1:${port}/fail/bob`,
+      });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as JobObject;
+      // Two attempts fail (500); the third finds the circuit open and is put off for the cool-down
+      // without being sent: started three times, two attempts used, waiting as a delayed job.
+      const postponed = await vi.waitFor(
+        async () => {
+          const q = queues.queue(jobCatalog.webhookQueue);
+          const mine = (await q.getJobs(["delayed"])).find(
+            (j) => (j.data as { jobId?: string }).jobId === id,
+          );
+          if (!mine || mine.attemptsMade !== 2 || mine.attemptsStarted < 3)
+            throw new Error("bob's delivery has not been postponed by the circuit yet");
+          return mine;
+        },
+        { timeout: 30_000, interval: 50 },
+      );
+      expect(postponed.attemptsMade).toBe(2);
+      expect(failedCalls.filter((u) => u === "/fail/bob")).toHaveLength(2);
+
+      // The same host for another key: its own circuit, closed.
+      const other = await decodeRequest(stack.baseUrl, small(), {
+        ...asyncAs("dave"),
+        "X-Webhook-Url": `http://127.0.0.1:${port}/ok/dave`,
+      });
+      expect(other.status).toBe(202);
+      const { id: daveJob } = (await other.json()) as JobObject;
+      await vi.waitFor(
+        () => {
+          if (!delivered.some((d) => d.path === "/ok/dave" && d.job.id === daveJob))
+            throw new Error("dave's webhook has not arrived");
+        },
+        { timeout: 30_000, interval: 25 },
+      );
+      expect(failedCalls.filter((u) => u === "/fail/bob")).toHaveLength(2);
+    } finally {
+      await queues.close();
+    }
   });
 });

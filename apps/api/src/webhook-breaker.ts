@@ -14,7 +14,8 @@ interface HostState {
 }
 
 /**
- * A circuit breaker per receiver (`host:port`), in one process: after `failuresToOpen`
+ * A circuit breaker per receiver (a string such as `host:port`; the webhook worker adds the owner),
+ * in one process: after `failuresToOpen`
  * consecutive failed attempts (timeouts, refused connections, 408/429/5xx) a host's circuit opens
  * and its deliveries are postponed for `cooldownMs` instead of each holding a worker for its
  * whole timeout; then one delivery probes it (half-open): success closes the circuit, failure

@@ -103,7 +103,8 @@ async function postpone(job: Job, ms: number): Promise<never> {
  * the message id across them.
  *
  * Fair and quiet: each owner gets at most `perOwnerConcurrency` deliveries at once, a host that
- * keeps failing has its deliveries postponed by its circuit breaker instead of tying up workers,
+ * keeps failing an owner's deliveries has them postponed by a circuit breaker (per owner and
+ * host) instead of tying up workers,
  * and a progress delivery that a newer progress event of its job superseded is skipped.
  */
 export function startWebhookWorker(keys: KeyStore, log: Logger, opts: WebhookWorkerOptions): Worker {
@@ -131,8 +132,11 @@ export function startWebhookWorker(keys: KeyStore, log: Logger, opts: WebhookWor
 
       const release = slots.take(d.owner);
       if (!release) return postpone(job, slots.waitMs(d.owner));
+      // One circuit per owner and receiver host: a tenant whose webhooks fail on a host others
+      // use too (a shared receiver service) opens only its own circuit, never theirs.
       const host = hostOf(d.url);
-      const closedFor = breaker.admit(host);
+      const circuit = `${d.owner} ${host}`;
+      const closedFor = breaker.admit(circuit);
       if (closedFor > 0) {
         release();
         log.debug({ msgId: d.msgId, host, postponedMs: closedFor }, "webhook postponed: circuit open");
@@ -160,10 +164,13 @@ export function startWebhookWorker(keys: KeyStore, log: Logger, opts: WebhookWor
         throw e;
       } finally {
         release();
-        const wasOpen = breaker.isOpen(host);
-        breaker.settle(host, outcome);
-        if (!wasOpen && breaker.isOpen(host))
-          log.warn({ host, cooldownMs: opts.breaker.cooldownMs }, "webhook host keeps failing: circuit open");
+        const wasOpen = breaker.isOpen(circuit);
+        breaker.settle(circuit, outcome);
+        if (!wasOpen && breaker.isOpen(circuit))
+          log.warn(
+            { owner: d.owner, host, cooldownMs: opts.breaker.cooldownMs },
+            "webhook host keeps failing: circuit open",
+          );
       }
     },
     { concurrency: opts.concurrency },
