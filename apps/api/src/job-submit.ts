@@ -14,6 +14,7 @@ import { type AnswerForm, storedAnswer, writeAnswer } from "./answer.ts";
 import { type Principal, principalOf } from "./auth.ts";
 import { parsePrefer } from "./prefer.ts";
 import type { KeyRateLimiter } from "./rate-limit.ts";
+import type { WebhookResolver } from "./webhook-dns.ts";
 import { checkWebhookUrl } from "./webhook-guard.ts";
 
 export interface SubmitDeps {
@@ -27,6 +28,8 @@ export interface SubmitDeps {
   maxBacklog: number;
   idempotencyTtlSeconds: number;
   webhookAllowedHosts: readonly string[];
+  /** Resolves webhook hosts (c-ares, capped per key and overall). @defaultValue the system's nameservers */
+  webhookResolver?: WebhookResolver;
   /** Whether deliveries for this principal can be signed (a key's secret, or WEBHOOK_SECRET). */
   canSignWebhooks: (p: Principal) => boolean;
   /**
@@ -61,6 +64,10 @@ export async function submitJob(
 ): Promise<void> {
   const t0 = performance.now();
   const principal = principalOf(res);
+  // A webhook's host lookup is work a key could otherwise ask for without limit: its request
+  // counts against the key's rate before the lookup (and then not again when it is admitted).
+  const countedEarly =
+    principal.key !== null && (Boolean(opts.webhook) || req.headers["x-webhook-url"] !== undefined);
   const webhook = opts.webhook
     ? await checkedWebhook(deps, principal, opts.webhook.url, opts.webhook.events ?? [], "webhook")
     : await webhookOf(req, deps, principal);
@@ -111,6 +118,7 @@ export async function submitJob(
         webhook,
         logged: !plainSync || webhook !== null,
         imageAsJson: data.kind === "generate" && data.response === "json",
+        counted: countedEarly,
       });
     }
   } catch (e) {
@@ -242,8 +250,9 @@ async function createJob(
   jobId: string,
   data: JobRequest,
   body: Buffer | null,
-  record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson">,
+  record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson"> & { counted?: boolean },
 ): Promise<JobMeta> {
+  const { counted, ...fields } = record;
   const waiting = await deps.producer.backlog(queue);
   if (waiting >= deps.maxBacklog)
     throw new AppError(
@@ -253,8 +262,9 @@ async function createJob(
         retryAfterSeconds: await deps.producer.secondsToDrain(queue, waiting - deps.maxBacklog + 1),
       },
     );
-  // Only work that is admitted counts toward the key's rate (a replay, a 4xx or a 429 does not).
-  if (principal.key) await deps.limiter.consume(principal.key);
+  // Only work that is admitted counts toward the key's rate (a replay, a 4xx or a 429 does not),
+  // except a webhook submission, counted before its host lookup (see submitJob).
+  if (principal.key && !counted) await deps.limiter.consume(principal.key);
   const cap = principal.key?.max_queued;
   if (cap) {
     const active = await deps.jobs.caps.unfinished(principal.owner, cap);
@@ -274,7 +284,7 @@ async function createJob(
     createdAt: Date.now(),
     canceledAt: null,
     capped: Boolean(cap),
-    ...record,
+    ...fields,
   };
   // The input and the record are independent writes: one round trip for both. The job itself is
   // added only after both, so no worker or reader sees it without them.
@@ -363,6 +373,10 @@ async function checkedWebhook(
       "invalid_webhook",
       "Webhooks are off: this service has no WEBHOOK_SECRET to sign them with (or API keys).",
     );
-  const checked = await checkWebhookUrl(url, deps.webhookAllowedHosts);
+  if (principal.key) await deps.limiter.consume(principal.key);
+  const checked = await checkWebhookUrl(url, deps.webhookAllowedHosts, {
+    ...(deps.webhookResolver ? { resolver: deps.webhookResolver } : {}),
+    owner: principal.owner,
+  });
   return { url: checked.href, events: [...new Set(parsed.data)] };
 }
