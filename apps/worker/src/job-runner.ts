@@ -83,7 +83,11 @@ export function sizeFailure(e: unknown): AppError | null {
     const message = typeof err.message === "string" ? err.message : "";
     const tooBig =
       (err.name === "RangeError" &&
-        /allocation failed|Invalid (typed )?array length|Array buffer|out of memory/i.test(message)) ||
+        (/allocation failed|Invalid (typed )?array length|Invalid string length|Array buffer|out of memory/i.test(
+          message,
+        ) ||
+          // Buffer.alloc over Node's maximum.
+          (err.code === "ERR_OUT_OF_RANGE" && message.includes('"size"')))) ||
       err.code === "ERR_BUFFER_TOO_LARGE" ||
       err.code === "ERR_STRING_TOO_LONG" ||
       /Failed to allocate memory|bad_alloc|std::bad_alloc/.test(message);
