@@ -228,6 +228,6 @@ describe("text size limits", () => {
     expect(errorOf(() => checkGenerateJson({ inputs: 5 }, max, "text-to-image")).message).toMatch(
       /^Invalid inputs: not a string: it is the prompt/,
     );
-    expect(errorOf(() => checkGenerateJson(["a cat"], max, "auto")).code).toBe("invalid_request");
+    expect(errorOf(() => checkGenerateJson(["a cat"], max, "auto")).code).toBe("invalid_parameter");
   });
 });

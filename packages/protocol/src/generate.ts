@@ -188,7 +188,7 @@ export function checkGenerateJson(
 ): void {
   if (typeof json !== "object" || json === null || Array.isArray(json))
     throw new AppError(
-      "invalid_request",
+      "invalid_parameter",
       'The body must be a JSON object: {"inputs": "<prompt>", "parameters": {...}}.',
     );
   const inputs = (json as Record<string, unknown>).inputs;
