@@ -16,6 +16,15 @@ export const Env = z.object({
     .positive()
     .default(64 * 1024 * 1024),
   /**
+   * Largest JSON generation body without an image (text-to-image), in bytes (larger: 413). Its
+   * text fields are capped at MAX_TEXT_CHARS each, so this only bounds what else a body carries.
+   */
+  MAX_JSON_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024),
+  /**
    * The API keys file (`pnpm keys create ...` writes it). With keys in it, every route but
    * /health/* needs `Authorization: Bearer <key>`; without, the service is open to anyone.
    */

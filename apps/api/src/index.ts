@@ -85,6 +85,7 @@ const app = createApp({
       : null,
   requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
   maxBodyBytes: env.MAX_BODY_BYTES,
+  maxJsonBodyBytes: env.MAX_JSON_BODY_BYTES,
   maxBacklog: env.MAX_QUEUE_BACKLOG,
   idempotencyTtlSeconds: env.IDEMPOTENCY_TTL_SECONDS,
   webhookAllowedHosts: allowedHosts,
