@@ -13,11 +13,11 @@ export const ANONYMOUS = "anonymous";
 
 /**
  * With keys in the keys file, a request needs `Authorization: Bearer <key>` (401 otherwise);
- * without, everyone is the anonymous principal.
+ * without, everyone is the anonymous principal. Reads the keys in memory only: the file is
+ * followed in the background (`KeyStore.watch`), so no request waits on the file system here.
  */
 export function authenticate(keys: KeyStore): RequestHandler {
   return async (req, res, next) => {
-    await keys.refresh();
     if (!keys.enabled) {
       res.locals.principal = { owner: ANONYMOUS, key: null } satisfies Principal;
       return next();

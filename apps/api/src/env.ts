@@ -16,6 +16,15 @@ export const Env = z.object({
     .positive()
     .default(64 * 1024 * 1024),
   /**
+   * Largest JSON generation body without an image (text-to-image), in bytes (larger: 413). Its
+   * text fields are capped at MAX_TEXT_CHARS each, so this only bounds what else a body carries.
+   */
+  MAX_JSON_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024),
+  /**
    * The API keys file (`pnpm keys create ...` writes it). With keys in it, every route but
    * /health/* needs `Authorization: Bearer <key>`; without, the service is open to anyone.
    */
@@ -52,10 +61,22 @@ export const Env = z.object({
   /** Signs webhooks (`whsec_...`) when the service runs without API keys (each key has its own). */
   WEBHOOK_SECRET: z.string().startsWith("whsec_").optional(),
   /**
-   * Hosts webhooks may target even though they resolve to loopback or private addresses
-   * (comma-separated, e.g. `127.0.0.1,hooks.internal`). Everything else private is refused.
+   * Hosts webhooks may target even though they resolve to loopback or private addresses, or use a
+   * port other than 80/443 (comma-separated, e.g. `127.0.0.1,hooks.internal:8443,[::1]:3000`): a
+   * host alone allows any port, `host:port` that port only. Everything else private is refused.
    */
   WEBHOOK_ALLOWED_HOSTS: z.string().default(""),
+  /**
+   * Nameservers that resolve webhook hosts (comma-separated `ip` or `ip:port`); empty: the
+   * system's (resolv.conf). Lookups use c-ares, never the thread pool that file reads share.
+   */
+  WEBHOOK_DNS_SERVERS: z.string().default(""),
+  /** The most a webhook host lookup (A and AAAA, every try) may take, in ms; then the submission gets 400. */
+  WEBHOOK_DNS_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
+  /** Webhook host lookups for submissions in flight at once, over all keys (more: 429 `overloaded`). */
+  WEBHOOK_DNS_MAX_LOOKUPS: z.coerce.number().int().positive().default(64),
+  /** Webhook host lookups for one key's submissions in flight at once (more: 429 `rate_limited`). */
+  WEBHOOK_DNS_MAX_LOOKUPS_PER_KEY: z.coerce.number().int().positive().default(4),
   /** Per-attempt timeout of a webhook delivery, in ms. */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   /**
@@ -65,6 +86,16 @@ export const Env = z.object({
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
   /** Webhook deliveries this API process makes at once. */
   WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+  /**
+   * Deliveries of one owner (API key) this API process makes at once; the owner's others wait
+   * (re-queued for about a second), so a receiver that hangs holds at most this many of
+   * WEBHOOK_CONCURRENCY. Capped at WEBHOOK_CONCURRENCY.
+   */
+  WEBHOOK_CONCURRENCY_PER_OWNER: z.coerce.number().int().min(1).max(256).default(4),
+  /** Consecutive failed deliveries to one host (host:port) after which its circuit opens. */
+  WEBHOOK_BREAKER_FAILURES: z.coerce.number().int().min(1).default(5),
+  /** ms deliveries to a host whose circuit is open are postponed before one is tried again. */
+  WEBHOOK_BREAKER_COOLDOWN_MS: z.coerce.number().int().positive().default(30_000),
   /**
    * The key of the queue dashboard (/admin/queues): HTTP Basic with it as the password (any user),
    * or `Authorization: Bearer <it>`. Set, it is always needed; unset, the dashboard is off (404)

@@ -19,6 +19,7 @@ import { loadEnv } from "./env.ts";
 import { KeyStore } from "./keys.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { KeyRateLimiter } from "./rate-limit.ts";
+import { parseDnsServers, WebhookResolver } from "./webhook-dns.ts";
 import { parseAllowedHosts } from "./webhook-guard.ts";
 import { startWebhookWorker } from "./webhook-worker.ts";
 
@@ -35,6 +36,8 @@ else
     "NO API KEYS: this service is open to anyone who can reach it. Create one with `pnpm keys create NAME`.",
   );
 logDashboardAccess(logger, keys.enabled, env.ADMIN_KEY);
+// Followed in the background: a request's auth never waits on the file system.
+keys.watch();
 
 const redis = createRedis(env.REDIS_URL, "command");
 redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
@@ -53,6 +56,12 @@ const replies = new ReplyListener(
 );
 const producer = new JobProducer(queues, catalog, replies);
 const allowedHosts = parseAllowedHosts(env.WEBHOOK_ALLOWED_HOSTS);
+const webhookResolver = new WebhookResolver({
+  servers: parseDnsServers(env.WEBHOOK_DNS_SERVERS),
+  timeoutMs: env.WEBHOOK_DNS_TIMEOUT_MS,
+  maxLookups: env.WEBHOOK_DNS_MAX_LOOKUPS,
+  maxLookupsPerKey: env.WEBHOOK_DNS_MAX_LOOKUPS_PER_KEY,
+});
 const metrics = env.METRICS_ENABLED
   ? new ApiMetrics({ queues, redis, directory: new WorkerDirectory(redis, env.QUEUE_PREFIX) })
   : null;
@@ -90,10 +99,12 @@ const app = createApp({
       : null,
   requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
   maxBodyBytes: env.MAX_BODY_BYTES,
+  maxJsonBodyBytes: env.MAX_JSON_BODY_BYTES,
   maxBacklog: env.MAX_QUEUE_BACKLOG,
   memory,
   idempotencyTtlSeconds: env.IDEMPOTENCY_TTL_SECONDS,
   webhookAllowedHosts: allowedHosts,
+  webhookResolver,
   canSignWebhooks: (p) => (p.key ? true : env.WEBHOOK_SECRET !== undefined),
   stopping: stopping.signal,
   sse: { keepAliveMs: 15_000, staleMs: 10_000, stopping: stopping.signal },
@@ -103,9 +114,18 @@ const app = createApp({
 const webhooks = startWebhookWorker(keys, logger, {
   target: { redisUrl: env.REDIS_URL, prefix: env.QUEUE_PREFIX },
   concurrency: env.WEBHOOK_CONCURRENCY,
+  perOwnerConcurrency: env.WEBHOOK_CONCURRENCY_PER_OWNER,
   timeoutMs: env.WEBHOOK_TIMEOUT_MS,
   allowedHosts,
   defaultSecret: env.WEBHOOK_SECRET,
+  breaker: { failures: env.WEBHOOK_BREAKER_FAILURES, cooldownMs: env.WEBHOOK_BREAKER_COOLDOWN_MS },
+  // The whole retry schedule (every backoff and every attempt's timeout), plus a cool-down.
+  maxAgeMs:
+    env.WEBHOOK_BACKOFF_MS * (2 ** env.WEBHOOK_ATTEMPTS - 1) +
+    env.WEBHOOK_ATTEMPTS * env.WEBHOOK_TIMEOUT_MS +
+    env.WEBHOOK_BREAKER_COOLDOWN_MS,
+  resolver: webhookResolver,
+  isLatestProgress: (jobId, msgId) => jobs.events.isLatestProgress(jobId, msgId),
 });
 metrics?.observeWebhooks(webhooks);
 

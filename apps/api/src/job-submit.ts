@@ -22,6 +22,7 @@ import { type Principal, principalOf } from "./auth.ts";
 import { MEMORY_RETRY_AFTER_SECONDS } from "./errors.ts";
 import { parsePrefer } from "./prefer.ts";
 import type { KeyRateLimiter } from "./rate-limit.ts";
+import type { WebhookResolver } from "./webhook-dns.ts";
 import { checkWebhookUrl } from "./webhook-guard.ts";
 
 export interface SubmitDeps {
@@ -37,6 +38,8 @@ export interface SubmitDeps {
   memory?: RedisMemoryGauge | null;
   idempotencyTtlSeconds: number;
   webhookAllowedHosts: readonly string[];
+  /** Resolves webhook hosts (c-ares, capped per key and overall). @defaultValue the system's nameservers */
+  webhookResolver?: WebhookResolver;
   /** Whether deliveries for this principal can be signed (a key's secret, or WEBHOOK_SECRET). */
   canSignWebhooks: (p: Principal) => boolean;
   /**
@@ -71,6 +74,10 @@ export async function submitJob(
 ): Promise<void> {
   const t0 = performance.now();
   const principal = principalOf(res);
+  // A webhook's host lookup is work a key could otherwise ask for without limit: its request
+  // counts against the key's rate before the lookup (and then not again when it is admitted).
+  const countedEarly =
+    principal.key !== null && (Boolean(opts.webhook) || req.headers["x-webhook-url"] !== undefined);
   const webhook = opts.webhook
     ? await checkedWebhook(deps, principal, opts.webhook.url, opts.webhook.events ?? [], "webhook")
     : await webhookOf(req, deps, principal);
@@ -121,6 +128,7 @@ export async function submitJob(
         webhook,
         logged: !plainSync || webhook !== null,
         imageAsJson: data.kind === "generate" && data.response === "json",
+        counted: countedEarly,
       });
     }
   } catch (e) {
@@ -252,8 +260,9 @@ async function createJob(
   jobId: string,
   data: JobRequest,
   body: Buffer | null,
-  record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson">,
+  record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson"> & { counted?: boolean },
 ): Promise<JobMeta> {
+  const { counted, ...fields } = record;
   // Before Redis is full, not when it refuses a write: then admitted jobs could not store results.
   const bytes = body?.length ?? 0;
   if (deps.memory?.full(bytes))
@@ -272,7 +281,7 @@ async function createJob(
     createdAt: Date.now(),
     canceledAt: null,
     capped: Boolean(cap),
-    ...record,
+    ...fields,
   };
   // Each limit is counted and reserved in one script (parallel submissions cannot all pass one
   // count), the key's own first: a key at its cap holds no place in the shared backlog. What was
@@ -299,8 +308,9 @@ async function createJob(
         },
       );
     undo.push(() => deps.producer.release(queue, jobId));
-    // Only work that is admitted counts toward the key's rate (a replay, a 4xx or a 429 does not).
-    if (principal.key) await deps.limiter.consume(principal.key);
+    // Only work that is admitted counts toward the key's rate (a replay, a 4xx or a 429 does not),
+    // except a webhook submission, counted before its host lookup (see submitJob).
+    if (principal.key && !counted) await deps.limiter.consume(principal.key);
     return await recordAndEnqueue(deps, meta, data, body);
   } catch (e) {
     await Promise.all(undo.map((f) => f().catch(() => {})));
@@ -403,6 +413,10 @@ async function checkedWebhook(
       "invalid_webhook",
       "Webhooks are off: this service has no WEBHOOK_SECRET to sign them with (or API keys).",
     );
-  const checked = await checkWebhookUrl(url, deps.webhookAllowedHosts);
+  if (principal.key) await deps.limiter.consume(principal.key);
+  const checked = await checkWebhookUrl(url, deps.webhookAllowedHosts, {
+    ...(deps.webhookResolver ? { resolver: deps.webhookResolver } : {}),
+    owner: principal.owner,
+  });
   return { url: checked.href, events: [...new Set(parsed.data)] };
 }

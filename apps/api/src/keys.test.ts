@@ -145,6 +145,19 @@ describe("KeyStore", () => {
     expect(store.authenticate(a.key)?.name).toBe("carol");
   });
 
+  it("watch() follows create and revoke in the background, with no call to refresh", async () => {
+    const store = await KeyStore.open(file, { checkIntervalMs: 20 });
+    const stop = store.watch();
+    try {
+      const a = await createKey(file, "alice");
+      await expect.poll(() => store.authenticate(a.key)?.name).toBe("alice");
+      await revokeKey(file, "alice");
+      await expect.poll(() => store.authenticate(a.key)).toBeUndefined();
+    } finally {
+      stop();
+    }
+  });
+
   it("shares one check between concurrent refreshes", async () => {
     await createKey(file, "alice");
     const store = await KeyStore.open(file, noThrottle);

@@ -139,8 +139,8 @@ export async function createKey(
 }
 
 /**
- * Removes the key named `name` from the keys file. A running {@link KeyStore} stops accepting it
- * within about a second.
+ * Removes the key named `name` from the keys file. A running {@link KeyStore} that
+ * {@link KeyStore.watch}es the file stops accepting it within about a second.
  *
  * @returns whether a key was removed (the file is left untouched when none matched).
  */
@@ -188,6 +188,7 @@ export class KeyStore {
   private everEnabled: boolean;
   private lastCheck: number;
   private pending: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
   private readonly onError: ((error: Error) => void) | undefined;
   private readonly checkIntervalMs: number;
 
@@ -228,8 +229,8 @@ export class KeyStore {
 
   /**
    * Reloads the file when it changed. Stats at most once per `checkIntervalMs`, and concurrent
-   * callers share one check, so the auth middleware can await it on every request. Never throws:
-   * failures go to `onError` and the previous keys stay in force.
+   * callers share one check ({@link watch} calls it on a timer). Never throws: failures go to
+   * `onError` and the previous keys stay in force.
    */
   refresh(): Promise<void> {
     if (this.pending !== undefined) return this.pending;
@@ -256,6 +257,25 @@ export class KeyStore {
       if (equal && found === undefined) found = key.record;
     }
     return found;
+  }
+
+  /**
+   * Re-checks the file every `checkIntervalMs` in the background, so that authentication never
+   * waits for the file system: a `stat` runs on libuv's thread pool, which other work (file reads,
+   * `dns.lookup`) can fill, and a request's auth must not queue behind it. Idempotent; the timer
+   * does not keep the process alive.
+   *
+   * @returns a function that stops the checks.
+   */
+  watch(): () => void {
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => void this.refresh(), Math.max(50, this.checkIntervalMs));
+      this.timer.unref();
+    }
+    return () => {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    };
   }
 
   /** The record of a key id (the owner id of its jobs), if the key still exists. */

@@ -1,6 +1,6 @@
-import dns from "node:dns";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import { AppError } from "@hybrid/protocol";
+import { isTransientLookupFailure, LookupError, WebhookResolver } from "./webhook-dns.ts";
 
 /** Longest webhook URL accepted, in characters. */
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
@@ -63,6 +63,21 @@ const blockedRanges: ReadonlyArray<
       ["198.18.0.0", 15, "ipv4"],
     ],
   ],
+  [
+    // Examples in documentation: nothing real listens there, and some networks route them inside.
+    "a documentation address",
+    [
+      ["192.0.2.0", 24, "ipv4"],
+      ["198.51.100.0", 24, "ipv4"],
+      ["203.0.113.0", 24, "ipv4"],
+      ["2001:db8::", 32, "ipv6"],
+    ],
+  ],
+  // Teredo hides its IPv4 server and client (obfuscated) inside the address: it cannot be
+  // checked, and no webhook receiver needs it.
+  ["a Teredo address", [["2001::", 32, "ipv6"]]],
+  // The local-use NAT64 prefix (RFC 8215) maps to whatever the local translator decides.
+  ["a local-use NAT64 address", [["64:ff9b:1::", 48, "ipv6"]]],
 ];
 
 const blockLists: ReadonlyArray<readonly [string, BlockList]> = blockedRanges.map(([reason, ranges]) => {
@@ -145,10 +160,11 @@ export function blockedAddressReason(address: string): string | undefined {
 }
 
 /**
- * Hosts exempt from the address check, from a comma-separated setting such as
- * `WEBHOOK_ALLOWED_HOSTS="127.0.0.1,hooks.internal"`.
+ * Hosts exempt from the address and port checks, from a comma-separated setting such as
+ * `WEBHOOK_ALLOWED_HOSTS="127.0.0.1,hooks.internal:8443,[::1]:3000"`. An entry without a port
+ * allows that host on any port; `host:port` (an IPv6 address in brackets) only on that port.
  *
- * @returns trimmed, lower-cased host names; empty entries dropped; `[]` for `undefined`.
+ * @returns trimmed, lower-cased entries; empty entries dropped; `[]` for `undefined`.
  */
 export function parseAllowedHosts(csv: string | undefined): string[] {
   if (!csv) return [];
@@ -158,8 +174,55 @@ export function parseAllowedHosts(csv: string | undefined): string[] {
     .filter((h) => h !== "");
 }
 
+interface AllowedEntry {
+  host: string;
+  /** `null`: any port. */
+  port: number | null;
+}
+
+/** `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address (no port). */
+function parseAllowedEntry(entry: string): AllowedEntry {
+  const e = entry.trim().toLowerCase();
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(e);
+  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] ? Number(bracketed[2]) : null };
+  const withPort = /^([^:]+):(\d+)$/.exec(e);
+  if (withPort) return { host: withPort[1]!, port: Number(withPort[2]) };
+  return { host: e, port: null };
+}
+
+/** Whether `host` (lower-case, IPv6 without brackets) is allowed, on `port` or on any port. */
+function isAllowed(allowedHosts: readonly string[], host: string, port: number | null): boolean {
+  return allowedHosts.some((entry) => {
+    const a = parseAllowedEntry(entry);
+    return a.host === host && (a.port === null || port === null || a.port === port);
+  });
+}
+
+/** Ports a webhook may use on a host not in the allow list. */
+const WEBHOOK_PORTS: ReadonlySet<number> = new Set([80, 443]);
+
 function refuse(message: string, cause?: unknown): AppError {
   return new AppError("invalid_webhook", message, cause === undefined ? {} : { cause });
+}
+
+/** Used when a caller passes no resolver: the system's nameservers, default caps. */
+let defaultResolver: WebhookResolver | undefined;
+function resolverOr(r: WebhookResolver | undefined): WebhookResolver {
+  if (r) return r;
+  defaultResolver ??= new WebhookResolver();
+  return defaultResolver;
+}
+
+// A refusal names the host, never an address a name resolved to: echoing those would make this
+// check a free DNS lookup of internal names for anyone who can submit a job.
+const withoutAddress = (reason: string): string => reason.replace(/ \(embedded IPv4 [^)]*\)$/, "");
+
+/** Options of {@link checkWebhookUrl}. */
+export interface CheckWebhookOptions {
+  /** @defaultValue one with the system's nameservers */
+  resolver?: WebhookResolver;
+  /** The key the lookup counts against (a submission); none for a delivery's re-check. */
+  owner?: string;
 }
 
 /**
@@ -167,20 +230,29 @@ function refuse(message: string, cause?: unknown): AppError {
  * internal services or cloud metadata (SSRF).
  *
  * The URL must be absolute `http:`/`https:`, without credentials and at most
- * {@link MAX_WEBHOOK_URL_LENGTH} characters. A host in `allowedHosts` (exact, case-insensitive; IPv6
- * without brackets) is accepted as is; any other host is resolved and refused if any of its
- * addresses is loopback, unspecified, private, link-local, carrier-grade NAT, multicast or reserved,
- * including those addresses embedded in IPv6 (mapped, compatible, NAT64, 6to4).
+ * {@link MAX_WEBHOOK_URL_LENGTH} characters. A host in `allowedHosts` (see
+ * {@link parseAllowedHosts}) is accepted as is; any other host must use port 80 or 443 and is
+ * resolved (A and AAAA, with `resolver`: c-ares, bounded in time and count) and refused if any of
+ * its addresses is loopback, unspecified, private, link-local, carrier-grade NAT, multicast,
+ * reserved, documentation, Teredo or local-use NAT64, including those addresses embedded in IPv6
+ * (mapped, compatible, NAT64, 6to4). A refusal names the host and the reason, never the address a
+ * name resolved to.
  *
  * This checks at one moment only: DNS may answer differently when the request is sent, so the
  * sender checks again just before each delivery.
  *
  * @param raw - the URL as the client sent it.
- * @param allowedHosts - lower-cased host names exempt from the address check (see {@link parseAllowedHosts}).
+ * @param allowedHosts - entries exempt from the address and port checks (see {@link parseAllowedHosts}).
  * @returns the parsed URL.
- * @throws AppError `invalid_webhook` when the URL is malformed, refused, or its host does not resolve.
+ * @throws AppError `invalid_webhook` when the URL is malformed, refused, or its host does not
+ *   resolve (its `cause` is the {@link LookupError}); `rate_limited` / `overloaded` (429) when
+ *   too many lookups are in flight (see {@link WebhookResolver.resolve}).
  */
-export async function checkWebhookUrl(raw: string, allowedHosts: readonly string[]): Promise<URL> {
+export async function checkWebhookUrl(
+  raw: string,
+  allowedHosts: readonly string[],
+  opts: CheckWebhookOptions = {},
+): Promise<URL> {
   if (raw.length > MAX_WEBHOOK_URL_LENGTH) {
     throw refuse(`The webhook URL is longer than ${MAX_WEBHOOK_URL_LENGTH} characters.`);
   }
@@ -198,30 +270,46 @@ export async function checkWebhookUrl(raw: string, allowedHosts: readonly string
   }
   const host = url.hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1");
   if (host === "") throw refuse("The webhook URL has no host.");
-  if (allowedHosts.some((h) => h.toLowerCase() === host)) return url;
+  const port = url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port);
+  if (isAllowed(allowedHosts, host, port)) return url;
+
+  // An address literal is judged before its port: its reason is the more useful answer.
+  if (isIP(host) !== 0) {
+    const reason = blockedAddressReason(host);
+    if (reason) throw refuse(`The webhook host ${host} is ${reason}; webhooks must go to a public address.`);
+  }
+  if (!WEBHOOK_PORTS.has(port)) {
+    throw refuse(
+      `The webhook URL must use port 80 or 443, not ${port} (other ports only for hosts in WEBHOOK_ALLOWED_HOSTS).`,
+    );
+  }
+  if (isIP(host) !== 0) return url;
 
   let addresses: readonly string[];
-  if (isIP(host) !== 0) {
-    addresses = [host];
-  } else {
-    try {
-      // dns.promises is read at call time, so tests can stub it without touching the network.
-      const found = await dns.promises.lookup(host, { all: true, verbatim: true });
-      addresses = found.map((a) => a.address);
-    } catch (e) {
-      throw refuse(`The webhook host ${host} could not be resolved.`, e);
-    }
-    if (addresses.length === 0) throw refuse(`The webhook host ${host} could not be resolved.`);
+  try {
+    addresses = await resolverOr(opts.resolver).resolve(host, opts.owner);
+  } catch (e) {
+    if (e instanceof AppError) throw e;
+    const why =
+      e instanceof LookupError && e.code === "ETIMEOUT" ? ": its nameservers did not answer in time" : "";
+    throw refuse(`The webhook host ${host} could not be resolved${why}.`, e);
   }
   // Every address counts: the HTTP client may pick any of them, so one internal address is enough to refuse.
   for (const address of addresses) {
     const reason = blockedAddressReason(address);
     if (reason) {
-      const where = address === host ? host : `${host} (resolves to ${address})`;
-      throw refuse(`The webhook host ${where} is ${reason}; webhooks must go to a public address.`);
+      throw refuse(
+        `The webhook host ${host} resolves to ${withoutAddress(reason)}; webhooks must go to a public address.`,
+      );
     }
   }
   return url;
+}
+
+/** Whether a refusal of {@link checkWebhookUrl} came from a lookup that may work when tried again. */
+export function isTransientRefusal(e: AppError): boolean {
+  const cause = e.cause;
+  return cause instanceof LookupError && isTransientLookupFailure(cause.code);
 }
 
 /** The `code` of a connection refused by {@link guardedLookup}. */
@@ -230,33 +318,41 @@ export const REFUSED_ADDRESS = "EWEBHOOKADDRESS";
 /**
  * A DNS lookup for the HTTP client that refuses internal addresses at connect time, so a host
  * that passed {@link checkWebhookUrl} cannot answer differently when the connection is made
- * (DNS rebinding). Hosts in `allowedHosts` resolve as usual.
+ * (DNS rebinding). It resolves with `resolver` (c-ares), never with getaddrinfo. Hosts in
+ * `allowedHosts` (any port: the URL's port was checked before) resolve as usual.
  */
-export function guardedLookup(allowedHosts: readonly string[]): LookupFunction {
-  const allowed = new Set(allowedHosts.map((h) => h.toLowerCase()));
+export function guardedLookup(allowedHosts: readonly string[], resolver?: WebhookResolver): LookupFunction {
+  const r = resolverOr(resolver);
   return (hostname, options, callback) => {
-    dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
-      if (err) return callback(err, "", 0);
-      if (!allowed.has(hostname.toLowerCase())) {
-        for (const { address } of addresses) {
-          const reason = blockedAddressReason(address);
-          if (reason) {
-            const refused = Object.assign(new Error(`${hostname} resolves to ${address}, ${reason}.`), {
-              code: REFUSED_ADDRESS,
-            });
-            return callback(refused, "", 0);
+    const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+    r.resolve(host).then(
+      (found) => {
+        if (!isAllowed(allowedHosts, host, null)) {
+          for (const address of found) {
+            const reason = blockedAddressReason(address);
+            if (reason) {
+              const refused = Object.assign(new Error(`${hostname} resolves to ${address}, ${reason}.`), {
+                code: REFUSED_ADDRESS,
+              });
+              return callback(refused, "", 0);
+            }
           }
         }
-      }
-      const [first] = addresses;
-      if (options.all) return callback(null, addresses);
-      if (!first)
-        return callback(
-          Object.assign(new Error(`${hostname} has no address.`), { code: "ENOTFOUND" }),
-          "",
-          0,
-        );
-      callback(null, first.address, first.family);
-    });
+        const wanted = options.family === 4 || options.family === 6 ? options.family : 0;
+        const addresses = found
+          .map((address) => ({ address, family: isIP(address) }))
+          .filter((a) => wanted === 0 || a.family === wanted);
+        const [first] = addresses;
+        if (options.all) return callback(null, addresses);
+        if (!first)
+          return callback(
+            Object.assign(new Error(`${hostname} has no address.`), { code: "ENOTFOUND" }),
+            "",
+            0,
+          );
+        callback(null, first.address, first.family);
+      },
+      (err: Error) => callback(err as NodeJS.ErrnoException, "", 0),
+    );
   };
 }

@@ -1,12 +1,14 @@
 import { randomBytes } from "node:crypto";
-import dns from "node:dns";
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { type DnsServer, startDnsServer } from "@hybrid/testing";
 import { UnrecoverableError } from "bullmq";
 import { Webhook } from "standardwebhooks";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { deliverWebhook, WEBHOOK_USER_AGENT, type WebhookDelivery } from "./webhook-sender.ts";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { WebhookResolver } from "./webhook-dns.ts";
+import { REFUSED_ADDRESS } from "./webhook-guard.ts";
+import { deliverWebhook, guardedFetch, WEBHOOK_USER_AGENT, type WebhookDelivery } from "./webhook-sender.ts";
 
 interface Received {
   method: string | undefined;
@@ -163,35 +165,63 @@ describe("deliverWebhook", () => {
   });
 });
 
-describe("DNS rebinding", () => {
-  afterEach(() => {
-    vi.restoreAllMocks();
+describe("DNS (c-ares, the test's own nameserver)", () => {
+  // rebind.test answers public for the check, then loopback: what a rebinding attacker does.
+  let rebindAsked = 0;
+  let dnsServer: DnsServer;
+  let silent: DnsServer;
+  let resolver: WebhookResolver;
+  beforeAll(async () => {
+    dnsServer = await startDnsServer((name, type) => {
+      if (type !== "A") return [];
+      if (name === "hooks.internal") return ["127.0.0.1"];
+      if (name === "rebind.test") return rebindAsked++ === 0 ? ["93.184.216.34"] : ["127.0.0.1"];
+      return null;
+    });
+    silent = await startDnsServer("silent");
+    resolver = new WebhookResolver({ servers: [dnsServer.address], timeoutMs: 2000, hostsFile: null });
+  });
+  afterAll(async () => {
+    await dnsServer?.close();
+    await silent?.close();
   });
 
   it("refuses at connect time a host that checked public but then resolves to an internal address", async () => {
     const port = (server.address() as AddressInfo).port;
-    // The check sees a public address; the connection's own lookup gets loopback.
-    vi.spyOn(dns.promises, "lookup").mockResolvedValue([{ address: "93.184.216.34", family: 4 }] as never);
-    vi.spyOn(dns, "lookup").mockImplementation(((_h: string, _o: unknown, cb: (...a: unknown[]) => void) =>
-      cb(null, [{ address: "127.0.0.1", family: 4 }])) as never);
-    const err = await deliverWebhook(delivery({ url: `http://rebind.test:${port}/hook` }), {
-      timeoutMs: 2000,
-      allowedHosts: [],
-    }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect((err as Error).message).toMatch(/loopback/);
+    rebindAsked = 0;
+    const url = `http://rebind.test:${port}/hook`;
+    // The check sees a public address (the port is checked for allowed hosts only at submit) ...
+    await expect(resolver.resolve("rebind.test")).resolves.toEqual(["93.184.216.34"]);
+    // ... the connection's own lookup gets loopback, and no connection is made.
+    const err = (await guardedFetch([], resolver)(url, { method: "POST" }).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(Error);
+    expect((err.cause as { code?: string }).code).toBe(REFUSED_ADDRESS);
+    expect((err.cause as Error).message).toMatch(/loopback/);
     expect(received).toEqual([]);
   });
 
   it("connects as usual to an allowed host whose name resolves to loopback", async () => {
     const port = (server.address() as AddressInfo).port;
-    vi.spyOn(dns, "lookup").mockImplementation(((_h: string, _o: unknown, cb: (...a: unknown[]) => void) =>
-      cb(null, [{ address: "127.0.0.1", family: 4 }])) as never);
     const res = await deliverWebhook(delivery({ url: `http://hooks.internal:${port}/hook` }), {
       timeoutMs: 2000,
       allowedHosts: ["hooks.internal"],
+      resolver,
     });
     expect(res.status).toBe(204);
     expect(received).toHaveLength(1);
+  });
+
+  it("a nameserver that never answers fails the attempt as retryable, after the lookup's deadline", async () => {
+    const hanging = new WebhookResolver({ servers: [silent.address], timeoutMs: 300, hostsFile: null });
+    const err = await deliverWebhook(delivery({ url: "https://hooks.example/hook" }), {
+      timeoutMs: 2000,
+      allowedHosts: [],
+      resolver: hanging,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(UnrecoverableError);
+    expect((err as Error).message).toMatch(/did not answer in time/);
+    expect(silent.questions).toContain("A hooks.example");
+    expect(received).toEqual([]);
   });
 });

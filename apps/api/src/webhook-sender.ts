@@ -2,7 +2,8 @@ import { AppError } from "@hybrid/protocol";
 import { UnrecoverableError } from "bullmq";
 import { Webhook } from "standardwebhooks";
 import { Agent, fetch as undiciFetch } from "undici";
-import { checkWebhookUrl, guardedLookup, REFUSED_ADDRESS } from "./webhook-guard.ts";
+import type { WebhookResolver } from "./webhook-dns.ts";
+import { checkWebhookUrl, guardedLookup, isTransientRefusal, REFUSED_ADDRESS } from "./webhook-guard.ts";
 
 /** One webhook call, as stored in a `webhooks` job. Job data must stay small: BullMQ copies it as JSON. */
 export interface WebhookDelivery {
@@ -22,22 +23,30 @@ export interface DeliverWebhookOptions {
   timeoutMs: number;
   /** Hosts exempt from the address check (see `parseAllowedHosts`). */
   allowedHosts: readonly string[];
+  /** Resolves the host for the check and the connection. @defaultValue the system's nameservers */
+  resolver?: WebhookResolver;
   /** @defaultValue a fetch whose connections refuse internal addresses (see {@link guardedFetch}) */
   fetchImpl?: typeof fetch;
 }
 
 const agents = new Map<string, Agent>();
+const resolverAgents = new WeakMap<WebhookResolver, Map<string, Agent>>();
 
 /**
  * undici's fetch over a connection pool whose DNS lookups refuse internal addresses (unless
  * allowed): the address checked is the address connected to, whatever DNS says in between.
  */
-export function guardedFetch(allowedHosts: readonly string[]): typeof fetch {
+export function guardedFetch(allowedHosts: readonly string[], resolver?: WebhookResolver): typeof fetch {
   const key = [...allowedHosts].sort().join(",");
-  let agent = agents.get(key);
+  let pool = agents;
+  if (resolver) {
+    pool = resolverAgents.get(resolver) ?? new Map<string, Agent>();
+    resolverAgents.set(resolver, pool);
+  }
+  let agent = pool.get(key);
   if (!agent) {
-    agent = new Agent({ connect: { lookup: guardedLookup(allowedHosts) } });
-    agents.set(key, agent);
+    agent = new Agent({ connect: { lookup: guardedLookup(allowedHosts, resolver) } });
+    pool.set(key, agent);
   }
   const dispatcher = agent;
   return ((input: Parameters<typeof fetch>[0], init?: RequestInit) =>
@@ -53,11 +62,6 @@ function unrecoverable(message: string, cause?: unknown): UnrecoverableError {
   return e;
 }
 
-// getaddrinfo's "try again": the resolver was unreachable, which says nothing about the host.
-function isTransientDnsFailure(e: AppError): boolean {
-  return (e.cause as { code?: unknown } | undefined)?.code === "EAI_AGAIN";
-}
-
 // 408 is the receiver timing out on us, the same as our own timeout: worth another try.
 const isRetryableStatus = (status: number): boolean => status === 408 || status === 429 || status >= 500;
 
@@ -70,7 +74,8 @@ const isRetryableStatus = (status: number): boolean => status === 408 || status 
  * @returns the receiver's 2xx status.
  * @throws UnrecoverableError when no retry can help: the URL is now refused, the secret is not
  *   usable, or the receiver answered 3xx or 4xx (other than 408 and 429).
- * @throws Error (retried by BullMQ) on 408, 429, 5xx, network errors, timeouts and DNS outages.
+ * @throws Error (retried by BullMQ) on 408, 429, 5xx, network errors, timeouts and DNS outages
+ *   (a nameserver that does not answer, as opposed to a name without address).
  */
 export async function deliverWebhook(
   d: WebhookDelivery,
@@ -79,9 +84,10 @@ export async function deliverWebhook(
   let url: URL;
   try {
     // DNS may have changed since the job was submitted: check the address this attempt will use.
-    url = await checkWebhookUrl(d.url, opts.allowedHosts);
+    url = await checkWebhookUrl(d.url, opts.allowedHosts, opts.resolver ? { resolver: opts.resolver } : {});
   } catch (e) {
-    if (e instanceof AppError && !isTransientDnsFailure(e)) {
+    // A nameserver that did not answer says nothing about the host: that attempt is retried.
+    if (e instanceof AppError && !isTransientRefusal(e)) {
       throw unrecoverable(`Webhook refused: ${e.message}`, e);
     }
     throw new Error(`Webhook host lookup failed: ${(e as Error).message}`, { cause: e });
@@ -96,7 +102,7 @@ export async function deliverWebhook(
     throw unrecoverable(`Webhook secret is not usable: ${(e as Error).message}`, e);
   }
 
-  const fetchImpl = opts.fetchImpl ?? guardedFetch(opts.allowedHosts);
+  const fetchImpl = opts.fetchImpl ?? guardedFetch(opts.allowedHosts, opts.resolver);
   let res: Response;
   try {
     res = await fetchImpl(url, {

@@ -65,7 +65,12 @@ const worker = await startWorker({
   prefix: env.QUEUE_PREFIX,
   workerId: `${hostname()}-${process.pid}-${randomUUID().slice(0, 6)}`,
   models,
-  runs: modelRuns({ vae, diffusion, maxImagePixels: env.MAX_IMAGE_PIXELS }),
+  runs: modelRuns({
+    vae,
+    diffusion,
+    maxImagePixels: env.MAX_IMAGE_PIXELS,
+    maxOutputBytes: env.MAX_OUTPUT_BYTES,
+  }),
   log,
   metrics,
   catalog: catalogSettingsOf(env),

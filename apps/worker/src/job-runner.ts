@@ -1,6 +1,8 @@
 import type { DiffusionRuntime, GenerateProgress, VaeAnswer, VaeRuntime } from "@hybrid/inference";
 import {
   AppError,
+  checkOutputBytes,
+  DEFAULT_LIMITS,
   type GenerateJob,
   isAppError,
   type JobData,
@@ -29,6 +31,8 @@ export interface Runtimes {
   diffusion: DiffusionRuntime;
   /** Largest init image accepted for image-to-image, in pixels. */
   maxImagePixels: number;
+  /** Largest answer of one job, in bytes (MAX_OUTPUT_BYTES). @defaultValue 128 MiB */
+  maxOutputBytes?: number;
 }
 
 /** What a run answers: the bytes and the typed fields that describe them. */
@@ -53,11 +57,48 @@ export type Runs = { [K in JobKind]: Run<K> };
 
 /** The runs of this worker's runtimes, one per kind. */
 export function modelRuns(rt: Runtimes): Runs {
-  return {
-    decode: (data, { input }) => rt.vae.decode(data, needInput(input)),
-    encode: (data, { input }) => rt.vae.encode(data, needInput(input)),
-    generate: (data, ctx) => generate(rt, data, ctx),
+  // Compressed answers (JPEG, PNG, mp4) have their size only now; tensors were checked at
+  // admission. Over the cap is a 413: the runner fails the job without retrying it.
+  const limits = { maxOutputBytes: rt.maxOutputBytes ?? DEFAULT_LIMITS.maxOutputBytes };
+  const capped = async (answer: Promise<Answer>): Promise<Answer> => {
+    const a = await answer;
+    checkOutputBytes("The answer", a.bytes.byteLength, limits);
+    return a;
   };
+  return {
+    decode: (data, { input }) => capped(rt.vae.decode(data, needInput(input))),
+    encode: (data, { input }) => capped(rt.vae.encode(data, needInput(input))),
+    generate: (data, ctx) => capped(generate(rt, data, ctx)),
+  };
+}
+
+/**
+ * A failure caused by the job's size rather than by this attempt: an allocation the runtime
+ * refused (a typed array or buffer over V8's or Node's maximum, onnxruntime out of memory).
+ * Retrying it would fail the same way after the same work, so it becomes a 413 `too_large`.
+ */
+export function sizeFailure(e: unknown): AppError | null {
+  for (let c = e, depth = 0; c && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
+    const err = c as { name?: unknown; message?: unknown; code?: unknown };
+    const message = typeof err.message === "string" ? err.message : "";
+    const tooBig =
+      (err.name === "RangeError" &&
+        (/allocation failed|Invalid (typed )?array length|Invalid string length|Array buffer|out of memory/i.test(
+          message,
+        ) ||
+          // Buffer.alloc over Node's maximum.
+          (err.code === "ERR_OUT_OF_RANGE" && message.includes('"size"')))) ||
+      err.code === "ERR_BUFFER_TOO_LARGE" ||
+      err.code === "ERR_STRING_TOO_LONG" ||
+      /Failed to allocate memory|bad_alloc|std::bad_alloc/.test(message);
+    if (tooBig)
+      return new AppError(
+        "too_large",
+        "The job is too large for this worker's memory: ask for fewer or smaller images or frames (MAX_JOB_PIXELS, MAX_OUTPUT_BYTES).",
+        { cause: e },
+      );
+  }
+  return null;
 }
 
 /** A VAE job's input is always there: the runner refuses a job whose payload expired. */
@@ -161,9 +202,10 @@ export function createJobRunner(
       );
       metrics?.timings(data.kind, data.model, timings);
       return { ...delivered, timings: rounded(timings) };
-    } catch (e) {
+    } catch (caught) {
       // The run's events precede its end, failed or not.
       await events?.flush();
+      const e = isAppError(caught) ? caught : (sizeFailure(caught) ?? caught);
       const rejected = isAppError(e) && e.status < 500;
       const err = rejected
         ? new UnrecoverableError(serializeJobError(e))

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { AppError } from "./errors.ts";
 import {
+  checkGenerateJson,
   DEFAULT_GENERATE_LIMITS,
   GenerateBody,
   type GenerateDefaults,
@@ -151,5 +152,82 @@ describe("generation requests", () => {
     expect(schedulerNameOf("euler-a")).toBe("euler_a");
     expect(schedulerNameOf("DDIMScheduler")).toBe("ddim");
     expect(schedulerNameOf("nope")).toBeNull();
+  });
+});
+
+describe("text size limits", () => {
+  const max = DEFAULT_GENERATE_LIMITS.maxPromptChars;
+  const errorOf = (f: () => unknown): AppError => {
+    try {
+      f();
+    } catch (e) {
+      expect(e).toBeInstanceOf(AppError);
+      return e as AppError;
+    }
+    throw new Error("expected an AppError");
+  };
+
+  it("caps negative_prompt, as a string and as an array counted joined, naming the field and the limit", () => {
+    for (const negative of ["x".repeat(max + 1), Array.from({ length: 2000 }, () => "ab")]) {
+      const e = errorOf(() => resolve({ inputs: "a cat", negative_prompt: negative }));
+      expect(e.code).toBe("invalid_parameter");
+      expect(e.message).toContain("negative_prompt");
+      expect(e.message).toContain(`limit of ${max} (MAX_TEXT_CHARS)`);
+      expect(e.details).toEqual({ parameter: "negative_prompt", limit: max });
+    }
+    // At the limit it passes, joined as before.
+    expect(resolve({ inputs: "a cat", negative_prompt: "y".repeat(max) }).negative_prompt).toHaveLength(max);
+    expect(resolve({ inputs: "a cat", parameters: { negative_prompt: ["a", "b"] } }).negative_prompt).toBe(
+      "a, b",
+    );
+  });
+
+  it("checks a parsed body before the schema reads it: every string at any depth, negative_prompt joined", () => {
+    const long = "z".repeat(max + 1);
+    const cases: Array<[unknown, string]> = [
+      [{ inputs: "a cat", parameters: { negative_prompt: long } }, "parameters.negative_prompt"],
+      [{ inputs: "a cat", negative_prompt: Array.from({ length: 40_000 }, () => "") }, "negative_prompt"],
+      [{ inputs: "a cat", parameters: { prompt: long } }, "parameters.prompt"],
+      [{ inputs: "a cat", scheduler: long }, "scheduler"],
+      [{ inputs: "a cat", webhook: `https://x.example/${long}` }, "webhook"],
+      [{ inputs: "a cat", something_else: { deeper: [long] } }, "something_else.deeper.0"],
+    ];
+    for (const [body, path] of cases) {
+      const e = errorOf(() => checkGenerateJson(body, max, "auto"));
+      expect(e.code, path).toBe("invalid_parameter");
+      expect(e.message, path).toContain(`Invalid ${path}:`);
+      expect(e.message, path).toContain(String(max));
+    }
+    const filters = Array.from({ length: 17 }, () => "completed");
+    expect(
+      errorOf(() => checkGenerateJson({ inputs: "a", webhook_events_filter: filters }, max, "auto")).message,
+    ).toContain("webhook_events_filter");
+  });
+
+  it("exempts inputs where it may be an image, and caps it where it is the prompt", () => {
+    const image = {
+      inputs: "A".repeat(10 * max),
+      parameters: { prompt: "a cat", negative_prompt: ["x", "y"] },
+    };
+    expect(() => checkGenerateJson(image, max, "image-to-image")).not.toThrow();
+    expect(() => checkGenerateJson(image, max, "auto")).not.toThrow();
+    expect(errorOf(() => checkGenerateJson(image, max, "text-to-image")).message).toContain(
+      "Invalid inputs:",
+    );
+  });
+
+  it("says what a missing inputs is, per route", () => {
+    const t2i = errorOf(() => checkGenerateJson({ parameters: { seed: 1 } }, max, "text-to-image"));
+    expect(t2i.code).toBe("invalid_parameter");
+    expect(t2i.message).toMatch(/^Missing inputs: it is the prompt, and it is required/);
+    expect(t2i.details).toEqual({ parameter: "inputs" });
+    expect(errorOf(() => checkGenerateJson({}, max, "image-to-image")).message).toContain("init image");
+    expect(errorOf(() => checkGenerateJson({ prompt: "a cat" }, max, "auto")).message).toContain(
+      "it is the prompt",
+    );
+    expect(errorOf(() => checkGenerateJson({ inputs: 5 }, max, "text-to-image")).message).toMatch(
+      /^Invalid inputs: not a string: it is the prompt/,
+    );
+    expect(errorOf(() => checkGenerateJson(["a cat"], max, "auto")).code).toBe("invalid_parameter");
   });
 });

@@ -49,7 +49,10 @@ export interface GenerateLimits {
   maxSteps: number;
   /** Largest guidance scale. @defaultValue 30 */
   maxGuidance: number;
-  /** Longest prompt, in characters (tokens beyond 75 are truncated anyway). @defaultValue 4000 */
+  /**
+   * Longest text field, in characters: the prompt, the negative prompt (an array joined), any
+   * other string of the body (tokens beyond 75 are truncated anyway). @defaultValue 4000
+   */
   maxPromptChars: number;
 }
 
@@ -160,6 +163,79 @@ export const isHandlerStyle = (body: GenerateBody): boolean =>
 const invalid = (parameter: string, message: string) =>
   new AppError("invalid_parameter", `Invalid ${parameter}: ${message}.`, { details: { parameter } });
 
+const tooLong = (parameter: string, chars: number, max: number) =>
+  new AppError(
+    "invalid_parameter",
+    `Invalid ${parameter}: ${chars} characters${parameter.endsWith("negative_prompt") ? ' (an array joined with ", ")' : ""}, over the limit of ${max} (MAX_TEXT_CHARS).`,
+    { details: { parameter, limit: max } },
+  );
+
+/** Most entries of `webhook_events_filter` (there are three kinds; repeats are tolerated). */
+export const MAX_WEBHOOK_FILTERS = 16;
+
+/**
+ * Size checks on a generation's parsed JSON, before the schema reads it: a body may be large
+ * (an image-to-image body carries a base64 image), but no text in it is. Every string is capped
+ * at `maxChars`, the keys the protocol reads and any other, at any depth; `negative_prompt` as
+ * an array is counted joined; `inputs` is exempt where it may be an image (`asked` other than
+ * text-to-image: the body limit bounds it). A missing or non-string `inputs` gets a message
+ * saying what it is. Iterative: a deeply nested body cannot exhaust the stack.
+ */
+export function checkGenerateJson(
+  json: unknown,
+  maxChars: number,
+  asked: "text-to-image" | "image-to-image" | "auto",
+): void {
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new AppError(
+      "invalid_parameter",
+      'The body must be a JSON object: {"inputs": "<prompt>", "parameters": {...}}.',
+    );
+  const inputs = (json as Record<string, unknown>).inputs;
+  if (typeof inputs !== "string") throw missingInputs(asked, inputs === undefined || inputs === null);
+  const stack: Array<{ path: string; value: unknown }> = [];
+  for (const [k, v] of Object.entries(json)) {
+    if (k === "inputs" && asked !== "text-to-image") continue;
+    stack.push({ path: k, value: v });
+  }
+  while (stack.length > 0) {
+    const { path, value } = stack.pop()!;
+    const key = path.slice(path.lastIndexOf(".") + 1);
+    if (typeof value === "string") {
+      if (value.length > maxChars) throw tooLong(path, value.length, maxChars);
+    } else if (Array.isArray(value)) {
+      if (key === "negative_prompt") {
+        // Counted as resolveGenerate joins it, with ", " between the entries.
+        let chars = Math.max(0, value.length - 1) * 2;
+        for (const v of value) if (typeof v === "string") chars += v.length;
+        if (chars > maxChars) throw tooLong(path, chars, maxChars);
+      }
+      if (key === "webhook_events_filter" && value.length > MAX_WEBHOOK_FILTERS)
+        throw invalid(path, `${value.length} entries, over the limit of ${MAX_WEBHOOK_FILTERS}`);
+      value.forEach((v, i) => {
+        stack.push({ path: `${path}.${i}`, value: v });
+      });
+    } else if (typeof value === "object" && value !== null) {
+      for (const [k, v] of Object.entries(value)) stack.push({ path: `${path}.${k}`, value: v });
+    }
+  }
+}
+
+/** `inputs` missing (or not a string): say what it is for the route asked. */
+function missingInputs(asked: "text-to-image" | "image-to-image" | "auto", missing: boolean): AppError {
+  const what =
+    asked === "text-to-image"
+      ? 'it is the prompt, and it is required: {"inputs": "a photo of a cat", "parameters": {...}}'
+      : asked === "image-to-image"
+        ? 'it is the init image as base64 (PNG, JPEG or WebP), and it is required: {"inputs": "<base64 image>", "parameters": {"prompt": "..."}}, or send the image bytes as the body'
+        : 'it is the prompt (or, for image-to-image, the init image as base64), and it is required: {"inputs": "a photo of a cat", "parameters": {...}}';
+  return new AppError(
+    "invalid_parameter",
+    `${missing ? "Missing inputs" : "Invalid inputs: not a string"}: ${what}.`,
+    { details: { parameter: "inputs" } },
+  );
+}
+
 /**
  * The generation a request asks for: flat fields and `parameters` merged (`parameters` wins),
  * model defaults for what is missing, every limit checked. Errors are 400 `invalid_parameter`
@@ -176,10 +252,12 @@ export function resolveGenerate(
   // Image-to-image may go without a prompt (the HF task allows a bare image body).
   if (task === "text-to-image" && prompt.trim() === "") throw invalid("inputs", "the prompt is empty");
   if (prompt.length > limits.maxPromptChars)
-    throw invalid("inputs", `the prompt is longer than ${limits.maxPromptChars} characters`);
+    throw tooLong(task === "text-to-image" ? "inputs" : "prompt", prompt.length, limits.maxPromptChars);
   const negative = Array.isArray(p.negative_prompt)
     ? p.negative_prompt.join(", ")
     : (p.negative_prompt ?? "");
+  if (negative.length > limits.maxPromptChars)
+    throw tooLong("negative_prompt", negative.length, limits.maxPromptChars);
   const target = p.target_size ?? null;
   // Text-to-image takes its size from target_size when only that is given (older clients);
   // image-to-image generates at the init image's size (the caller's defaults) and resizes to it.

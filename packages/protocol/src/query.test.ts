@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { AppError } from "./errors.ts";
-import { parseOrThrow, QueryBool } from "./query.ts";
+import { checkQuerySizes, MAX_QUERY_VALUE_CHARS, missingShape, parseOrThrow, QueryBool } from "./query.ts";
 import { DecodeQuery, EncodeQuery } from "./schemas.ts";
 
 /** What Express's query parser makes of a query string (repeated keys become arrays). */
@@ -96,5 +96,39 @@ describe("EncodeQuery", () => {
       shape: [1, 3, 64, 64],
       dtype: "float16",
     });
+  });
+});
+
+describe("query size limits", () => {
+  it("refuses a value over the cap, a repeated key counted joined, naming the key and the limit", () => {
+    const long = "1".repeat(MAX_QUERY_VALUE_CHARS + 1);
+    for (const query of [
+      q(`output_tensor_type=${long}`),
+      q(`x_unknown=${long}`),
+      q(`shape=${"1&shape=".repeat(600)}1`),
+    ]) {
+      let err: AppError | undefined;
+      try {
+        checkQuerySizes(query);
+      } catch (e) {
+        err = e as AppError;
+      }
+      expect(err?.code).toBe("invalid_parameter");
+      expect(err?.message).toContain(`over the limit of ${MAX_QUERY_VALUE_CHARS}`);
+    }
+    expect(() =>
+      checkQuerySizes(q("shape=1&shape=4&shape=64&shape=64&dtype=float16&input_tensor_type=binary")),
+    ).not.toThrow();
+  });
+
+  it("a missing shape says it is required and how to send it", () => {
+    const e = missingShape();
+    expect(e.code).toBe("invalid_shape");
+    expect(e.message).toContain("required");
+    expect(e.message).toContain("shape=1&shape=4&shape=64&shape=64");
+    expect(e.message).toContain("shape=1,4,64,64");
+    // Both spellings it names parse.
+    for (const s of ["shape=1&shape=4&shape=64&shape=64", "shape=1,4,64,64"])
+      expect(parseOrThrow(DecodeQuery, q(s)).shape).toEqual([1, 4, 64, 64]);
   });
 });

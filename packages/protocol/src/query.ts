@@ -86,3 +86,33 @@ export function parseOrThrow<T extends z.ZodType>(
     details: result.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
   });
 }
+
+/**
+ * Longest query value, in characters (a repeated key: its values joined by commas). Every value
+ * the protocol reads is a few characters; the cap bounds what an unknown key may carry too.
+ */
+export const MAX_QUERY_VALUE_CHARS = 1024;
+
+/** Refuses a query with a value over {@link MAX_QUERY_VALUE_CHARS}, before anything parses it. */
+export function checkQuerySizes(query: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(query)) {
+    const values = Array.isArray(value) ? value : [value];
+    let chars = Math.max(0, values.length - 1);
+    for (const v of values) chars += typeof v === "string" ? v.length : 0;
+    if (chars > MAX_QUERY_VALUE_CHARS)
+      throw new AppError(
+        "invalid_parameter",
+        `Invalid ${key.slice(0, 64)}: the query value is ${chars} characters, over the limit of ${MAX_QUERY_VALUE_CHARS}.`,
+        { details: { parameter: key.slice(0, 64), limit: MAX_QUERY_VALUE_CHARS } },
+      );
+  }
+}
+
+/** A decode without `shape`: what it is and the two ways to send it (PROTOCOL.md §1). */
+export const missingShape = (): AppError =>
+  new AppError(
+    "invalid_shape",
+    "Missing shape: the latents' shape is required, in the query string, one key per dimension " +
+      "(shape=1&shape=4&shape=64&shape=64, as diffusers sends it) or one list (shape=1,4,64,64).",
+    { details: { parameter: "shape" } },
+  );

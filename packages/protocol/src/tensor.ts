@@ -21,6 +21,18 @@ export interface TensorLimits {
   maxFrames: number;
   /** Max images in one batch. @defaultValue 16 */
   maxBatch: number;
+  /**
+   * Max output pixels of one job, all images and frames together (batch × frames × height ×
+   * width): the per-image caps above let a batch of 16 at 2048² through, 384 MiB as float16.
+   * @defaultValue 16 × 1024 × 1024 (a full batch at 1024², 64 frames at 512²)
+   */
+  maxJobPixels: number;
+  /**
+   * Max bytes of one job's answer (what sits in Redis until it is fetched). Tensor answers are
+   * checked before the job is queued, compressed ones (JPEG, PNG, mp4) once encoded.
+   * @defaultValue 128 MiB (above the largest tensor answer within `maxJobPixels`: 96 MiB of float16)
+   */
+  maxOutputBytes: number;
 }
 
 export const DEFAULT_LIMITS: TensorLimits = {
@@ -28,7 +40,43 @@ export const DEFAULT_LIMITS: TensorLimits = {
   maxOutputPixels: 2048 * 2048,
   maxFrames: 129,
   maxBatch: 16,
+  maxJobPixels: 16 * 1024 * 1024,
+  maxOutputBytes: 128 * 1024 * 1024,
 };
+
+/**
+ * Refuses a job whose output is over the per-job caps, naming the cap and its setting. `pixels`:
+ * every output image and frame together; `bytes`: the answer's size when known before running
+ * (a tensor), else null (checked on the worker once encoded, see {@link checkOutputBytes}).
+ */
+export function checkJobOutput(
+  what: string,
+  pixels: number,
+  bytes: number | null,
+  limits: Pick<TensorLimits, "maxJobPixels" | "maxOutputBytes">,
+): void {
+  if (pixels > limits.maxJobPixels)
+    throw new AppError(
+      "too_large",
+      `${what} is ${pixels} output pixels, over the limit of ${limits.maxJobPixels} pixels per job (MAX_JOB_PIXELS: batch × frames × height × width).`,
+      { details: { limit: "MAX_JOB_PIXELS", max: limits.maxJobPixels, requested: pixels } },
+    );
+  if (bytes !== null) checkOutputBytes(what, bytes, limits);
+}
+
+/** Refuses an answer of more than `maxOutputBytes` (a 413: never retried). */
+export function checkOutputBytes(
+  what: string,
+  bytes: number,
+  limits: Pick<TensorLimits, "maxOutputBytes">,
+): void {
+  if (bytes > limits.maxOutputBytes)
+    throw new AppError(
+      "too_large",
+      `${what} is ${bytes} bytes, over the limit of ${limits.maxOutputBytes} bytes per answer (MAX_OUTPUT_BYTES).`,
+      { details: { limit: "MAX_OUTPUT_BYTES", max: limits.maxOutputBytes, requested: bytes } },
+    );
+}
 
 /** A dense little-endian C-order tensor as it travels on the wire. */
 export interface WireTensor {

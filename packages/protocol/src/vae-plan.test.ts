@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
-import type { AppError } from "./errors.ts";
+import { AppError } from "./errors.ts";
 import type { ModelInfo } from "./schemas.ts";
-import { decodeOutputFor, planDecode, planEncodeTensor, scalingFor } from "./vae-plan.ts";
+import { DEFAULT_LIMITS } from "./tensor.ts";
+import { checkDecodeOutput, decodeOutputFor, planDecode, planEncodeTensor, scalingFor } from "./vae-plan.ts";
 
 const sd: ModelInfo = {
   id: "sd",
@@ -158,5 +159,96 @@ describe("planEncodeTensor", () => {
         planEncodeTensor({ shape: [1, 4, 16, 24], dtype: "float32", byteLength: bytes([1, 4, 16, 24]) }, sd),
       ),
     ).toBe("invalid_shape");
+  });
+});
+
+/** The AppError `fn` throws (fails the test when it throws none). */
+const errorOf = (fn: () => unknown): AppError => {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(AppError);
+    return e as AppError;
+  }
+  throw new Error("expected an AppError");
+};
+
+describe("per-job output caps", () => {
+  const decode = (shape: number[], model: ModelInfo, output: Parameters<typeof checkDecodeOutput>[1]) => {
+    const plan = planDecode({ shape, dtype: "float16", byteLength: bytes(shape, 2), packed: null }, model);
+    checkDecodeOutput(plan, output, DEFAULT_LIMITS);
+  };
+
+  it("refuses 16 latents at 2048² as a tensor, naming MAX_JOB_PIXELS (each image alone is within its cap)", () => {
+    const e = errorOf(() => decode([16, 4, 256, 256], sd, { kind: "raw", dtype: "float16" }));
+    expect(e.code).toBe("too_large");
+    expect(e.status).toBe(413);
+    expect(e.message).toContain("MAX_JOB_PIXELS");
+    expect(e.message).toContain(String(16 * 1024 * 1024));
+    expect(e.details).toMatchObject({ limit: "MAX_JOB_PIXELS", requested: 16 * 2048 * 2048 });
+  });
+
+  it("counts what is computed: an image answer decodes only the first latent of a batch", () => {
+    expect(codeOf(() => decode([16, 4, 256, 256], sd, { kind: "image", format: "jpg" }))).toBe("none");
+    // A full batch at 1024² (SDXL's size) fits, as every tensor answer of it.
+    for (const kind of ["unit-float16", "uint8"] as const)
+      expect(codeOf(() => decode([16, 4, 128, 128], sd, { kind }))).toBe("none");
+  });
+
+  it("refuses a long video at 2048² (every frame counts, and each is within the per-frame cap)", () => {
+    // 121 frames of 2048²: what a 62 MiB latent asked for before.
+    const e = errorOf(() => decode([1, 16, 31, 256, 256], video, { kind: "mp4" }));
+    expect(e.code).toBe("too_large");
+    expect(e.message).toContain("121 image(s) of 2048x2048");
+    expect(e.message).toContain("MAX_JOB_PIXELS");
+    // Even as an image answer the decoder computes every frame of the first latent.
+    expect(codeOf(() => decode([1, 16, 31, 256, 256], video, { kind: "image", format: "jpg" }))).toBe(
+      "too_large",
+    );
+    // 97 frames at 512x320 fit (129 of them are 21 Mi pixels: MAX_JOB_PIXELS is the setting).
+    expect(codeOf(() => decode([1, 16, 25, 40, 64], video, { kind: "unit-float16" }))).toBe("none");
+  });
+
+  it("refuses a tensor answer over MAX_OUTPUT_BYTES even within the pixel cap", () => {
+    const limits = { ...DEFAULT_LIMITS, maxOutputBytes: 1024 * 1024 };
+    const plan = planDecode(
+      { shape: [1, 4, 64, 64], dtype: "float32", byteLength: bytes([1, 4, 64, 64]), packed: null },
+      sd,
+    );
+    // 512² × 3 × 2 bytes of float16 = 1.5 MiB; as uint8, 768 KiB.
+    const e = errorOf(() => checkDecodeOutput(plan, { kind: "raw", dtype: "float16" }, limits));
+    expect(e.code).toBe("too_large");
+    expect(e.message).toContain("MAX_OUTPUT_BYTES");
+    expect(codeOf(() => checkDecodeOutput(plan, { kind: "uint8" }, limits))).toBe("none");
+    // A JPEG's size is known once encoded: the worker checks it then.
+    expect(codeOf(() => checkDecodeOutput(plan, { kind: "image", format: "jpg" }, limits))).toBe("none");
+  });
+
+  it("caps an encode's total pixels too", () => {
+    const shape = [16, 3, 2048, 2048];
+    const e = errorOf(() =>
+      planEncodeTensor({ shape, dtype: "float16", byteLength: bytes(shape, 2) }, sd, {
+        ...DEFAULT_LIMITS,
+        maxElements: 2 ** 28,
+      }),
+    );
+    expect(e.code).toBe("too_large");
+    expect(e.message).toContain("MAX_JOB_PIXELS");
+  });
+});
+
+describe("error messages that say what to do", () => {
+  it("a channel mismatch names the channels, not the body length, even when the length is off too", () => {
+    // 16-channel latents (Flux's) sent to a 4-channel model, with a body of 4 channels' length.
+    const e = errorOf(() =>
+      planDecode(
+        { shape: [1, 16, 64, 64], dtype: "float32", byteLength: bytes([1, 4, 64, 64]), packed: null },
+        sd,
+      ),
+    );
+    expect(e.code).toBe("invalid_shape");
+    expect(e.message).toContain("expects 4 latent channels, got 16");
+    expect(e.message).not.toMatch(/bytes/);
+    expect(e.details).toEqual({ expected_channels: 4, received_channels: 16 });
   });
 });

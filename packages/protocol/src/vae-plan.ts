@@ -2,6 +2,8 @@ import { AppError } from "./errors.ts";
 import { unpackedFluxShape } from "./flux.ts";
 import type { DecodeOutput, DecodeQuery, ModelInfo, Scaling } from "./schemas.ts";
 import {
+  BYTES_PER_ELEMENT,
+  checkJobOutput,
   checkTensorBytes,
   DEFAULT_LIMITS,
   elementCount,
@@ -40,7 +42,6 @@ export function planDecode(
       `Latents must be 3-D (packed), 4-D or 5-D, got ${latent.length}-D ${JSON.stringify(latent)}.`,
     );
   }
-  checkTensorBytes(req.byteLength, req.shape, req.dtype, limits);
   if (latent.length === 3) {
     if (!req.packed) {
       throw new AppError(
@@ -64,12 +65,16 @@ export function planDecode(
     );
   }
   const [batch, channels] = latent as [number, number];
+  // Channels before the body's length: latents of another family (16 channels sent to a
+  // 4-channel model) are a wrong shape, and saying so beats "the body has N bytes".
   if (channels !== model.latent_channels) {
     throw new AppError(
       "invalid_shape",
-      `Model ${model.id} has ${model.latent_channels} latent channels, got ${channels} in ${JSON.stringify(latent)}.`,
+      `Model ${model.id} expects ${model.latent_channels} latent channels, got ${channels} (shape ${JSON.stringify(latent)}, channels are dimension 1): latents of another model family?`,
+      { details: { expected_channels: model.latent_channels, received_channels: channels } },
     );
   }
+  checkTensorBytes(req.byteLength, req.shape, req.dtype, limits);
   if (batch > limits.maxBatch)
     throw new AppError("too_large", `Batch ${batch} is over the limit of ${limits.maxBatch}.`);
   const s = model.spatial_compression;
@@ -88,6 +93,38 @@ export function planDecode(
     return { latentShape: latent, outputShape: [batch, 3, frames, h, w] };
   }
   return { latentShape: latent, outputShape: [batch, 3, h, w] };
+}
+
+/**
+ * Refuses a decode whose answer is over the per-job caps (MAX_JOB_PIXELS, MAX_OUTPUT_BYTES).
+ * Counts what the worker computes: an image answer decodes only the first latent of the batch
+ * (all its frames for a video model); every other answer the whole batch. The API runs it
+ * before queueing, the worker again before running.
+ */
+export function checkDecodeOutput(
+  plan: DecodePlan,
+  output: DecodeOutput,
+  limits: Pick<TensorLimits, "maxJobPixels" | "maxOutputBytes"> = DEFAULT_LIMITS,
+): void {
+  const s = plan.outputShape;
+  const frames = s.length === 5 ? s[2]! : 1;
+  const items = output.kind === "image" ? 1 : s[0]!;
+  const pixels = items * frames * s[s.length - 2]! * s[s.length - 1]!;
+  // RGB values per pixel, at the answer's element size; compressed answers are checked once encoded.
+  const bytesPerPixel: Record<DecodeOutput["kind"], number | null> = {
+    "unit-float16": 3 * 2,
+    uint8: 3,
+    raw: 3 * 2,
+    image: null,
+    mp4: null,
+  };
+  const per = bytesPerPixel[output.kind];
+  checkJobOutput(
+    `Decoding ${JSON.stringify(plan.latentShape)} to ${items * frames} image(s) of ${s[s.length - 1]}x${s[s.length - 2]}`,
+    pixels,
+    per === null ? null : pixels * per,
+    limits,
+  );
 }
 
 /**
@@ -161,4 +198,11 @@ export function planEncodeTensor(
     throw new AppError("too_large", `Batch ${b} is over the limit of ${limits.maxBatch}.`);
   if (h * w > limits.maxOutputPixels)
     throw new AppError("too_large", `Image ${w}x${h} is over the limit of ${limits.maxOutputPixels} pixels.`);
+  // The answer: [B, C, H/s, W/s] latents in the input's dtype.
+  checkJobOutput(
+    `Encoding ${JSON.stringify(req.shape)}`,
+    b * h * w,
+    b * model.latent_channels * (h / s) * (w / s) * BYTES_PER_ELEMENT[req.dtype],
+    limits,
+  );
 }

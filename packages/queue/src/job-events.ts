@@ -9,7 +9,7 @@ import type { ChainableCommander } from "ioredis";
 import { type CatalogSettings, jobCatalog } from "./catalog.ts";
 import type { RedisClient } from "./connection.ts";
 import { EVENT_LOG_MAX, type JobMeta } from "./job-records.ts";
-import { jobEventsChannel, jobEventsKey, jobKey, ownerActiveKey } from "./names.ts";
+import { jobEventsChannel, jobEventsKey, jobKey, jobWebhookProgressKey, ownerActiveKey } from "./names.ts";
 import type { Queues } from "./queues.ts";
 
 /** One entry of a job's event log. `seq` is the Redis stream id, also the SSE event id. */
@@ -99,12 +99,31 @@ export class JobEvents {
         event,
         payload: data,
       };
+      // Progress is coalesced: the newest event's id is noted before its delivery is queued, and
+      // a delivery of an older one finds itself superseded (see `isLatestProgress`), so a slow
+      // receiver gets the latest state instead of a backlog of stale steps.
+      if (event === "progress")
+        await this.redis.set(
+          jobWebhookProgressKey(this.prefix, meta.id),
+          msgId,
+          "EX",
+          this.catalog.retentionSeconds,
+        );
       const q = this.queues.queue(jobCatalog.webhookQueue);
       await q.waitUntilReady();
       // The message id is the BullMQ job id: retries keep it, and a repeat publish is a no-op.
       await q.add(event, delivery, { ...jobCatalog.jobOptions("webhook", this.catalog), jobId: msgId });
     }
     return seq;
+  }
+
+  /**
+   * Whether a progress delivery (its message id) is still the job's newest: an older one is
+   * skipped rather than sent. True when nothing is noted (a delivery queued before notes existed).
+   */
+  async isLatestProgress(jobId: string, msgId: string): Promise<boolean> {
+    const newest = await this.redis.get(jobWebhookProgressKey(this.prefix, jobId));
+    return newest === null || newest === msgId;
   }
 
   /** The job's events after `after` (a seq), oldest first. */

@@ -59,6 +59,33 @@ async function submit(owner: string, model = "store-model", record: Partial<JobM
 }
 
 describe("JobStore", () => {
+  it("queues every progress webhook but marks only the newest as the one to send", async () => {
+    const meta = await submit("o-progress", "progress-model", {
+      webhook: { url: "https://hooks.example/p", events: ["progress"] },
+    });
+    const view = await store.views.describe(meta.id);
+    const running = { ...view!, status: "running" as const };
+    const ids: string[] = [];
+    for (const step of [1, 2, 3]) {
+      const seq = await store.events.publish(meta, "progress", { ...running, progress: { step, total: 3 } });
+      ids.push(`msg_${meta.id}_${seq}`);
+    }
+    const queued = await queues.queue(jobCatalog.webhookQueue).getJobs(["waiting", "delayed"]);
+    expect(
+      queued
+        .map((j) => j.id)
+        .filter((id) => ids.includes(id!))
+        .sort(),
+    ).toEqual([...ids].sort());
+    expect(await Promise.all(ids.map((id) => store.events.isLatestProgress(meta.id, id)))).toEqual([
+      false,
+      false,
+      true,
+    ]);
+    // A job whose progress was never noted sends whatever it has (deliveries queued before notes existed).
+    expect(await store.events.isLatestProgress(randomUUID(), "msg_x")).toBe(true);
+  });
+
   it("describes a queued job with its place in line, and logs its queued event", async () => {
     const a = await submit("o1");
     const b = await submit("o1");

@@ -68,6 +68,8 @@ export const resultCacheIndexKey = (prefix: string, part: "entries" | "sizes" | 
 export const jobKey = (prefix: string, id: string) => `${prefix}:job:{${id}}`;
 /** A job's event log (a Redis stream): SSE replays it, Last-Event-ID indexes it. Same slot as its record. */
 export const jobEventsKey = (prefix: string, id: string) => `${prefix}:job:{${id}}:events`;
+/** The message id of a job's newest progress webhook: older pending ones are skipped. Same slot as its record. */
+export const jobWebhookProgressKey = (prefix: string, id: string) => `${prefix}:job:{${id}}:webhook-progress`;
 /** Pub/sub channel announcing every new job event (SSE readers fan it out in-process). */
 export const jobEventsChannel = (prefix: string) => `${prefix}:job-events`;
 /** Pub/sub channel of one API process: the answers of the jobs it waits for (sharded on a cluster). */

@@ -54,6 +54,12 @@ export const SharedEnv = {
   MAX_FRAMES: z.coerce.number().int().positive().default(DEFAULT_LIMITS.maxFrames),
   /** Max images in one batch. */
   MAX_BATCH: z.coerce.number().int().positive().default(DEFAULT_LIMITS.maxBatch),
+  /** Max output pixels of one job, every image and frame together (batch × frames × height × width). */
+  MAX_JOB_PIXELS: z.coerce.number().int().positive().default(DEFAULT_LIMITS.maxJobPixels),
+  /** Max bytes of one job's answer (tensors checked before queueing, JPEG/PNG/mp4 once encoded). */
+  MAX_OUTPUT_BYTES: z.coerce.number().int().positive().default(DEFAULT_LIMITS.maxOutputBytes),
+  /** Longest text field of a generation, in characters (prompt, negative prompt joined, any other string). */
+  MAX_TEXT_CHARS: z.coerce.number().int().positive().default(DEFAULT_GENERATE_LIMITS.maxPromptChars),
   /** Largest generated image (width × height), and largest init image for image-to-image. */
   MAX_IMAGE_PIXELS: z.coerce.number().int().positive().default(DEFAULT_GENERATE_LIMITS.maxPixels),
   /** Largest width or height of a generated image. */
@@ -74,6 +80,8 @@ export const limitsOf = (env: SharedSettings): TensorLimits => ({
   maxOutputPixels: env.MAX_OUTPUT_PIXELS,
   maxFrames: env.MAX_FRAMES,
   maxBatch: env.MAX_BATCH,
+  maxJobPixels: env.MAX_JOB_PIXELS,
+  maxOutputBytes: env.MAX_OUTPUT_BYTES,
 });
 
 /** The generation limits out of parsed settings. */
@@ -82,5 +90,5 @@ export const generateLimitsOf = (env: SharedSettings): GenerateLimits => ({
   maxSide: env.MAX_IMAGE_SIDE,
   maxSteps: env.MAX_STEPS,
   maxGuidance: env.MAX_GUIDANCE,
-  maxPromptChars: DEFAULT_GENERATE_LIMITS.maxPromptChars,
+  maxPromptChars: env.MAX_TEXT_CHARS,
 });

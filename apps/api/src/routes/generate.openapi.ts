@@ -50,7 +50,10 @@ function generateOperation(
     operationId,
     tags: ["generation"],
     summary,
-    description,
+    description:
+      `${description} Every text field is capped at \`MAX_TEXT_CHARS\` characters (4000; ` +
+      "`negative_prompt` as a list counted joined), and a JSON body without an image at " +
+      "`MAX_JSON_BODY_BYTES` (256 KiB, 413 `payload_too_large`).",
     requestParams: { path: ModelPath, header: headerParams(GenerateHeaders) },
     requestBody: {
       required: true,

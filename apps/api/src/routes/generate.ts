@@ -1,6 +1,8 @@
 import { createHash, randomInt } from "node:crypto";
 import {
   AppError,
+  checkGenerateJson,
+  checkJobOutput,
   GenerateBody,
   type GenerateLimits,
   type GenerateParams,
@@ -14,20 +16,29 @@ import {
   sniffImageFormat,
 } from "@hybrid/protocol";
 import type { ResultCache } from "@hybrid/queue";
-import express, { type Request, type Response, Router } from "express";
+import { type Request, type Response, Router } from "express";
 import { writeAnswer } from "../answer.ts";
 import { assertModelAllowed, principalOf } from "../auth.ts";
 import { submitJob } from "../job-submit.ts";
 import { findModel, waitsForModel } from "../model-lookup.ts";
-import type { VaeRouteDeps } from "./vae.ts";
+import { rawBodyUpTo, type VaeRouteDeps } from "./vae.ts";
 
 export interface GenerateRouteDeps extends VaeRouteDeps {
   generateLimits: GenerateLimits;
+  /**
+   * Largest JSON body without an image (MAX_JSON_BODY_BYTES): the text-to-image route's body
+   * limit, and what a JSON body on the routes that may carry an image (image-to-image, the HF
+   * path) may weigh when it turns out to hold none. @defaultValue 256 KiB
+   */
+  maxJsonBodyBytes?: number;
   /** Answers of seeded generations (`x-use-cache`); null turns the cache off. */
   cache: ResultCache | null;
 }
 
 type Task = GenerateParams["task"];
+
+/** MAX_JSON_BODY_BYTES' default (apps/api/src/env.ts). */
+const DEFAULT_MAX_JSON_BODY_BYTES = 256 * 1024;
 
 /** What makes two generations the same: the job data and the init image's bytes. */
 function requestHash(data: object, image: Buffer | null): string {
@@ -52,7 +63,11 @@ function base64Image(inputs: string): Buffer | null {
  */
 export function generateRoutes(deps: GenerateRouteDeps): Router {
   const router = Router();
-  const raw = express.raw({ type: () => true, limit: deps.maxBodyBytes });
+  const maxJson = deps.maxJsonBodyBytes ?? DEFAULT_MAX_JSON_BODY_BYTES;
+  // Text-to-image takes JSON only: a small body. The routes that may carry an image take the
+  // binary limit, and a JSON body among them that holds no image is held to maxJson below.
+  const jsonOnly = rawBodyUpTo(maxJson, "MAX_JSON_BODY_BYTES", "text-to-image");
+  const withImage = rawBodyUpTo(deps.maxBodyBytes, "MAX_BODY_BYTES", "a generation with an image");
 
   async function handle(req: Request, res: Response, asked: Task | "auto") {
     const m = await findModel(deps, req.params.model as string, waitsForModel(req.headers));
@@ -83,6 +98,8 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
       } catch {
         throw new AppError("invalid_request", "The body is neither JSON nor a PNG, JPEG or WebP image.");
       }
+      // Sizes and `inputs` before the schema: every text capped, whatever the body's size.
+      checkGenerateJson(json, deps.generateLimits.maxPromptChars, asked);
       body = parseOrThrow(GenerateBody, json, "invalid_parameter");
       const decoded = asked === "text-to-image" ? null : base64Image(body.inputs);
       if (asked === "image-to-image" && !decoded)
@@ -91,6 +108,12 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
         });
       task = decoded ? "image-to-image" : "text-to-image";
       image = decoded;
+      if (!decoded && bytes.length > maxJson)
+        throw new AppError(
+          "payload_too_large",
+          `The body is larger than the ${maxJson} bytes a JSON body without an image takes (MAX_JSON_BODY_BYTES).`,
+          { details: { limit: "MAX_JSON_BODY_BYTES", max: maxJson } },
+        );
     }
     if (!m.generation.tasks.includes(task))
       throw new AppError(
@@ -106,6 +129,18 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
       deps.generateLimits,
       () => randomInt(2 ** 32),
     );
+    // One image per job: its pixels against the per-job cap too (the answer's bytes, JPEG or
+    // PNG, are known once encoded: the worker checks them).
+    const { width, height, target_size } = params;
+    if (width !== null && height !== null)
+      checkJobOutput(`Generating ${width}x${height}`, width * height, null, deps.limits);
+    if (target_size)
+      checkJobOutput(
+        `Resizing to ${target_size.width}x${target_size.height}`,
+        target_size.width * target_size.height,
+        null,
+        deps.limits,
+      );
     const accept = String(req.headers.accept ?? "*/*").toLowerCase();
     const wantsImage = /image\//.test(accept);
     const response: GenerateResponse =
@@ -141,9 +176,9 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
     });
   }
 
-  router.post("/v1/text-to-image/:model", raw, (req, res) => handle(req, res, "text-to-image"));
-  router.post("/v1/image-to-image/:model", raw, (req, res) => handle(req, res, "image-to-image"));
+  router.post("/v1/text-to-image/:model", jsonOnly, (req, res) => handle(req, res, "text-to-image"));
+  router.post("/v1/image-to-image/:model", withImage, (req, res) => handle(req, res, "image-to-image"));
   // The HF Inference API path: `@huggingface/inference` with endpointUrl <us>/models/<id>.
-  router.post("/models/:model", raw, (req, res) => handle(req, res, "auto"));
+  router.post("/models/:model", withImage, (req, res) => handle(req, res, "auto"));
   return router;
 }

@@ -50,7 +50,9 @@ export const vaePaths: ZodOpenApiPathsObject = {
       summary: "Decode latents",
       description:
         "Latents → image, tensor or mp4, exactly as diffusers' `remote_decode` asks (PROTOCOL §1). " +
-        "The answer follows `output_type`, `image_format`, `partial_postprocess` and Accept.",
+        "The answer follows `output_type`, `image_format`, `partial_postprocess` and Accept. " +
+        "A job's output is capped as a whole: `MAX_JOB_PIXELS` (batch × frames × height × width) " +
+        "and `MAX_OUTPUT_BYTES`; over either, 413 `too_large` naming it, before anything is queued.",
       requestParams: { path: ModelPath, query: DecodeQuery, header: headerParams(SubmitHeaders) },
       requestBody: {
         required: true,

@@ -1,9 +1,12 @@
 import {
   AppError,
+  checkDecodeOutput,
+  checkQuerySizes,
   DecodeQuery,
   decodeOutputFor,
   EncodeQuery,
   type InputDType,
+  missingShape,
   parseOrThrow,
   planDecode,
   planEncodeTensor,
@@ -11,14 +14,36 @@ import {
   sniffImageFormat,
   type TensorLimits,
 } from "@hybrid/protocol";
-import express, { type Request, Router } from "express";
+import express, { type Request, type RequestHandler, Router } from "express";
 import { assertModelAllowed } from "../auth.ts";
 import { type SubmitDeps, submitJob } from "../job-submit.ts";
 import { findModel, type ModelLookupDeps, waitsForModel } from "../model-lookup.ts";
 
 export interface VaeRouteDeps extends SubmitDeps, ModelLookupDeps {
   limits: TensorLimits;
+  /** Largest body of the binary routes (latents, images): MAX_BODY_BYTES. */
   maxBodyBytes: number;
+}
+
+/**
+ * The raw body, up to `limit` bytes: a larger one is refused with 413 naming the limit and its
+ * setting, from its Content-Length before a byte of it is read when the client sends one.
+ */
+export function rawBodyUpTo(limit: number, setting: string, what: string): RequestHandler {
+  // Any content type: diffusers sends `tensor/binary` for latents and nothing at all for images.
+  const parse = express.raw({ type: () => true, limit });
+  return (req, res, next) =>
+    parse(req, res, (err?: unknown) => {
+      if ((err as { type?: string } | undefined)?.type === "entity.too.large")
+        return next(
+          new AppError(
+            "payload_too_large",
+            `The body is larger than the ${limit} bytes ${what} takes (${setting}).`,
+            { details: { limit: setting, max: limit } },
+          ),
+        );
+      next(err);
+    });
 }
 
 const bodyOf = (req: Request): Buffer => {
@@ -31,18 +56,26 @@ const bodyOf = (req: Request): Buffer => {
 /** The remote VAE endpoints (PROTOCOL §1–2): validate against the model, then submit a job. */
 export function vaeRoutes(deps: VaeRouteDeps): Router {
   const router = Router();
-  // Any content type: diffusers sends `tensor/binary` for latents and nothing at all for images.
-  const rawBody = express.raw({ type: () => true, limit: deps.maxBodyBytes });
+  const rawBody = rawBodyUpTo(deps.maxBodyBytes, "MAX_BODY_BYTES", "a VAE request");
 
   router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
     // The model first: a request to an unknown model is `unknown_model` whatever its query.
     const m = await findModel(deps, req.params.model as string, waitsForModel(req.headers));
     assertModelAllowed(res, m.id);
+    checkQuerySizes(req.query);
+    if (req.query.shape === undefined) throw missingShape();
     const q = parseOrThrow(DecodeQuery, req.query);
     const body = bodyOf(req);
     const packed =
       q.height !== undefined && q.width !== undefined ? { height: q.height, width: q.width } : null;
-    planDecode({ shape: q.shape, dtype: q.dtype, byteLength: body.length, packed }, m, deps.limits);
+    const plan = planDecode(
+      { shape: q.shape, dtype: q.dtype, byteLength: body.length, packed },
+      m,
+      deps.limits,
+    );
+    const output = decodeOutputFor(q, req.headers.accept, m);
+    // The whole answer against the per-job caps, before it is queued (the worker checks again).
+    checkDecodeOutput(plan, output, deps.limits);
     await submitJob(
       deps,
       req,
@@ -54,7 +87,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
         dtype: q.dtype,
         scaling: scalingFor(q, m),
         packed: q.shape.length === 3 ? packed : null,
-        output: decodeOutputFor(q, req.headers.accept, m),
+        output,
       },
       body,
     );
@@ -63,6 +96,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
     const m = await findModel(deps, req.params.model as string, waitsForModel(req.headers));
     assertModelAllowed(res, m.id);
+    checkQuerySizes(req.query);
     const q = parseOrThrow(EncodeQuery, req.query);
     if (!m.operations.includes("encode"))
       throw new AppError("unsupported_operation", `Model ${m.id} has no encoder.`);

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AppError } from "@hybrid/protocol";
 import { afterEach, describe, expect, test } from "vitest";
-import { ClipTokenizer } from "./clip-tokenizer.ts";
+import { ClipTokenizer, MAX_TOKENIZED_CHARS } from "./clip-tokenizer.ts";
 
 // The real CLIP ViT-L/14 vocabulary and OpenAI's reference ids, kept outside the repo (/work/shared).
 const fixtureDir = fileURLToPath(new URL("../../../../../shared/fixtures/clip-tokenizer/", import.meta.url));
@@ -92,6 +92,23 @@ describe("ClipTokenizer", () => {
     expect(enc.ids[76]).toBe(EOS);
     expect(enc.ids.slice(1, 76)).toEqual(new Array(75).fill(2368));
     expect(sd1.decode(enc.ids)).toBe(words(75));
+  });
+
+  test("tokenizes only the first MAX_TOKENIZED_CHARS characters of a prompt", () => {
+    // Text past the bound is never tokenized: a word after a run of blanks that long is not
+    // seen (the whole text would give [bos, cat, eos]), and the prompt is flagged as cut.
+    const past = `${" ".repeat(MAX_TOKENIZED_CHARS)}cat`;
+    expect(sd1.encode(past)).toMatchObject({ ids: [BOS, EOS, ...new Array(75).fill(EOS)], truncated: true });
+    // Blanks past it change nothing: not flagged.
+    expect(sd1.encode(`cat${" ".repeat(2 * MAX_TOKENIZED_CHARS)}`)).toEqual(sd1.encode("cat"));
+    // A real over-long prompt (1 MiB) gives the same ids as its first 75 tokens would.
+    const huge = words(300_000);
+    expect(huge.length).toBeGreaterThan(1024 * 1024);
+    expect(sd1.encode(huge)).toEqual(sd1.encode(words(100)));
+    // Half a surrogate pair is not left at the cut.
+    const emoji = `${"a ".repeat((MAX_TOKENIZED_CHARS - 2) / 2)}a\u{1F600}`;
+    expect(emoji.length).toBe(MAX_TOKENIZED_CHARS + 1);
+    expect(sd1.encode(emoji).truncated).toBe(true);
   });
 
   test("75 text tokens fit exactly; 76 do not", () => {

@@ -40,6 +40,14 @@ const TokenizerConfigFile = SpecialTokens.extend({
 
 const Vocab = z.record(z.string(), z.number().int().nonnegative());
 
+/**
+ * Characters of a prompt the tokenizer sees at most (the API caps prompts at MAX_TEXT_CHARS,
+ * 4000 by default; jobs may come from other producers). Far more than 77 tokens take.
+ */
+export const MAX_TOKENIZED_CHARS = 4096;
+
+const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
+
 /** The files of a CLIP tokenizer, already read. */
 export interface ClipTokenizerFiles {
   /** Parsed `vocab.json`: token → id. */
@@ -167,11 +175,22 @@ export class ClipTokenizer {
     return new ClipTokenizer(tokenizer, ids, config.model_max_length ?? DEFAULTS.model_max_length);
   }
 
-  /** Encodes a prompt to exactly `maxLength` ids; over-long prompts keep their first tokens and eos. */
+  /**
+   * Encodes a prompt to exactly `maxLength` ids; over-long prompts keep their first tokens and
+   * eos. Only the first {@link MAX_TOKENIZED_CHARS} characters are tokenized: BPE's cost grows
+   * with the text, and 75 tokens never need more (every accepted prompt is shorter anyway).
+   */
   encode(text: string): ClipEncoding {
+    let cut = false;
+    if (text.length > MAX_TOKENIZED_CHARS) {
+      // Never half a surrogate pair; what is cut counts only if it held more than whitespace.
+      const end = MAX_TOKENIZED_CHARS - (isHighSurrogate(text.charCodeAt(MAX_TOKENIZED_CHARS - 1)) ? 1 : 0);
+      cut = /\S/.test(text.slice(end));
+      text = text.slice(0, end);
+    }
     const body = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
     const room = this.maxLength - 2;
-    const truncated = body.length > room;
+    const truncated = cut || body.length > room;
     const kept = truncated ? body.slice(0, room) : body;
     const ids = [this.bosId, ...kept, this.eosId];
     const length = ids.length;

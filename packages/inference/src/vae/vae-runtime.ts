@@ -1,5 +1,6 @@
 import {
   AppError,
+  checkDecodeOutput,
   DEFAULT_LIMITS,
   type DecodeJob,
   type DType,
@@ -128,11 +129,13 @@ export class VaeRuntime {
   /** Decodes latents into the answer the job asks for (PROTOCOL.md §1). */
   async decode(job: DecodeJob, input: Uint8Array): Promise<VaeAnswer> {
     const { info, files } = this.model(job.model);
-    planDecode(
+    const plan = planDecode(
       { shape: job.shape, dtype: job.dtype, byteLength: input.byteLength, packed: job.packed },
       info,
       this.limits,
     );
+    // Again here: a job may come from another producer, or an API with other limits.
+    checkDecodeOutput(plan, job.output, this.limits);
     // An image answer decodes only the first latent of the batch.
     const entries = job.output.kind === "image" ? 1 : job.shape[0]!;
     const result = await this.runTask(
@@ -191,7 +194,8 @@ export class VaeRuntime {
 
   /** Decodes an image file to RGB, sized down to multiples of the VAE's compression like diffusers' VaeImageProcessor. */
   private async readImage(bytes: Uint8Array, multiple: number): Promise<RgbImage> {
-    const img = await readImage(bytes, this.limits.maxOutputPixels);
+    // One image: the per-image cap, or the per-job one where that is lower.
+    const img = await readImage(bytes, Math.min(this.limits.maxOutputPixels, this.limits.maxJobPixels));
     const width = floorToMultiple(img.width, multiple);
     const height = floorToMultiple(img.height, multiple);
     requireMinSize(width, height, multiple);
