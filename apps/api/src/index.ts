@@ -19,6 +19,7 @@ import { KeyStore } from "./keys.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { KeyRateLimiter } from "./rate-limit.ts";
 import { parseAllowedHosts } from "./webhook-guard.ts";
+import { StreamSlots } from "./sse.ts";
 import { startWebhookWorker } from "./webhook-worker.ts";
 
 const env = loadEnv();
@@ -81,7 +82,12 @@ const app = createApp({
   webhookAllowedHosts: allowedHosts,
   canSignWebhooks: (p) => (p.key ? true : env.WEBHOOK_SECRET !== undefined),
   stopping: stopping.signal,
-  sse: { keepAliveMs: 15_000, staleMs: 10_000, stopping: stopping.signal },
+  sse: {
+    keepAliveMs: 15_000,
+    staleMs: 10_000,
+    stopping: stopping.signal,
+    slots: new StreamSlots(env.MAX_SSE_STREAMS_PER_KEY),
+  },
   dashboard: { queues, adminKey: env.ADMIN_KEY },
   metrics,
 });
