@@ -18,8 +18,8 @@ import { loadEnv } from "./env.ts";
 import { KeyStore } from "./keys.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { KeyRateLimiter } from "./rate-limit.ts";
-import { parseAllowedHosts } from "./webhook-guard.ts";
 import { StreamSlots } from "./sse.ts";
+import { parseAllowedHosts } from "./webhook-guard.ts";
 import { startWebhookWorker } from "./webhook-worker.ts";
 
 const env = loadEnv();
