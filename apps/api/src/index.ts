@@ -11,7 +11,7 @@ import {
   ResultCache,
   WorkerDirectory,
 } from "@hybrid/queue";
-import { createLogger, generateLimitsOf, limitsOf } from "@hybrid/service";
+import { createLogger, generateLimitsOf, limitsOf, RedisFaults } from "@hybrid/service";
 import { createApp } from "./app.ts";
 import { logDashboardAccess } from "./dashboard.ts";
 import { loadEnv } from "./env.ts";
@@ -36,17 +36,17 @@ else
   );
 logDashboardAccess(logger, keys.enabled, env.ADMIN_KEY);
 
-const redis = createRedis(env.REDIS_URL, "command");
-redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
-const subscriber = createRedis(env.REDIS_URL, "blocking");
-subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
+// Every connection reports to one place: an outage is told once, then quietly retried.
+const redisFaults = new RedisFaults(logger, env.REDIS_URL);
+const redis = redisFaults.watch(createRedis(env.REDIS_URL, "command"));
+const subscriber = redisFaults.watch(createRedis(env.REDIS_URL, "blocking"));
 const catalog = catalogSettingsOf(env);
 const queues = new Queues(env.REDIS_URL, env.QUEUE_PREFIX);
 const store = new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS);
 const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, catalog });
 const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
 const replies = new ReplyListener(
-  createRedis(env.REDIS_URL, "blocking", {}, { shardedSubscribers: true }),
+  redisFaults.watch(createRedis(env.REDIS_URL, "blocking", {}, { shardedSubscribers: true })),
   env.QUEUE_PREFIX,
   store,
   (err) => logger.warn({ err: err.message }, "an answer for a job nobody waits for any more was not stored"),
@@ -97,6 +97,7 @@ const webhooks = startWebhookWorker(keys, logger, {
   timeoutMs: env.WEBHOOK_TIMEOUT_MS,
   allowedHosts,
   defaultSecret: env.WEBHOOK_SECRET,
+  onError: redisFaults.onError,
 });
 metrics?.observeWebhooks(webhooks);
 

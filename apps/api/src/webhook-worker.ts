@@ -14,6 +14,8 @@ export interface WebhookWorkerOptions {
   allowedHosts: readonly string[];
   /** Signs deliveries of jobs made without an API key. */
   defaultSecret: string | undefined;
+  /** Where the worker's connection errors go (the process's `RedisFaults`); absent: each is logged. */
+  onError?: (err: Error) => void;
 }
 
 /**
@@ -55,6 +57,6 @@ export function startWebhookWorker(keys: KeyStore, log: Logger, opts: WebhookWor
       "webhook attempt failed",
     ),
   );
-  worker.on("error", (err) => log.warn({ err: err.message }, "webhook queue error"));
+  worker.on("error", opts.onError ?? ((err) => log.warn({ err: err.message }, "webhook queue error")));
   return worker;
 }
