@@ -128,6 +128,45 @@ describe("a sync client that hangs up while its job is being created", () => {
   });
 });
 
+/** One raw request (headers exactly as given: fetch would refuse some, curl drops empty ones). */
+async function rawPost(headers: string[]): Promise<{ status: number; body: string }> {
+  const socket = connect(port, "127.0.0.1");
+  await new Promise((r) => socket.once("connect", r));
+  const body = Buffer.alloc(4 * 8 * 8 * 4);
+  socket.write(
+    [
+      "POST /decode HTTP/1.1",
+      "Host: 127.0.0.1",
+      "Connection: close",
+      `Content-Length: ${body.length}`,
+      ...headers,
+      "",
+      "",
+    ].join("\r\n"),
+  );
+  socket.write(body);
+  let text = "";
+  for await (const chunk of socket) text += chunk.toString();
+  return { status: Number(text.split(" ")[1]), body: text.slice(text.indexOf("\r\n\r\n") + 4) };
+}
+
+describe("Idempotency-Key", () => {
+  it.each([
+    ["empty", ["Idempotency-Key: "]],
+    ["blank", ["Idempotency-Key:    "]],
+    ["with a space inside", ["Idempotency-Key: two words"]],
+    ["longer than 255", [`Idempotency-Key: ${"k".repeat(256)}`]],
+    ["sent twice", ["Idempotency-Key: a", "Idempotency-Key: b"]],
+    ["not ASCII", ["Idempotency-Key: caf\u00e9"]],
+  ])("%s: 400 invalid_parameter, and no job", async (_name, headers) => {
+    const before = await queues.queue(queue).count();
+    const res = await rawPost(headers);
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body)).toMatchObject({ code: "invalid_parameter" });
+    expect(await queues.queue(queue).count()).toBe(before);
+  });
+});
+
 describe("x-wait-for-model", () => {
   it("stops waiting for a restarting model once the client is gone", async () => {
     const directory = new WorkerDirectory(redis, prefix);
