@@ -207,7 +207,7 @@ async function answerSync(
  * the worker's `read`,
  * `model`, `post` (pre/postprocessing and encoding) and `write`, then `fetch` (reading the answer).
  */
-function serverTiming(
+export function serverTiming(
   result: JobResult,
   receiveMs: number,
   admitMs: number,
