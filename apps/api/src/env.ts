@@ -84,6 +84,11 @@ export const Env = z.object({
    * are closed (their jobs go on and stay fetchable); event streams end at once.
    */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
+  /**
+   * Event streams (`GET /v1/jobs/{id}/events`) one API key may hold open at once on one API
+   * process (all anonymous callers share one count); one more gets 429 `rate_limited`.
+   */
+  MAX_SSE_STREAMS_PER_KEY: z.coerce.number().int().min(1).default(32),
   /** Webhook deliveries this API process makes at once. */
   WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
   /**

@@ -12,13 +12,14 @@ import {
   ResultCache,
   WorkerDirectory,
 } from "@hybrid/queue";
-import { createLogger, generateLimitsOf, limitsOf } from "@hybrid/service";
+import { createLogger, generateLimitsOf, limitsOf, RedisFaults } from "@hybrid/service";
 import { createApp } from "./app.ts";
 import { logDashboardAccess } from "./dashboard.ts";
 import { loadEnv } from "./env.ts";
 import { KeyStore } from "./keys.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { KeyRateLimiter } from "./rate-limit.ts";
+import { StreamSlots } from "./sse.ts";
 import { parseDnsServers, WebhookResolver } from "./webhook-dns.ts";
 import { parseAllowedHosts } from "./webhook-guard.ts";
 import { startWebhookWorker } from "./webhook-worker.ts";
@@ -39,17 +40,17 @@ logDashboardAccess(logger, keys.enabled, env.ADMIN_KEY);
 // Followed in the background: a request's auth never waits on the file system.
 keys.watch();
 
-const redis = createRedis(env.REDIS_URL, "command");
-redis.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
-const subscriber = createRedis(env.REDIS_URL, "blocking");
-subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis error"));
+// Every connection reports to one place: an outage is told once, then quietly retried.
+const redisFaults = new RedisFaults(logger, env.REDIS_URL);
+const redis = redisFaults.watch(createRedis(env.REDIS_URL, "command"));
+const subscriber = redisFaults.watch(createRedis(env.REDIS_URL, "blocking"));
 const catalog = catalogSettingsOf(env);
 const queues = new Queues(env.REDIS_URL, env.QUEUE_PREFIX);
 const store = new PayloadStore(redis, env.QUEUE_PREFIX, env.PAYLOAD_TTL_SECONDS);
 const jobs = new JobStore(redis, queues, store, { prefix: env.QUEUE_PREFIX, catalog });
 const hub = new JobEventHub(subscriber, env.QUEUE_PREFIX);
 const replies = new ReplyListener(
-  createRedis(env.REDIS_URL, "blocking", {}, { shardedSubscribers: true }),
+  redisFaults.watch(createRedis(env.REDIS_URL, "blocking", {}, { shardedSubscribers: true })),
   env.QUEUE_PREFIX,
   store,
   (err) => logger.warn({ err: err.message }, "an answer for a job nobody waits for any more was not stored"),
@@ -107,7 +108,12 @@ const app = createApp({
   webhookResolver,
   canSignWebhooks: (p) => (p.key ? true : env.WEBHOOK_SECRET !== undefined),
   stopping: stopping.signal,
-  sse: { keepAliveMs: 15_000, staleMs: 10_000, stopping: stopping.signal },
+  sse: {
+    keepAliveMs: 15_000,
+    staleMs: 10_000,
+    stopping: stopping.signal,
+    slots: new StreamSlots(env.MAX_SSE_STREAMS_PER_KEY),
+  },
   dashboard: { queues, adminKey: env.ADMIN_KEY },
   metrics,
 });
@@ -126,6 +132,7 @@ const webhooks = startWebhookWorker(keys, logger, {
     env.WEBHOOK_BREAKER_COOLDOWN_MS,
   resolver: webhookResolver,
   isLatestProgress: (jobId, msgId) => jobs.events.isLatestProgress(jobId, msgId),
+  onError: redisFaults.onError,
 });
 metrics?.observeWebhooks(webhooks);
 

@@ -20,6 +20,7 @@ import type { Request, Response } from "express";
 import { type AnswerForm, storedAnswer, writeAnswer } from "./answer.ts";
 import { type Principal, principalOf } from "./auth.ts";
 import { MEMORY_RETRY_AFTER_SECONDS } from "./errors.ts";
+import { hungUp } from "./hang-up.ts";
 import { parsePrefer } from "./prefer.ts";
 import type { KeyRateLimiter } from "./rate-limit.ts";
 import type { WebhookResolver } from "./webhook-dns.ts";
@@ -96,6 +97,9 @@ export async function submitJob(
   let jobId: string = randomUUID();
   let meta: JobMeta | undefined;
   let joined = false;
+  // A client gone during the checks above gets no job: nobody would learn its id. With an
+  // Idempotency-Key it may come back for it, so the job is made (or joined) as asked.
+  if (!idemKey && res.destroyed) throw hungUp();
   if (idemKey) {
     const fingerprint = fingerprintOf(req, body ?? Buffer.alloc(0));
     const prior = await deps.jobs.idempotency.claim(
@@ -183,20 +187,21 @@ async function answerSync(
   onAnswered: ((result: JobResult, bytes: Buffer) => Promise<void>) | undefined,
 ): Promise<void> {
   const { meta, idemKey } = w;
-  const hungUp = new Promise<never>((_, reject) => {
-    res.on("close", () => {
+  const gone = new Promise<never>((_, reject) => {
+    const onClose = () => {
       if (res.writableEnded) return;
       if (!idemKey && !deps.stopping.aborted) void deps.jobs.cancel(meta).catch(() => {});
-      reject(
-        new AppError("invalid_request", "The client closed the connection before the answer was ready."),
-      );
-    });
+      reject(hungUp());
+    };
+    // A client that left while the job was being created closed before this listener existed.
+    if (res.destroyed) onClose();
+    else res.on("close", onClose);
   });
-  hungUp.catch(() => {});
+  gone.catch(() => {});
   const queued = performance.now();
   const { result, bytes: inline } = await Promise.race([
     deps.producer.answer(w.pending, meta.id, meta.queue, deps.requestTimeoutMs, w.joined),
-    hungUp,
+    gone,
   ]);
   const finished = performance.now();
   const bytes = inline ?? (await storedAnswer(deps.store, result));
@@ -220,7 +225,7 @@ async function answerSync(
  * the worker's `read`,
  * `model`, `post` (pre/postprocessing and encoding) and `write`, then `fetch` (reading the answer).
  */
-function serverTiming(
+export function serverTiming(
   result: JobResult,
   receiveMs: number,
   admitMs: number,

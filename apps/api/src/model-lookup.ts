@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { AppError, headerFlag, type ModelInfo } from "@hybrid/protocol";
 import type { WorkerDirectory } from "@hybrid/queue";
+import { hungUp } from "./hang-up.ts";
 
 /** What a model lookup needs: the worker directory and how long a loading model takes. */
 export interface ModelLookupDeps {
@@ -17,7 +18,13 @@ export interface ModelLookupDeps {
  * `estimated_time`, or, with `waitForModel` (the `x-wait-for-model: true` header), a wait for a
  * worker (up to the request timeout).
  */
-export async function findModel(deps: ModelLookupDeps, id: string, waitForModel = false): Promise<ModelInfo> {
+export async function findModel(
+  deps: ModelLookupDeps,
+  id: string,
+  waitForModel = false,
+  /** Whether the client hung up: the wait for a model ends then (nobody would get the answer). */
+  gone: () => boolean = () => false,
+): Promise<ModelInfo> {
   const { directory } = deps;
   const m = (await directory.models()).get(id);
   if (m) return m;
@@ -33,6 +40,7 @@ export async function findModel(deps: ModelLookupDeps, id: string, waitForModel 
     const until = Date.now() + deps.requestTimeoutMs;
     while (Date.now() < until) {
       await new Promise((r) => setTimeout(r, 500));
+      if (gone()) throw hungUp();
       const back = (await directory.models(true)).get(id);
       if (back) return back;
     }

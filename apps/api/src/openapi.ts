@@ -22,6 +22,16 @@ import { modelPaths } from "./routes/models.openapi.ts";
 import { vaePaths } from "./routes/vae.openapi.ts";
 import { webPaths } from "./routes/web.openapi.ts";
 
+/**
+ * Which routes need no key, as every document says it (README, docs/*.md, this document's
+ * description; a test holds them to this wording): the ones mounted before `authenticate` in
+ * `app.ts`.
+ */
+export const PUBLIC_ROUTES =
+  "every route but `/health/*`, `/metrics` (unless `METRICS_ENABLED=false`), `/openapi.json`, " +
+  "`/docs`, the playground (`/` and its files) and the queue dashboard (`/admin/queues`, which has " +
+  "its own `ADMIN_KEY`) needs `Authorization: Bearer <key>`";
+
 /*
  * The OpenAPI 3.1 document of the API (`GET /openapi.json`), assembled from the paths each router
  * declares beside itself (`routes/*.openapi.ts`, `metrics.openapi.ts`, `dashboard.openapi.ts`).
@@ -96,8 +106,7 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
         version,
         description:
           "Hugging Face-compatible remote VAE (decode/encode) and text-to-image / image-to-image " +
-          "endpoints, run as queued jobs. With API keys configured every route but `/health/*`, " +
-          "`/metrics`, `/openapi.json` and `/docs` needs `Authorization: Bearer <key>`; without keys " +
+          `endpoints, run as queued jobs. With API keys configured ${PUBLIC_ROUTES}; without keys ` +
           "the service is open. Every error is JSON `ErrorBody`.",
       },
       tags: [

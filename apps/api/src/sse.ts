@@ -1,4 +1,4 @@
-import { isTerminal, type JobEventName, type JobView, jobObjectOf } from "@hybrid/protocol";
+import { AppError, isTerminal, type JobEventName, type JobView, jobObjectOf } from "@hybrid/protocol";
 import type { JobEvent, JobEventHub, JobMeta, JobStore } from "@hybrid/queue";
 import type { Request, Response } from "express";
 
@@ -33,11 +33,54 @@ export interface SseOptions {
   staleMs: number;
   /** Aborts when the API shuts down: streams end, and clients reconnect with Last-Event-ID. */
   stopping?: AbortSignal;
+  /** The open streams of each key in this process (`MAX_SSE_STREAMS_PER_KEY`). */
+  slots: StreamSlots;
+}
+
+/**
+ * Counts the event streams each owner (an API key, or every anonymous caller together) holds
+ * open in this process, and refuses one beyond the limit: each stream holds a listener, a timer
+ * and a connection until its job ends, which may be never for a job that is never picked up.
+ */
+export class StreamSlots {
+  private readonly open = new Map<string, number>();
+
+  /** @param max - streams one owner may hold open at once. */
+  constructor(readonly max: number) {}
+
+  /** Takes a slot for `owner` or throws 429 `rate_limited`; the returned function gives it back (once). */
+  take(owner: string): () => void {
+    const n = this.open.get(owner) ?? 0;
+    if (n >= this.max)
+      throw new AppError(
+        "rate_limited",
+        `This API key already has ${n} event streams open (its limit is ${this.max}); close one first.`,
+        { retryAfterSeconds: 1 },
+      );
+    this.open.set(owner, n + 1);
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      const left = (this.open.get(owner) ?? 1) - 1;
+      if (left > 0) this.open.set(owner, left);
+      else this.open.delete(owner);
+    };
+  }
+
+  /** Streams open now, over all owners. */
+  get size(): number {
+    let n = 0;
+    for (const v of this.open.values()) n += v;
+    return n;
+  }
 }
 
 /**
  * `GET /v1/jobs/{id}/events`: replays the job's event log after `Last-Event-ID` (or from the
- * start), then follows new events live, and ends after the terminal one.
+ * start), then follows new events live, and ends after the terminal one. A client may hang up
+ * during any await here: each is followed by a check, so nothing (listener, keep-alive timer)
+ * outlives the connection.
  */
 export async function streamJobEvents(
   req: Request,
@@ -50,7 +93,22 @@ export async function streamJobEvents(
   let last = typeof header === "string" && SEQ.test(header.trim()) ? header.trim() : undefined;
   let ended = false;
   let live = false;
+  let timer: NodeJS.Timeout | undefined;
+  let unlisten: (() => void) | undefined;
   const early: JobEvent[] = [];
+
+  function end() {
+    if (ended) return;
+    ended = true;
+    clearInterval(timer);
+    unlisten?.();
+    opts.stopping?.removeEventListener("abort", end);
+    res.end();
+  }
+  // Before any await: a hang-up from here on ends the stream; one before it is seen below.
+  res.once("close", end);
+  opts.stopping?.addEventListener("abort", end);
+  if (res.destroyed || opts.stopping?.aborted) return end();
 
   res.writeHead(200, {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -71,19 +129,13 @@ export async function streamJobEvents(
     if (TERMINAL.has(e.event)) end();
   };
   // Listen before reading the log, so nothing published in between is missed.
-  const unlisten = await deps.hub.listen(meta.id, (e) => (live ? send(e) : early.push(e)));
-  const timer = setInterval(() => {
+  const off = await deps.hub.listen(meta.id, (e) => (live ? send(e) : early.push(e)));
+  if (ended) return off();
+  unlisten = off;
+  timer = setInterval(() => {
     res.write(": keep-alive\n\n");
     void checkStale();
   }, opts.keepAliveMs);
-  function end() {
-    if (ended) return;
-    ended = true;
-    clearInterval(timer);
-    unlisten();
-    opts.stopping?.removeEventListener("abort", end);
-    res.end();
-  }
   async function checkStale() {
     const job = await deps.jobs.views.describe(meta.id).catch(() => null);
     if (!job || ended || !isTerminal(job.status)) return;
@@ -96,14 +148,14 @@ export async function streamJobEvents(
     }
     await deps.jobs.events.publish({ ...meta, logged: true }, job.status as JobEventName, job);
   }
-  req.on("close", end);
-  opts.stopping?.addEventListener("abort", end);
 
   // A job nobody followed logs nothing: from now on it does, and the stream starts with the job
   // as it is (its end comes live, or is this snapshot).
   if (!meta.logged) await deps.jobs.records.follow(meta);
+  if (ended) return;
   // The whole log: events up to Last-Event-ID are skipped by send(), but a terminal one ends the stream.
   const log = await deps.jobs.events.read(meta.id);
+  if (ended) return;
   for (const e of log) send(e);
   if (!meta.logged && log.length === 0) {
     const now = await deps.jobs.views.describe(meta.id);

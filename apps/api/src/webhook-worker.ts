@@ -30,6 +30,8 @@ export interface WebhookWorkerOptions {
   resolver?: WebhookResolver;
   /** Whether a progress delivery is still its job's newest (`JobEvents.isLatestProgress`). */
   isLatestProgress?: (jobId: string, msgId: string) => Promise<boolean>;
+  /** Where the worker's connection errors go (the process's `RedisFaults`); absent: each is logged. */
+  onError?: (err: Error) => void;
 }
 
 /** What a skipped (superseded) progress delivery returns as its status: nothing was sent. */
@@ -186,6 +188,6 @@ export function startWebhookWorker(keys: KeyStore, log: Logger, opts: WebhookWor
       "webhook attempt failed",
     ),
   );
-  worker.on("error", (err) => log.warn({ err: err.message }, "webhook queue error"));
+  worker.on("error", opts.onError ?? ((err) => log.warn({ err: err.message }, "webhook queue error")));
   return worker;
 }

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   formFor,
   imageToImageParams,
+  initialModel,
   modelsFor,
   randomSeed,
   roundTripModels,
@@ -69,6 +70,15 @@ describe("models per tab", () => {
     expect(modelsFor(all, "text-to-image").map((m) => m.id)).toEqual(["sd-tiny", "t2i"]);
     expect(modelsFor(all, "image-to-image").map((m) => m.id)).toEqual(["sd-tiny"]);
     expect(roundTripModels(all).map((m) => m.id)).toEqual(["sd-tiny", "t2i"]);
+  });
+});
+
+describe("the model a generation tab starts on", () => {
+  it("is sd-tiny (the docs' and the screenshot's) when served, even after others alphabetically before it", () => {
+    const lcm: ModelEntry = { ...sd, id: "lcm-tiny" };
+    expect(initialModel(modelsFor([lcm, sd, t2iOnly], "text-to-image"))?.id).toBe("sd-tiny");
+    expect(initialModel([lcm, t2iOnly])?.id).toBe("lcm-tiny");
+    expect(initialModel([])).toBeUndefined();
   });
 });
 

@@ -33,6 +33,16 @@ export interface GenerationForm {
 export const modelsFor = (models: readonly ModelEntry[], task: GenerationTask): ModelEntry[] =>
   models.filter((m) => m.generation?.tasks.includes(task));
 
+/**
+ * The pipeline the generation tabs start on when a worker serves it: the model of the README's
+ * examples and of docs/playground.png (alphabetically, `lcm-tiny` would come first).
+ */
+export const DEFAULT_MODEL = "sd-tiny";
+
+/** The model a generation tab starts on: {@link DEFAULT_MODEL} if served, else the first. */
+export const initialModel = (choices: readonly ModelEntry[]): ModelEntry | undefined =>
+  choices.find((m) => m.id === DEFAULT_MODEL) ?? choices[0];
+
 /** Models whose VAE both encodes and decodes images (4-D latents): the VAE tab's round trip. */
 export const roundTripModels = (models: readonly ModelEntry[]): ModelEntry[] =>
   models.filter(

@@ -13,6 +13,7 @@ import {
   ReplySender,
   WorkerDirectory,
 } from "@hybrid/queue";
+import { RedisFaults } from "@hybrid/service";
 import type { Job, Worker } from "bullmq";
 import type { Logger } from "pino";
 import { createJobRunner, type Runs } from "./job-runner.ts";
@@ -66,8 +67,9 @@ export interface RunningWorker {
  */
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { log, prefix, redisUrl, workerId } = deps;
-  const redis = createRedis(redisUrl, "command");
-  redis.on("error", (err) => log.warn({ err: err.message }, "redis error"));
+  // Every connection reports to one place: an outage is told once, then quietly retried.
+  const faults = new RedisFaults(log, redisUrl);
+  const redis = faults.watch(createRedis(redisUrl, "command"));
   const store = new PayloadStore(redis, prefix, deps.payloadTtlSeconds);
   const queues = new Queues(redisUrl, prefix);
   const jobs = new JobStore(redis, queues, store, { prefix, catalog: deps.catalog });
@@ -95,7 +97,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
         concurrency: jobCatalog.entries[kind].concurrency(deps.capacity),
         ...(deps.lockMs !== undefined ? { lockMs: deps.lockMs } : {}),
       });
-      w.on("error", (err) => log.warn({ err: err.message, queue: w.name }, "queue error"));
+      faults.watch(w);
       attachLifecycle(w, jobs, store, log);
       deps.metrics.observe(w, kind, m.id);
       return w;
@@ -104,8 +106,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
   // A cancel of a running job reaches every worker; the one running it aborts it.
-  const cancels = createRedis(redisUrl, "blocking");
-  cancels.on("error", (err) => log.warn({ err: err.message }, "redis error"));
+  const cancels = faults.watch(createRedis(redisUrl, "blocking"));
   cancels.on("message", (_channel: string, jobId: string) => {
     for (const w of workers)
       if (w.cancelJob(jobId, "canceled")) log.info({ jobId, queue: w.name }, "cancel asked");

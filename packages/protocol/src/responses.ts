@@ -13,6 +13,11 @@ export type ModelTask = z.infer<typeof ModelTask>;
 
 /** One entry of `GET /v1/models`: what the worker announced, plus the tasks and their URLs. */
 export const ModelEntry = ModelInfo.extend({
+  task: ModelTask.meta({
+    description:
+      "The model's main task: a pipeline's first generation task (`text-to-image`), else `vae`. " +
+      "Everything it does is in `tasks`.",
+  }),
   tasks: z.array(ModelTask).meta({ description: "`vae`, plus the generation tasks of a pipeline model." }),
   endpoints: z
     .record(z.string(), z.string())

@@ -47,6 +47,13 @@ export class JobEventHub {
     };
   }
 
+  /** Listeners attached now, over all jobs (each open event stream holds one). */
+  get listenerCount(): number {
+    let n = 0;
+    for (const set of this.listeners.values()) n += set.size;
+    return n;
+  }
+
   close(): void {
     this.subscriber.disconnect();
   }

@@ -1,3 +1,4 @@
 export * from "./logger.ts";
+export * from "./redis-faults.ts";
 export * from "./redis-url.ts";
 export * from "./shared-env.ts";

@@ -41,4 +41,15 @@ describe("createLogger", () => {
     expect(() => JSON.parse(text().trim())).toThrow();
     expect(text()).not.toContain(secret);
   });
+
+  it("writes one line per entry for a terminal: a request log with nested fields stays on its line", async () => {
+    const { logger, text } = capture(true);
+    const req = { id: "r1", method: "POST", url: "/v1/vae/sd/decode" };
+    logger.info({ req, res: { status: 200, jobId: "j1" }, responseTime: 12 }, "request completed");
+    logger.info({ req: { ...req, id: "r2" }, res: { status: 404 } }, "request completed");
+    await expect.poll(() => completeLines(text())).toHaveLength(2);
+    const [first, second] = completeLines(text());
+    expect(first).toMatch(/request completed.*r1.*\/v1\/vae\/sd\/decode.*200.*j1/);
+    expect(second).toMatch(/request completed.*r2.*404/);
+  });
 });

@@ -39,6 +39,8 @@ export function createLogger(
         colorize: destination === undefined,
         translateTime: "SYS:HH:MM:ss.l",
         ignore: "pid,hostname",
+        // One line per entry (a request, with its fields inline), not one per field.
+        singleLine: true,
         ...(destination ? { destination } : {}),
       }),
     );

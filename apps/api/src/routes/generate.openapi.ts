@@ -19,7 +19,11 @@ export const generationHeaders = {
   "x-cache": z
     .enum(["HIT", "MISS"])
     .optional()
-    .meta({ description: "Seeded synchronous requests: whether the answer came from the cache." }),
+    .meta({
+      description:
+        "Seeded synchronous requests: whether the answer came from the cache. Absent when the cache " +
+        "does not take the request (no seed, `x-use-cache: false`, a `Prefer` header, cache off).",
+    }),
   "x-prompt-truncated": z
     .literal("true")
     .optional()

@@ -76,6 +76,10 @@ export function jobRoutes(deps: JobRouteDeps): Router {
   });
 
   router.get("/v1/jobs/:id/events", async (req, res) => {
+    // Held from here until the connection closes, whether it streams or is refused below.
+    const release = deps.sse.slots.take(principalOf(res).owner);
+    res.once("close", release);
+    if (res.destroyed) return release();
     const meta = await ownJob(req, res);
     await streamJobEvents(req, res, meta, deps, deps.sse);
   });

@@ -31,6 +31,7 @@ describe("modelEntry", () => {
         },
       },
     });
+    expect(entry.task).toBe("text-to-image");
     expect(entry.tasks).toEqual(["vae", "text-to-image", "image-to-image"]);
     expect(entry.endpoints).toEqual({
       decode: "/v1/vae/pipe/decode",

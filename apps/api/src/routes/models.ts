@@ -12,6 +12,9 @@ export function modelEntry(m: ModelInfo): ModelEntry {
   const id = encodeURIComponent(m.id);
   return {
     ...m,
+    // Workers announce `task: "vae"` for every model (older APIs parse exactly that); a pipeline
+    // is listed by what it is for.
+    task: m.generation?.tasks[0] ?? "vae",
     tasks: ["vae", ...(m.generation?.tasks ?? [])],
     endpoints: Object.fromEntries([
       ...m.operations.map((op) => [op, `/v1/vae/${id}/${op}`]),

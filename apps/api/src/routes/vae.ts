@@ -60,7 +60,12 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
 
   router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
     // The model first: a request to an unknown model is `unknown_model` whatever its query.
-    const m = await findModel(deps, req.params.model as string, waitsForModel(req.headers));
+    const m = await findModel(
+      deps,
+      req.params.model as string,
+      waitsForModel(req.headers),
+      () => res.destroyed,
+    );
     assertModelAllowed(res, m.id);
     checkQuerySizes(req.query);
     if (req.query.shape === undefined) throw missingShape();
@@ -94,7 +99,12 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   });
 
   router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
-    const m = await findModel(deps, req.params.model as string, waitsForModel(req.headers));
+    const m = await findModel(
+      deps,
+      req.params.model as string,
+      waitsForModel(req.headers),
+      () => res.destroyed,
+    );
     assertModelAllowed(res, m.id);
     checkQuerySizes(req.query);
     const q = parseOrThrow(EncodeQuery, req.query);

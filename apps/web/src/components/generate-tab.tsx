@@ -6,6 +6,7 @@ import {
   type GenerationForm,
   type GenerationTask,
   imageToImageParams,
+  initialModel,
   modelsFor,
   randomSeed,
   SCHEDULERS,
@@ -47,7 +48,7 @@ type TextField = Exclude<keyof GenerationForm, "previews" | "format">;
 /** Text-to-image or image-to-image: the form on one side, the run and its image on the other. */
 export function GenerateTab({ task, client, models, onUnauthorized }: Props) {
   const choices = useMemo(() => modelsFor(models, task), [models, task]);
-  const [form, setForm] = useState<GenerationForm>(() => formFor(choices[0]));
+  const [form, setForm] = useState<GenerationForm>(() => formFor(initialModel(choices)));
   const [image, setImage] = usePickedImage();
   const [missing, setMissing] = useState<ShownError | null>(null);
   const run = useGeneration(client, onUnauthorized);
@@ -55,7 +56,7 @@ export function GenerateTab({ task, client, models, onUnauthorized }: Props) {
 
   // Models come and go with their workers: keep the chosen one while it is served.
   useEffect(() => {
-    if (!choices.some((m) => m.id === form.model)) setForm((f) => formFor(choices[0], f));
+    if (!choices.some((m) => m.id === form.model)) setForm((f) => formFor(initialModel(choices), f));
   }, [choices, form.model]);
 
   const set = (field: TextField) => (e: Event) => {

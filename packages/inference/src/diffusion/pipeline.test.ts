@@ -107,6 +107,35 @@ describe("generate", () => {
     expect(seen[0]!.preview!.data.length).toBe(8 * 12 * 3);
   });
 
+  it.each([
+    ["pndm", {}, 6],
+    ["pndm", { strength: 0.5 }, 3],
+    ["euler", { strength: 0.5 }, 3],
+    ["dpmpp_2m_karras", {}, 6],
+  ] as const)(
+    "%s %j: reports the steps asked for, whatever the denoiser evaluations",
+    async (scheduler, p, total) => {
+      const { port1, port2 } = new MessageChannel();
+      const seen: ProgressMessage[] = [];
+      port2.on("message", (m: ProgressMessage) => seen.push(m));
+      const init = "strength" in p ? await generate(task(files.sd), settings) : null;
+      await generate(
+        task(
+          files.sd,
+          { num_inference_steps: 6, scheduler, ...p, ...(init ? { task: "image-to-image" as const } : {}) },
+          { progress: port1, ...(init ? { init: { data: init.data, width: 64, height: 96 } } : {}) },
+        ),
+        settings,
+      );
+      await expect.poll(() => seen.at(-1)?.done).toBe(true);
+      port2.close();
+      expect(seen.filter((m) => !m.done).map((m) => m.step)).toEqual(
+        Array.from({ length: total }, (_, i) => i + 1),
+      );
+      expect(seen.every((m) => m.total === total)).toBe(true);
+    },
+  );
+
   it("shapes its latents by the model's geometry, not by SD 1.x's constants", async () => {
     // The same graphs told that the VAE's factor is 16: latents (and previews) at 1/16 of the
     // image; the decoder, which really upsamples 8x, then answers half the asked size.

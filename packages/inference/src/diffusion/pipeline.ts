@@ -221,7 +221,12 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   // The scheduler works on [1, C, h, w]; the denoiser sees the batch in its own (packed) layout.
   const patch = geometry.patchSize;
   const end = untouched ? scheduler.beginIndex : scheduler.timesteps.length;
-  const total = end - scheduler.beginIndex;
+  const evaluations = end - scheduler.beginIndex;
+  // Progress counts the steps the user asked for (after strength), not denoiser evaluations:
+  // PLMS evaluates its first step twice (30 steps are 31 evaluations). The extra evaluations come
+  // first, so the first report is sent once the first real step is done.
+  const total = Math.min(evaluations, Math.max(0, scheduler.numInferenceSteps - scheduler.beginIndex));
+  const extra = evaluations - total;
   for (let i = scheduler.beginIndex; i < end; i++) {
     if (task.cancel && Atomics.load(task.cancel, 0) !== 0)
       throw new AppError("canceled", "The job was canceled.");
@@ -244,8 +249,8 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
       for (let k = 0; k < n; k++) eps[k] = pred[k]! + g * (pred[n + k]! - pred[k]!);
     }
     latents = scheduler.step(unpackPatches(eps, shape, patch), i, latents, noise);
-    if (task.progress) {
-      const step = i - scheduler.beginIndex + 1;
+    const step = i - scheduler.beginIndex + 1 - extra;
+    if (task.progress && step >= 1) {
       const msg: ProgressMessage = { step, total };
       if (params.previews)
         msg.preview = { data: latentPreview(latents, channels, h, w), width: w, height: h };
