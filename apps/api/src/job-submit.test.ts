@@ -31,14 +31,14 @@ const replies = new ReplyListener(createRedis(url, "blocking"), prefix, store);
 /** The real producer, whose next admission check can be held (a step of job creation). */
 class GatedProducer extends JobProducer {
   hold: { reached: () => void; opened: Promise<void> } | null = null;
-  override async backlog(queue: string): Promise<number> {
+  override async admit(queue: string, jobId: string, limit: number) {
     const h = this.hold;
     this.hold = null;
     if (h) {
       h.reached();
       await h.opened;
     }
-    return super.backlog(queue);
+    return super.admit(queue, jobId, limit);
   }
 }
 const producer = new GatedProducer(queues, settings, replies);
