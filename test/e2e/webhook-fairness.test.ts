@@ -273,7 +273,7 @@ describe("a tenant whose receiver hangs", () => {
           const mine = (await q.getJobs(["delayed"])).find(
             (j) => (j.data as { jobId?: string }).jobId === id,
           );
-          if (!mine || mine.attemptsMade !== 2 || mine.attemptsStarted < 3)
+          if (mine?.attemptsMade !== 2 || mine.attemptsStarted < 3)
             throw new Error("bob's delivery has not been postponed by the circuit yet");
           return mine;
         },
