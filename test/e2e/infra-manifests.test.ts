@@ -5,7 +5,6 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Env as ApiEnv } from "@hybrid/api/env";
-import { isLoopbackHost } from "@hybrid/api/exposure";
 import { jobCatalog, Queues } from "@hybrid/queue";
 import { Env as WorkerEnv } from "@hybrid/worker/env";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
@@ -80,7 +79,8 @@ describe("infra/k8s manifests", () => {
     const pod = api.spec.template.spec;
     const c = pod.containers.find((x) => x.name === "api")!;
     const env = new Map((c.env ?? []).map((e) => [e.name, e]));
-    expect(isLoopbackHost(env.get("HOST")?.value ?? "127.0.0.1")).toBe(false);
+    // Every address of the pod (the API's default is loopback).
+    expect(env.get("HOST")?.value).toBe("0.0.0.0");
     expect(env.get("ADMIN_KEY")?.valueFrom?.secretKeyRef).toBeDefined();
     const keysFile = env.get("API_KEYS_FILE")?.value ?? "";
     const mount = c.volumeMounts?.find((m) => m.mountPath === dirname(keysFile));
@@ -92,7 +92,7 @@ describe("infra/k8s manifests", () => {
       secrets: Record<string, { file: string }>;
     };
     const composeApi = compose.services.api;
-    expect(isLoopbackHost(composeApi.environment.HOST ?? "127.0.0.1")).toBe(false);
+    expect(composeApi.environment.HOST).toBe("0.0.0.0");
     expect(Object.keys(composeApi.environment).every((k) => k in ApiEnv.shape)).toBe(true);
     // Compose mounts secret NAME at /run/secrets/NAME.
     const secret = /^\/run\/secrets\/([\w-]+)$/.exec(composeApi.environment.API_KEYS_FILE ?? "")?.[1];
