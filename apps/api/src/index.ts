@@ -16,7 +16,7 @@ import { createLogger, generateLimitsOf, limitsOf, loadSettingsOrExit, RedisFaul
 import { createApp } from "./app.ts";
 import { logDashboardAccess } from "./dashboard.ts";
 import { DEFAULT_KEYS_FILE, Env } from "./env.ts";
-import { allowedHostsOf, startupRefusal } from "./exposure.ts";
+import { allowedHostsOf, isLoopbackHost, startupRefusal } from "./exposure.ts";
 import { KeyStore } from "./keys.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { KeyRateLimiter } from "./rate-limit.ts";
@@ -48,7 +48,9 @@ if (keys.enabled) logger.info({ file: keysFile, keys: keys.size }, "API keys req
 else
   logger.warn(
     { file: keysFile },
-    "NO API KEYS: this service is open to anyone who can reach it. Create one with `pnpm keys create NAME`.",
+    isLoopbackHost(env.HOST)
+      ? "NO API KEYS: this service is open to every program on this machine (it listens on loopback only). Create one with `pnpm keys create NAME`."
+      : "NO API KEYS: this service is open to anyone who can reach it (ALLOW_ANONYMOUS=true). Create one with `pnpm keys create NAME`.",
   );
 logDashboardAccess(logger, keys.enabled, env.ADMIN_KEY);
 // Followed in the background: a request's auth never waits on the file system.
