@@ -139,7 +139,8 @@ describe("dashboardRoutes", () => {
 
   it("is never framed by another page, whatever the answer", async () => {
     const d = await serve({ keysEnabled: false, adminKey: "a".repeat(32), models: [] });
-    for (const headers of [{}, { Authorization: `Bearer ${"a".repeat(32)}` }]) {
+    const asks: Record<string, string>[] = [{}, { Authorization: `Bearer ${"a".repeat(32)}` }];
+    for (const headers of asks) {
       const res = await fetch(`${d.base}/admin/queues`, { headers });
       expect(res.headers.get("content-security-policy")).toBe("frame-ancestors 'none'");
       expect(res.headers.get("x-frame-options")).toBe("DENY");
