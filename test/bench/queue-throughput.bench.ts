@@ -14,6 +14,7 @@
 // BENCH_DECODE_MS ("25,100": per-decode GPU times the GPU count is printed for),
 // BENCH_QUEUE_MONITOR_SECONDS (2; 0 skips the MONITOR pass). Redis: REDIS_URL, else its own.
 import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { hostname, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeFromFloat32 } from "@hybrid/protocol";
@@ -88,13 +89,15 @@ const echo = await Promise.all(
 );
 
 const port = await freePort();
+const noKeysFile = join(tmpdir(), `${prefix}-no-keys.json`);
+writeFileSync(noKeysFile, '{ "keys": [] }\n');
 const api = startApp("api", {
   REDIS_URL: redisServer.url,
   QUEUE_PREFIX: prefix,
   PORT: String(port),
   HOST: "127.0.0.1",
-  // A keys file that does not exist: the service runs open, as in the e2e stack.
-  API_KEYS_FILE: join(tmpdir(), `${prefix}-no-keys.json`),
+  // A keys file with no keys: the service runs open, as in the e2e stack.
+  API_KEYS_FILE: noKeysFile,
   LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
 });
 const baseUrl = `http://127.0.0.1:${port}`;

@@ -3,10 +3,16 @@
 // started by command inside that tree (its own tsx, its own sources, the env names both the
 // Foundation commit b57d47f and main read), never through this tree's modules.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startRedisServer, stop, waitFor } from "../../scripts/lib.ts";
+
+/** Writes a keys file with no keys at `path` (the API then runs open) and returns the path. */
+function emptyKeysFile(path: string): string {
+  writeFileSync(path, '{ "keys": [] }\n');
+  return path;
+}
 
 export interface TreeStack {
   /** A short name for reports. */
@@ -59,8 +65,9 @@ export async function startTreeStack(opts: TreeStackOptions): Promise<TreeStack>
     ...common,
     PORT: String(port),
     HOST: "127.0.0.1",
-    // A keys file that does not exist: a developer's ./keys.json must not switch auth on here.
-    API_KEYS_FILE: join(tmpdir(), `load-bench-${port}-no-keys.json`),
+    // A keys file with no keys: a developer's ./keys.json must not switch auth on here (a named
+    // keys file must exist: APIs from before that rule read a missing one the same way).
+    API_KEYS_FILE: emptyKeysFile(join(tmpdir(), `load-bench-${port}-no-keys.json`)),
     ...opts.api,
   });
   const baseUrl = `http://127.0.0.1:${port}`;

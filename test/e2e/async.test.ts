@@ -143,7 +143,11 @@ describe("the job resource", () => {
     const res = await fetch(`${stack.baseUrl}/v1/jobs/${randomUUID()}`);
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ code: "not_found" });
-    const model = await fetch(`${stack.baseUrl}/v1/vae/no-such-model/decode`, { method: "POST", body: "x" });
+    const model = await fetch(`${stack.baseUrl}/v1/vae/no-such-model/decode`, {
+      method: "POST",
+      headers: { "Content-Type": "tensor/binary" },
+      body: "x",
+    });
     expect(model.status).toBe(404);
     expect(await model.json()).toMatchObject({ code: "unknown_model" });
   });

@@ -3,7 +3,7 @@
 // environment variables they set exist, and the KEDA triggers read the real BullMQ wait lists
 // of the job catalog's queues.
 import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Env as ApiEnv } from "@hybrid/api/env";
 import { jobCatalog, Queues } from "@hybrid/queue";
 import { Env as WorkerEnv } from "@hybrid/worker/env";
@@ -11,7 +11,7 @@ import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObj
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { Service } from "kubernetes-models/v1/Service";
 import { describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { repoRoot } from "../../scripts/lib.ts";
 import { REDIS_URL } from "./stack.ts";
 
@@ -62,6 +62,45 @@ describe("infra/k8s manifests", () => {
       }
     }
     expect(checked).toBeGreaterThan(0);
+  });
+
+  it("give the API its keys and ADMIN_KEY from secrets, and listen beyond loopback only with them", () => {
+    type Container = {
+      name: string;
+      env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+      volumeMounts?: { name: string; mountPath: string }[];
+    };
+    const api = docs.find((d) => d.doc.kind === "Deployment" && d.doc.metadata.name === "hybrid-api")!
+      .doc as unknown as {
+      spec: {
+        template: { spec: { containers: Container[]; volumes?: { name: string; secret?: unknown }[] } };
+      };
+    };
+    const pod = api.spec.template.spec;
+    const c = pod.containers.find((x) => x.name === "api")!;
+    const env = new Map((c.env ?? []).map((e) => [e.name, e]));
+    // Every address of the pod (the API's default is loopback).
+    expect(env.get("HOST")?.value).toBe("0.0.0.0");
+    expect(env.get("ADMIN_KEY")?.valueFrom?.secretKeyRef).toBeDefined();
+    const keysFile = env.get("API_KEYS_FILE")?.value ?? "";
+    const mount = c.volumeMounts?.find((m) => m.mountPath === dirname(keysFile));
+    expect(mount, `a volume at ${dirname(keysFile)}`).toBeDefined();
+    expect(pod.volumes?.find((v) => v.name === mount!.name)?.secret).toBeDefined();
+
+    const compose = parse(readFileSync(join(repoRoot, "infra", "compose.yaml"), "utf8")) as {
+      services: { api: { environment: Record<string, string>; secrets: string[] } };
+      secrets: Record<string, { file: string }>;
+    };
+    const composeApi = compose.services.api;
+    expect(composeApi.environment.HOST).toBe("0.0.0.0");
+    expect(Object.keys(composeApi.environment).every((k) => k in ApiEnv.shape)).toBe(true);
+    // Compose mounts secret NAME at /run/secrets/NAME.
+    const secret = /^\/run\/secrets\/([\w-]+)$/.exec(composeApi.environment.API_KEYS_FILE ?? "")?.[1];
+    expect(secret).toBeDefined();
+    expect(composeApi.secrets).toContain(secret);
+    expect(compose.secrets[secret!]?.file).toBeDefined();
+    // Interpolated from the operator's environment, and required (`:?`): never a default in the file.
+    expect(composeApi.environment.ADMIN_KEY).toMatch(/^\$\{ADMIN_KEY:\?/);
   });
 
   it("scale workers on the wait lists BullMQ really uses for the catalog's queues", async () => {

@@ -236,13 +236,29 @@ describe("every operation, against the running API", () => {
     const conflict = await decode({ ...small(), partial_postprocess: false }, { "Idempotency-Key": key });
     expect(conflict.status).toBe(422);
 
-    const bad = await call(DECODE, "/v1/vae/sd-v1-tiny/decode?shape=x", { body: "x" });
+    const bad = await call(DECODE, "/v1/vae/sd-v1-tiny/decode?shape=x", {
+      headers: { "Content-Type": "tensor/binary" },
+      body: "x",
+    });
     expect([bad.status, (bad.json as { code: string }).code]).toEqual([400, "invalid_shape"]);
-    const short = await call(DECODE, `/v1/vae/sd-v1-tiny/decode?${decodeQuery}`, { body: "xx" });
+    const short = await call(DECODE, `/v1/vae/sd-v1-tiny/decode?${decodeQuery}`, {
+      headers: { "Content-Type": "tensor/binary" },
+      body: "xx",
+    });
     expect([short.status, (short.json as { code: string }).code]).toEqual([400, "invalid_body_length"]);
     const hook = await decode(small(), { "X-Webhook-Url": "not a url" });
     expect([hook.status, (hook.json as { code: string }).code]).toEqual([400, "invalid_webhook"]);
-    expect((await call(DECODE, `/v1/vae/nope/decode?${decodeQuery}`, { body: "x" })).status).toBe(404);
+    expect(
+      (
+        await call(DECODE, `/v1/vae/nope/decode?${decodeQuery}`, {
+          headers: { "Content-Type": "tensor/binary" },
+          body: "x",
+        })
+      ).status,
+    ).toBe(404);
+    // A body a cross-site form could send (fetch types a string body text/plain).
+    const simple = await call(DECODE, `/v1/vae/sd-v1-tiny/decode?${decodeQuery}`, { body: "x" });
+    expect([simple.status, (simple.json as { code: string }).code]).toEqual([415, "unsupported_media_type"]);
   });
 
   it("POST /v1/vae/{model}/encode", async () => {
@@ -257,7 +273,10 @@ describe("every operation, against the running API", () => {
       { headers: { "Content-Type": "tensor/binary" }, body: tensor.data },
     );
     expect(fromTensor.status).toBe(200);
-    const empty = await call("POST /v1/vae/{model}/encode", "/v1/vae/sd-v1-tiny/encode", { body: "" });
+    const empty = await call("POST /v1/vae/{model}/encode", "/v1/vae/sd-v1-tiny/encode", {
+      headers: { "Content-Type": "image/png" },
+      body: "",
+    });
     expect([empty.status, (empty.json as { code: string }).code]).toEqual([400, "empty_body"]);
   });
 

@@ -1,6 +1,7 @@
 // A real stack for end-to-end tests: the machine's Redis (or REDIS_URL, which may name a Redis
 // Cluster), workers and one API process started from source, under a key prefix of their own.
 import type { ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateDefaultModels } from "@hybrid/model-tools";
@@ -98,8 +99,10 @@ export async function startStack(env: Record<string, string> = {}, opts: StackOp
   const common = { REDIS_URL, QUEUE_PREFIX: prefix, MODELS_DIR: TEST_MODELS_DIR, LOG_LEVEL: "warn", ...env };
   const workerEnv = { ...common, HEARTBEAT_SECONDS: "1", GENERATE_DEFAULT_MODELS: "false", ...opts.worker };
   const workers = [startApp("worker", workerEnv)];
-  // A keys file that does not exist: a developer's ./keys.json must not switch auth on here.
+  // A keys file with no keys: a developer's ./keys.json must not switch auth on here (and a
+  // named keys file must exist, or the API refuses to start).
   const noKeys = join(tmpdir(), `${prefix}-no-keys.json`);
+  writeFileSync(noKeys, '{ "keys": [] }\n');
   const api = startApp(
     "api",
     { ...common, PORT: String(port), HOST: "127.0.0.1", API_KEYS_FILE: noKeys, ...opts.api },

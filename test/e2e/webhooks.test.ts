@@ -97,7 +97,6 @@ describe("webhooks with WEBHOOK_SECRET", () => {
         api: {
           WEBHOOK_SECRET: secret,
           WEBHOOK_ALLOWED_HOSTS: "127.0.0.1",
-          API_KEYS_FILE: join(tmp, "no-keys.json"),
         },
       },
     );
@@ -249,7 +248,7 @@ describe("webhooks with WEBHOOK_SECRET", () => {
 describe("webhooks without WEBHOOK_SECRET or API keys", () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({}, { api: { API_KEYS_FILE: join(tmp, "no-keys.json") } });
+    stack = await startStack();
   });
   afterAll(async () => {
     await stack?.stop();

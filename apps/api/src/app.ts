@@ -6,6 +6,7 @@ import { pinoHttp } from "pino-http";
 import { authenticate } from "./auth.ts";
 import { type DashboardOptions, dashboardAccess, dashboardRoutes } from "./dashboard.ts";
 import { errorHandler, notFound } from "./errors.ts";
+import { type AllowedHost, requestGuard } from "./exposure.ts";
 import type { SubmitDeps } from "./job-submit.ts";
 import type { KeyStore } from "./keys.ts";
 import type { ApiMetrics } from "./metrics.ts";
@@ -35,6 +36,10 @@ export interface AppDeps extends GenerateRouteDeps, SubmitDeps {
    * `dist/`; null: no playground.
    */
   webDir?: string | null;
+  /**
+   * The `Host` names the API answers (`ALLOWED_HOSTS`, see exposure.ts); null or absent: any.
+   */
+  allowedHosts?: AllowedHost[] | null;
 }
 
 /**
@@ -89,6 +94,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
+  app.use(requestGuard({ allowedHosts: deps.allowedHosts ?? null, keysEnabled: () => deps.keys.enabled }));
   app.use(readOnly(healthRoutes(deps)));
 
   // Public docs and playground, and the dashboard with its own key: all before the API-key check.
@@ -110,7 +116,9 @@ export function createApp(deps: AppDeps): Express {
       ),
     );
   if (deps.dashboard)
-    app.use(dashboardRoutes({ ...deps.dashboard, directory: deps.directory, keys: deps.keys }));
+    app.use(
+      dashboardRoutes({ ...deps.dashboard, directory: deps.directory, keys: deps.keys, logger: deps.logger }),
+    );
   app.use(authenticate(deps.keys));
 
   app.use(modelRoutes(deps));

@@ -1,6 +1,7 @@
 import { AppError } from "@hybrid/protocol";
 import type { RequestHandler, Response } from "express";
 import { type ApiKeyRecord, bearerToken, type KeyStore } from "./keys.ts";
+import { unknownModel } from "./model-lookup.ts";
 
 /** Who is calling: the owner id their jobs are filed under, and their key when keys are on. */
 export interface Principal {
@@ -39,11 +40,13 @@ export function authenticate(keys: KeyStore): RequestHandler {
 
 export const principalOf = (res: Response): Principal => res.locals.principal as Principal;
 
-/** A key limited to some models may use only those (403 otherwise). */
+/**
+ * A key limited to some models may use only those: any other is answered as a model that does
+ * not exist (404 `unknown_model`, word for word), so the key cannot probe for the others.
+ */
 export function assertModelAllowed(res: Response, model: string): void {
   const models = principalOf(res).key?.models;
-  if (models && !models.includes(model))
-    throw new AppError("forbidden", `This API key may not use model ${model}.`);
+  if (models && !models.includes(model)) throw unknownModel(model);
 }
 
 /** Whether the caller's key may use the model (to list only those). */

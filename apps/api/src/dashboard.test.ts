@@ -4,8 +4,9 @@ import { Queues } from "@hybrid/queue";
 import { sdV1Generation, sdV1Model } from "@hybrid/testing";
 import { useTestRedis } from "@hybrid/testing/vitest";
 import express from "express";
+import type { Logger } from "pino";
 import { afterAll, describe, expect, it, vi } from "vitest";
-import { dashboardAccess, dashboardRoutes, presentedSecret } from "./dashboard.ts";
+import { dashboardAccess, dashboardRoutes, FailureLimiter, presentedSecret } from "./dashboard.ts";
 import { errorHandler, notFound } from "./errors.ts";
 
 const model = (id: string, generation: boolean): ModelInfo =>
@@ -21,7 +22,13 @@ afterAll(async () => {
 });
 
 /** The dashboard alone in an app with the API's 404 and error handler, listening on a free port. */
-async function serve(opts: { keysEnabled: boolean; adminKey?: string; models: ModelInfo[] }) {
+async function serve(opts: {
+  keysEnabled: boolean;
+  adminKey?: string;
+  models: ModelInfo[];
+  logger?: Logger;
+  failuresPerMinute?: number;
+}) {
   const keys = { enabled: opts.keysEnabled, refresh: async () => {} };
   const directory = { calls: 0, models: async () => new Map(opts.models.map((m) => [m.id, m])) };
   const counted = {
@@ -32,7 +39,15 @@ async function serve(opts: { keysEnabled: boolean; adminKey?: string; models: Mo
   };
   const app = express()
     .use(
-      dashboardRoutes({ queues, adminKey: opts.adminKey, refreshMs: REFRESH_MS, directory: counted, keys }),
+      dashboardRoutes({
+        queues,
+        adminKey: opts.adminKey,
+        refreshMs: REFRESH_MS,
+        directory: counted,
+        keys,
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        ...(opts.failuresPerMinute ? { failuresPerMinute: opts.failuresPerMinute } : {}),
+      }),
     )
     .use(notFound)
     .use(errorHandler);
@@ -120,5 +135,56 @@ describe("dashboardRoutes", () => {
     expect(none.status).toBe(401);
     expect(none.headers.get("www-authenticate")).toMatch(/^Basic /);
     expect(await d.names({ Authorization: `Bearer ${adminKey}` })).toContain("decode-m");
+  });
+
+  it("is never framed by another page, whatever the answer", async () => {
+    const d = await serve({ keysEnabled: false, adminKey: "a".repeat(32), models: [] });
+    const asks: Record<string, string>[] = [{}, { Authorization: `Bearer ${"a".repeat(32)}` }];
+    for (const headers of asks) {
+      const res = await fetch(`${d.base}/admin/queues`, { headers });
+      expect(res.headers.get("content-security-policy")).toBe("frame-ancestors 'none'");
+      expect(res.headers.get("x-frame-options")).toBe("DENY");
+    }
+  });
+
+  it("logs wrong admin keys and answers 429 after too many from one address", async () => {
+    const adminKey = "b".repeat(32);
+    const warned: unknown[] = [];
+    const logger = { warn: (fields: unknown) => warned.push(fields) } as unknown as Logger;
+    const d = await serve({ keysEnabled: true, adminKey, models: [], logger, failuresPerMinute: 3 });
+    // A browser's first request carries no key: that is a prompt, not a failure.
+    expect((await fetch(`${d.base}/admin/queues`)).status).toBe(401);
+    expect(warned).toEqual([]);
+    for (let i = 1; i <= 3; i++) {
+      const res = await fetch(`${d.base}/admin/queues`, { headers: { Authorization: `Bearer wrong-${i}` } });
+      expect(res.status).toBe(401);
+    }
+    expect(warned).toHaveLength(3);
+    expect(warned[2]).toMatchObject({ client: "127.0.0.1", path: "/admin/queues", failures: 3 });
+    // Now even the right key waits: guessing stays slow.
+    const limited = await fetch(`${d.base}/admin/queues/api/queues`, {
+      headers: { Authorization: `Bearer ${adminKey}` },
+    });
+    expect(limited.status).toBe(429);
+    expect(((await limited.json()) as { code: string }).code).toBe("rate_limited");
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+});
+
+describe("FailureLimiter", () => {
+  it("blocks an address after its limit within a window, and forgets it after", () => {
+    let now = 0;
+    const limiter = new FailureLimiter(2, 60_000, () => now);
+    expect(limiter.blockedFor("a")).toBe(0);
+    limiter.fail("a");
+    expect(limiter.blockedFor("a")).toBe(0);
+    limiter.fail("a");
+    expect(limiter.blockedFor("a")).toBe(60);
+    expect(limiter.blockedFor("b")).toBe(0);
+    now = 59_500;
+    expect(limiter.blockedFor("a")).toBe(1);
+    now = 60_000;
+    expect(limiter.blockedFor("a")).toBe(0);
+    expect(limiter.fail("a")).toBe(1);
   });
 });

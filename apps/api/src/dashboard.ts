@@ -22,11 +22,57 @@ export interface DashboardOptions {
   adminKey?: string | undefined;
   /** Least time between two re-reads of the queue list, in ms. @defaultValue 5000 */
   refreshMs?: number;
+  /**
+   * Wrong admin keys one client address may present per minute; beyond, every attempt from it
+   * gets 429 until the minute is over. @defaultValue {@link ADMIN_FAILURES_PER_MINUTE}
+   */
+  failuresPerMinute?: number;
 }
 
 export interface DashboardDeps extends DashboardOptions {
   directory: Pick<WorkerDirectory, "models">;
   keys: Pick<KeyStore, "enabled" | "refresh">;
+  /** Where refused admin keys are logged (the request's logger when absent). */
+  logger?: Logger;
+}
+
+/** Wrong admin keys per client address per minute before its attempts are refused (429). */
+export const ADMIN_FAILURES_PER_MINUTE = 10;
+
+/**
+ * Counts wrong admin keys per client address over fixed one-minute windows: the admin key is
+ * tried from the network, so guessing it must be slow. In memory, per API process.
+ */
+export class FailureLimiter {
+  private readonly windows = new Map<string, { count: number; resetAt: number }>();
+
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs = 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Seconds until `client` may try again; 0 when it may now. */
+  blockedFor(client: string): number {
+    const w = this.windows.get(client);
+    if (!w || w.resetAt <= this.now()) return 0;
+    return w.count >= this.limit ? Math.ceil((w.resetAt - this.now()) / 1000) : 0;
+  }
+
+  /** Records a failure of `client`; returns how many it has had in this window. */
+  fail(client: string): number {
+    const now = this.now();
+    let w = this.windows.get(client);
+    if (!w || w.resetAt <= now) {
+      // Expired windows go when the map grows, so an address spray cannot grow it for good.
+      if (this.windows.size >= 10_000)
+        for (const [k, v] of this.windows) if (v.resetAt <= now) this.windows.delete(k);
+      w = { count: 0, resetAt: now + this.windowMs };
+      this.windows.set(client, w);
+    }
+    w.count++;
+    return w.count;
+  }
 }
 
 /** Who may open the dashboard, as the logs say at start. */
@@ -66,17 +112,35 @@ export function presentedSecret(header: string | undefined): string | undefined 
   return colon >= 0 ? decoded.slice(colon + 1) : undefined;
 }
 
-/** Checks the admin key; hashing both sides first makes the comparison constant-time whatever the lengths. */
+/**
+ * Checks the admin key; hashing both sides first makes the comparison constant-time whatever the
+ * lengths. Wrong keys are logged with the client's address, and too many from one address in a
+ * minute refuse its attempts (429) until the minute is over.
+ */
 function adminGate(deps: DashboardDeps): RequestHandler {
   const expected = deps.adminKey === undefined ? undefined : sha256(deps.adminKey);
+  const failures = new FailureLimiter(deps.failuresPerMinute ?? ADMIN_FAILURES_PER_MINUTE);
   return async (req, res, next) => {
     await deps.keys.refresh();
     const access = dashboardAccess(deps.keys.enabled, deps.adminKey);
     if (access === "open") return next();
     if (access === "off" || !expected)
       throw new AppError("not_found", `No route for ${req.method} ${req.originalUrl.split("?")[0]}.`);
+    const client = req.socket.remoteAddress ?? "unknown";
+    const wait = failures.blockedFor(client);
+    if (wait > 0)
+      throw new AppError("rate_limited", "Too many wrong admin keys from this address; try again later.", {
+        retryAfterSeconds: wait,
+      });
     const presented = presentedSecret(req.headers.authorization);
     if (presented !== undefined && timingSafeEqual(sha256(presented), expected)) return next();
+    if (presented !== undefined) {
+      const count = failures.fail(client);
+      (deps.logger ?? req.log)?.warn(
+        { client, path: req.originalUrl.split("?")[0], failures: count },
+        "admin key refused",
+      );
+    }
     // Basic, so that a browser asks for it; scripts may send the same key as a bearer token.
     res.setHeader("WWW-Authenticate", 'Basic realm="hybrid-inference admin", charset="UTF-8"');
     throw new AppError(
@@ -164,6 +228,12 @@ export function dashboardRoutes(deps: DashboardDeps): Express {
   boardApp.disable("x-powered-by");
   const app = express();
   app.disable("x-powered-by");
-  app.use(DASHBOARD_PATH, adminGate(deps), refresh, noExternalFonts, boardApp);
+  // Never framed by another page (clickjacking the board); the board's own scripts keep working.
+  const noFraming: RequestHandler = (_req, res, next) => {
+    res.setHeader("Content-Security-Policy", "frame-ancestors 'none'");
+    res.setHeader("X-Frame-Options", "DENY");
+    next();
+  };
+  app.use(DASHBOARD_PATH, noFraming, adminGate(deps), refresh, noExternalFonts, boardApp);
   return app;
 }

@@ -6,7 +6,22 @@ export const Env = z.object({
   ...SharedEnv,
   /** HTTP port. */
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  HOST: z.string().default("0.0.0.0"),
+  /**
+   * Address to listen on. Loopback by default: only this machine can call the API. Any other
+   * address (`0.0.0.0` in a container) needs API keys, or `ALLOW_ANONYMOUS=true` (see exposure.ts).
+   */
+  HOST: z.string().min(1).default("127.0.0.1"),
+  /**
+   * Listening on a non-loopback `HOST` without API keys is refused at start unless this says so:
+   * the service is then open to anyone who can reach it.
+   */
+  ALLOW_ANONYMOUS: z.stringbool().default(false),
+  /**
+   * Host names (`Host` header) the API answers, comma-separated, each `name` (any port) or
+   * `name:port`; `*` answers any. Unset: the loopback names (`localhost`, `127.0.0.1`, `[::1]`)
+   * while `HOST` is loopback, any host otherwise. Stops DNS rebinding from reading a local API.
+   */
+  ALLOWED_HOSTS: z.string().optional(),
   /** How long a synchronous request waits for its job before answering 504 with the job id, in ms. */
   REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(120_000),
   /** Largest request body accepted, in bytes (larger: 413). */
@@ -26,9 +41,11 @@ export const Env = z.object({
     .default(256 * 1024),
   /**
    * The API keys file (`pnpm keys create ...` writes it). With keys in it, every route but
-   * /health/* needs `Authorization: Bearer <key>`; without, the service is open to anyone.
+   * /health/* needs `Authorization: Bearer <key>`; without, the service is open to anyone who can
+   * reach it. Unset: `keys.json` in the working directory, which may be missing (no keys); set,
+   * the file must exist (a missing one refuses to start: a mount that failed must not open the API).
    */
-  API_KEYS_FILE: z.string().default("keys.json"),
+  API_KEYS_FILE: z.string().min(1).optional(),
   /** Seconds a 503 `model_loading` says to wait (`estimated_time`, Retry-After) while a known model has no worker. */
   MODEL_LOADING_SECONDS: z.coerce.number().int().positive().default(20),
   /** Seconds a cached generation answer (a request with a seed, `x-use-cache` not false) is kept. */
@@ -105,12 +122,15 @@ export const Env = z.object({
    * The key of the queue dashboard (/admin/queues): HTTP Basic with it as the password (any user),
    * or `Authorization: Bearer <it>`. Set, it is always needed; unset, the dashboard is off (404)
    * once the service has API keys, and open like everything else while it has none.
-   * At least 16 characters (e.g. `openssl rand -hex 32`).
+   * At least 32 characters (e.g. `openssl rand -hex 32`): it is tried from the network.
    */
-  ADMIN_KEY: z.string().min(16).optional(),
+  ADMIN_KEY: z.string().min(32, "must be at least 32 characters (e.g. `openssl rand -hex 32`)").optional(),
   /** Serve Prometheus metrics at `GET /metrics`, without auth like /health/* (scrapers carry no keys). */
   METRICS_ENABLED: z.stringbool().default(true),
 });
 export type Env = z.infer<typeof Env>;
 
 export const loadEnv = (source: NodeJS.ProcessEnv = process.env): Env => Env.parse(source);
+
+/** The keys file when `API_KEYS_FILE` is unset (may be missing: then there are no keys). */
+export const DEFAULT_KEYS_FILE = "keys.json";

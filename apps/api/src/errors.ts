@@ -1,6 +1,9 @@
 import { AppError, type ErrorBody, isAppError } from "@hybrid/protocol";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 
+/** What a client reads of an unexpected failure of the API itself. */
+const INTERNAL_ERROR = "Internal server error.";
+
 /** Unknown routes answer JSON like every other error. */
 export const notFound: RequestHandler = (req, _res, next) => {
   next(new AppError("not_found", `No route for ${req.method} ${req.path}.`));
@@ -57,16 +60,17 @@ function fromRedis(e: { name?: string; message?: string; code?: string }): AppEr
 export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const e = isAppError(err)
     ? err
-    : (fromBodyParser(err) ??
-      fromRedis(err) ??
-      new AppError("internal", "Internal server error.", { cause: err }));
-  if (e.code === "internal") req.log?.error({ err }, "request failed");
+    : (fromBodyParser(err) ?? fromRedis(err) ?? new AppError("internal", INTERNAL_ERROR, { cause: err }));
+  // The detail (a stack, a file path, a library's message) goes to the log with the job id; the
+  // client gets the code and a fixed sentence.
+  if (e.code === "internal") req.log?.error({ err, jobId: res.getHeader("x-job-id") }, "request failed");
   else if (e.code === "unavailable") req.log?.warn({ err: (err as Error).message }, "redis unavailable");
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
-  const body: ErrorBody = e.toBody();
+  // An internal error's details (a job's raw failure) stay out of the body.
+  const body: ErrorBody = e.code === "internal" ? { error: e.message, code: "internal" } : e.toBody();
   // Fields clients read at the top level: the job of a 504, the wait of a loading model (HF's shape).
   const details = e.details as { job_id?: unknown; estimated_time?: unknown } | undefined;
   if (typeof details?.job_id === "string") body.job_id = details.job_id;

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import {
   catalogSettingsOf,
@@ -12,10 +13,11 @@ import {
   ResultCache,
   WorkerDirectory,
 } from "@hybrid/queue";
-import { createLogger, generateLimitsOf, limitsOf, RedisFaults } from "@hybrid/service";
+import { createLogger, generateLimitsOf, limitsOf, loadSettingsOrExit, RedisFaults } from "@hybrid/service";
 import { createApp } from "./app.ts";
 import { logDashboardAccess } from "./dashboard.ts";
-import { loadEnv } from "./env.ts";
+import { DEFAULT_KEYS_FILE, Env } from "./env.ts";
+import { allowedHostsOf, isLoopbackHost, startupRefusal } from "./exposure.ts";
 import { KeyStore } from "./keys.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { KeyRateLimiter } from "./rate-limit.ts";
@@ -24,17 +26,32 @@ import { parseDnsServers, WebhookResolver } from "./webhook-dns.ts";
 import { parseAllowedHosts } from "./webhook-guard.ts";
 import { startWebhookWorker } from "./webhook-worker.ts";
 
-const env = loadEnv();
+const env = loadSettingsOrExit("api", Env);
 const logger = createLogger("api", env.LOG_LEVEL);
-const keysFile = resolve(env.API_KEYS_FILE);
+const keysFile = resolve(env.API_KEYS_FILE ?? DEFAULT_KEYS_FILE);
+const keysFileExists = existsSync(keysFile);
 const keys = await KeyStore.open(keysFile, {
   onError: (err) => logger.error({ file: keysFile, err: err.message }, "keys file not reloaded"),
 });
+const refusal = startupRefusal({
+  host: env.HOST,
+  keysEnabled: keys.enabled,
+  allowAnonymous: env.ALLOW_ANONYMOUS,
+  keysFile,
+  keysFileExplicit: env.API_KEYS_FILE !== undefined,
+  keysFileExists,
+});
+if (refusal) {
+  logger.fatal({ host: env.HOST, file: keysFile }, refusal);
+  process.exit(1);
+}
 if (keys.enabled) logger.info({ file: keysFile, keys: keys.size }, "API keys required");
 else
   logger.warn(
     { file: keysFile },
-    "NO API KEYS: this service is open to anyone who can reach it. Create one with `pnpm keys create NAME`.",
+    isLoopbackHost(env.HOST)
+      ? "NO API KEYS: this service is open to every program on this machine (it listens on loopback only). Create one with `pnpm keys create NAME`."
+      : "NO API KEYS: this service is open to anyone who can reach it (ALLOW_ANONYMOUS=true). Create one with `pnpm keys create NAME`.",
   );
 logDashboardAccess(logger, keys.enabled, env.ADMIN_KEY);
 // Followed in the background: a request's auth never waits on the file system.
@@ -116,6 +133,7 @@ const app = createApp({
   },
   dashboard: { queues, adminKey: env.ADMIN_KEY },
   metrics,
+  allowedHosts: allowedHostsOf(env.ALLOWED_HOSTS, env.HOST),
 });
 const webhooks = startWebhookWorker(keys, logger, {
   target: { redisUrl: env.REDIS_URL, prefix: env.QUEUE_PREFIX },

@@ -13,6 +13,13 @@ export interface ModelLookupDeps {
 }
 
 /**
+ * The 404 of a model no worker serves, and of one the caller's key may not use: the same answer,
+ * so a restricted key learns nothing of the models it cannot use.
+ */
+export const unknownModel = (id: string): AppError =>
+  new AppError("unknown_model", `Model ${id} is not served by any worker. GET /v1/models lists the models.`);
+
+/**
  * Looks a model up in the worker directory. A model no worker serves is 404 `unknown_model`,
  * unless workers served it before (they are restarting): then 503 `model_loading` with an
  * `estimated_time`, or, with `waitForModel` (the `x-wait-for-model: true` header), a wait for a
@@ -31,11 +38,7 @@ export async function findModel(
   // The cache may be a second old: a worker that just started should not get a 404.
   const fresh = (await directory.models(true)).get(id);
   if (fresh) return fresh;
-  if (!(await directory.known(id)))
-    throw new AppError(
-      "unknown_model",
-      `Model ${id} is not served by any worker. GET /v1/models lists the models.`,
-    );
+  if (!(await directory.known(id))) throw unknownModel(id);
   if (waitForModel) {
     const until = Date.now() + deps.requestTimeoutMs;
     while (Date.now() < until) {

@@ -59,13 +59,13 @@ export const jobIdHeader = z.string().meta({ description: "The job that produced
 const STATUS_TEXT: Record<number, string> = {
   400: "Bad request",
   401: "No or wrong API key (only when the service has API keys)",
-  403: "The API key may not use this model",
+  403: "Refused: a Host name this service does not answer (`ALLOWED_HOSTS`), or, while it has no API keys, a request from another site's page",
   404: "Not found",
   405: "Method not allowed",
   409: "Conflict",
   410: "Gone",
   413: "Too large",
-  415: "Unsupported media type",
+  415: "Unsupported media type (`text/plain`, form and multipart bodies are refused: they are what another site's page can send unasked)",
   422: "Idempotency conflict",
   429: "Too many requests; see Retry-After",
   500: "Internal error",
@@ -118,7 +118,7 @@ export const errors = (...statuses: number[]): ZodOpenApiResponsesObject =>
   );
 
 /** Every status a submission can answer besides its result and 202. */
-const SUBMIT_ERRORS = [400, 401, 403, 404, 409, 410, 413, 422, 429, 500, 503, 504];
+const SUBMIT_ERRORS = [400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 500, 503, 504];
 
 const acceptedResponse: ZodOpenApiResponseObject = {
   id: "Accepted",

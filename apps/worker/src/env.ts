@@ -10,6 +10,26 @@ const list = z.string().transform((s) =>
     .filter(Boolean),
 );
 
+/**
+ * One `MODELS` entry: `id` (a sub-directory of MODELS_DIR) or `id=/path/to/dir`, split at the
+ * first `=` (a path may hold more). An id must be a path segment (it is one in the API's URLs);
+ * a malformed entry stops the worker at start, named.
+ */
+export const ModelEntry = z.string().transform((entry, ctx) => {
+  const eq = entry.indexOf("=");
+  const id = (eq < 0 ? entry : entry.slice(0, eq)).trim();
+  const path = eq < 0 ? null : entry.slice(eq + 1).trim();
+  if (!/^[\w][\w.-]*$/.test(id) || path === "") {
+    ctx.addIssue({
+      code: "custom",
+      message: `entry ${JSON.stringify(entry)} is malformed: expected an id (letters, digits, _ . -) or id=/path/to/dir`,
+    });
+    return z.NEVER;
+  }
+  return { id, path };
+});
+export type ModelEntry = z.infer<typeof ModelEntry>;
+
 /** The worker's settings, parsed once from the environment. Defaults work on a laptop. */
 export const Env = z.object({
   ...SharedEnv,
@@ -18,8 +38,11 @@ export const Env = z.object({
     .string()
     .default("models")
     .transform((p) => resolve(p)),
-  /** Models to serve: ids of sub-directories of MODELS_DIR, or `id=/path/to/dir`. Empty: all of MODELS_DIR. */
-  MODELS: list.default([]),
+  /**
+   * Models to serve, comma-separated: ids of sub-directories of MODELS_DIR, or `id=/path/to/dir`
+   * (split at the first `=`). Empty: all of MODELS_DIR.
+   */
+  MODELS: list.pipe(z.array(ModelEntry)).default([]),
   /** Write the small generated default models into MODELS_DIR when they are missing. */
   GENERATE_DEFAULT_MODELS: bool.default(true),
   /** Session threads (each runs one model call at a time). */

@@ -3,14 +3,14 @@ import { hostname } from "node:os";
 import { DiffusionRuntime, SessionHost, VaeRuntime } from "@hybrid/inference";
 import type { ModelInfo } from "@hybrid/protocol";
 import { catalogSettingsOf } from "@hybrid/queue";
-import { createLogger, limitsOf } from "@hybrid/service";
-import { loadEnv } from "./env.ts";
+import { createLogger, limitsOf, loadSettingsOrExit } from "@hybrid/service";
+import { Env } from "./env.ts";
 import { modelRuns } from "./job-runner.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import { modelSources } from "./models.ts";
 import { startWorker } from "./start-worker.ts";
 
-const env = loadEnv();
+const env = loadSettingsOrExit("worker", Env);
 const log = createLogger("worker", env.LOG_LEVEL);
 
 const sources = await modelSources(env, log);

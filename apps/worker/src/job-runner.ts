@@ -8,6 +8,7 @@ import {
   type JobData,
   type JobKind,
   type JobResult,
+  publicError,
   serializeJobError,
 } from "@hybrid/protocol";
 import type {
@@ -209,11 +210,12 @@ export function createJobRunner(
       const rejected = isAppError(e) && e.status < 500;
       const err = rejected
         ? new UnrecoverableError(serializeJobError(e))
-        : new Error(
-            serializeJobError(
-              isAppError(e) ? e : new AppError("internal", "The worker failed to run the job."),
-            ),
-            { cause: e },
+        : // The client gets the code and a fixed sentence; the detail is logged below, with the job id.
+          new Error(
+            serializeJobError(publicError(isAppError(e) ? e : new AppError("internal", "internal"))),
+            {
+              cause: e,
+            },
           );
       if (rejected)
         jlog.info({ code: e.code, err: e.message }, e.code === "canceled" ? "job canceled" : "job rejected");

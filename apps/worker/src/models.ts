@@ -12,12 +12,7 @@ export async function modelSources(env: Env, log: Logger): Promise<ModelSource[]
     log.info({ dir: env.MODELS_DIR, ids }, "default models ready");
   }
   if (env.MODELS.length > 0) {
-    return env.MODELS.map((entry) => {
-      const [id, path] = entry.includes("=")
-        ? (entry.split("=", 2) as [string, string])
-        : [entry, join(env.MODELS_DIR, entry)];
-      return { id, dir: resolve(path) };
-    });
+    return env.MODELS.map(({ id, path }) => ({ id, dir: resolve(path ?? join(env.MODELS_DIR, id)) }));
   }
   const sources: ModelSource[] = [];
   for (const name of (await readdir(env.MODELS_DIR).catch(() => [])).sort()) {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { AppError, ErrorCode, parseJobError, serializeJobError } from "./errors.ts";
+import {
+  AppError,
+  ErrorCode,
+  INTERNAL_JOB_ERROR,
+  parseJobError,
+  publicError,
+  serializeJobError,
+} from "./errors.ts";
 
 describe("AppError", () => {
   it("answers each code with the status clients were promised", () => {
@@ -50,5 +57,30 @@ describe("AppError", () => {
     expect(back.message).toBe("not an image");
     expect(parseJobError("TypeError: boom").code).toBe("internal");
     expect(parseJobError(undefined).code).toBe("internal");
+  });
+
+  it("never hands a client an internal failure's text", () => {
+    const leaky =
+      "ENOENT: no such file or directory, open '/srv/models/sd/vocab.json'\n    at readFile (node:fs)";
+    for (const reason of [
+      leaky,
+      serializeJobError(new AppError("internal", leaky)),
+      "job stalled more than allowable limit",
+    ]) {
+      const e = parseJobError(reason);
+      expect(e.code).toBe("internal");
+      expect(e.message).toBe(INTERNAL_JOB_ERROR);
+      expect(JSON.stringify(e.toBody())).not.toMatch(/srv|ENOENT|stalled/);
+    }
+    // Bad input is the client's own: its sentence is kept.
+    const bad = new AppError("invalid_shape", "shape must have 4 dimensions");
+    expect(publicError(bad)).toBe(bad);
+    const internal = publicError(new AppError("internal", `${leaky} in /srv/models`));
+    expect(internal.toBody()).toEqual({ code: "internal", error: INTERNAL_JOB_ERROR });
+    const down = publicError(
+      new AppError("unavailable", "GET https://hub.internal/x: ECONNREFUSED 10.0.0.7:443"),
+    );
+    expect(down.code).toBe("unavailable");
+    expect(down.message).not.toMatch(/hub\.internal|10\.0\.0\.7/);
   });
 });

@@ -122,9 +122,29 @@ export class AppError extends Error {
 
 export const isAppError = (e: unknown): e is AppError => e instanceof AppError;
 
+/** What a client is told of a job that failed on the server's side (the log has the detail). */
+export const INTERNAL_JOB_ERROR = "The job failed on the worker.";
+
+/**
+ * What a client may be told of a failure: bad input (a 4xx) as it is; a server-side failure
+ * (5xx) as its code and a fixed sentence, since its message may name files, hosts or
+ * libraries. The detail goes to the log, with the job id, where the failure happened.
+ */
+export function publicError(e: AppError): AppError {
+  if (e.status < 500) return e;
+  const sentence: Partial<Record<ErrorCode, string>> = {
+    internal: INTERNAL_JOB_ERROR,
+    unavailable: "A dependency of the worker is unavailable; try again shortly.",
+  };
+  return new AppError(e.code, sentence[e.code] ?? e.message, {
+    ...(e.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: e.retryAfterSeconds }),
+  });
+}
+
 /**
  * A failed job carries its AppError across Redis as BullMQ's `failedReason` string.
- * JSON keeps the code; anything that does not parse is an internal error.
+ * JSON keeps the code; anything that does not parse (BullMQ's own reasons, e.g. a stalled job;
+ * an exception's text) is an internal error, whose text never reaches a client.
  */
 export function serializeJobError(e: AppError): string {
   return JSON.stringify({ code: e.code, error: e.message });
@@ -134,10 +154,13 @@ export function parseJobError(reason: string | undefined): AppError {
   if (reason) {
     try {
       const body = ErrorBody.safeParse(JSON.parse(reason));
-      if (body.success) return new AppError(body.data.code, body.data.error);
+      if (body.success)
+        return body.data.code === "internal"
+          ? new AppError("internal", INTERNAL_JOB_ERROR)
+          : new AppError(body.data.code, body.data.error);
     } catch {
       // not ours: fall through
     }
   }
-  return new AppError("internal", "The job failed on the worker.", { details: reason });
+  return new AppError("internal", INTERNAL_JOB_ERROR);
 }

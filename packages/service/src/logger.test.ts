@@ -52,4 +52,16 @@ describe("createLogger", () => {
     expect(first).toMatch(/request completed.*r1.*\/v1\/vae\/sd\/decode.*200.*j1/);
     expect(second).toMatch(/request completed.*r2.*404/);
   });
+
+  it("masks the password of a Redis URL in messages and errors, JSON or terminal", async () => {
+    for (const tty of [false, true]) {
+      const { logger, text } = capture(tty);
+      const url = "redis://default:hunter2@redis.internal:6379";
+      logger.warn({ err: new Error(`connect to ${url} failed`).message, url }, `redis error at ${url}`);
+      logger.error({ err: new Error(`ioredis: ${url}`) }, "failed");
+      await expect.poll(text).toMatch(/failed[\s\S]*ioredis/);
+      expect(text()).not.toContain("hunter2");
+      expect(text()).toContain("redis://default:***@redis.internal:6379");
+    }
+  });
 });

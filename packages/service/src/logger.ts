@@ -1,5 +1,6 @@
 import { type Logger, pino } from "pino";
 import pretty from "pino-pretty";
+import { maskRedisUrls } from "./redis-url.ts";
 
 /** Header and field names whose values never reach a log line, wherever they appear. */
 export const REDACTED_PATHS = [
@@ -21,7 +22,8 @@ export const REDACTED_PATHS = [
 
 /**
  * The logger of an app: JSON lines (one object per line) for machines, or human-readable lines
- * when stdout is a terminal. Secrets (bearer keys, webhook secrets) are redacted.
+ * when stdout is a terminal. Secrets (bearer keys, webhook secrets) are redacted, and the
+ * password of any Redis URL is masked.
  */
 export function createLogger(
   app: string,
@@ -31,7 +33,14 @@ export function createLogger(
     destination,
   }: { tty?: boolean; destination?: NodeJS.WritableStream } = {},
 ): Logger {
-  const opts = { level, base: { app }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
+  const opts = {
+    level,
+    base: { app },
+    redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    // A Redis URL's password may sit in any message or error (ioredis', BullMQ's, a setting's):
+    // masked in the finished line, wherever it is.
+    hooks: { streamWrite: maskRedisUrls },
+  };
   if (tty)
     return pino(
       opts,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { isClusterUrl, parseRedisUrl } from "./redis-url.ts";
+import { isClusterUrl, maskRedisUrls, parseRedisUrl } from "./redis-url.ts";
 import { SharedEnv } from "./shared-env.ts";
 
 const RedisUrl = z.object({ REDIS_URL: SharedEnv.REDIS_URL });
@@ -66,5 +66,29 @@ describe("REDIS_URL", () => {
       expect(parsed.success, url).toBe(false);
       expect(parsed.error?.issues[0]?.message).toMatch(/redis\+cluster:\/\//);
     }
+  });
+
+  it("never puts the password of a bad URL in its error", () => {
+    for (const url of ["redis+cluster://u:hunter2@h:1/2", "redis+cluster://:hunter2@h:0"]) {
+      expect(() => parseRedisUrl(url)).toThrow(/REDIS_URL/);
+      const parsed = RedisUrl.safeParse({ REDIS_URL: url });
+      expect(parsed.error?.issues[0]?.message).not.toContain("hunter2");
+      expect(parsed.error?.issues[0]?.message).toContain(":***@h");
+    }
+  });
+});
+
+describe("maskRedisUrls", () => {
+  it("masks the password of every Redis URL in a text, keeping the rest", () => {
+    expect(maskRedisUrls("redis://u:p%40ss@host:6379/2")).toBe("redis://u:***@host:6379/2");
+    expect(maskRedisUrls("connect to rediss://:s3cret@h:1 failed")).toBe(
+      "connect to rediss://:***@h:1 failed",
+    );
+    expect(maskRedisUrls('{"url":"redis+cluster://u:p@ss@a:1,b:2","x":"redis://tok@h"}')).toBe(
+      '{"url":"redis+cluster://u:***@a:1,b:2","x":"redis://***@h"}',
+    );
+    expect(maskRedisUrls("REDIS://admin:pw@h")).toBe("REDIS://admin:***@h");
+    for (const plain of ["redis://127.0.0.1:6379", "no url here", "user@example.com"])
+      expect(maskRedisUrls(plain)).toBe(plain);
   });
 });

@@ -27,6 +27,25 @@ export const REDIS_URL_FORMS =
   "redis://[user:password@]host:port[/db] (rediss:// for TLS) for one Redis, or " +
   "redis+cluster://[user:password@]host1:port1,host2:port2,... (rediss+cluster:// for TLS) for a Redis Cluster";
 
+/**
+ * `user:password@` of a `redis://`-style URL anywhere in a text (the password may hold `@`: the
+ * last `@` before the host ends it). Stops at whitespace and quotes, so it works inside JSON too.
+ */
+const URL_CREDENTIALS = /\b(rediss?(?:\+cluster)?:\/\/)[^\s"'/]*@/gi;
+
+/**
+ * The text with the credentials of every Redis URL in it masked: `redis://user:***@host`. Used
+ * on every log line (see createLogger) and on every error that names `REDIS_URL`.
+ */
+export function maskRedisUrls(text: string): string {
+  if (!/rediss?(?:\+cluster)?:\/\//i.test(text)) return text;
+  return text.replace(URL_CREDENTIALS, (whole, scheme: string) => {
+    const userinfo = whole.slice(scheme.length, -1);
+    const colon = userinfo.indexOf(":");
+    return colon < 0 ? `${scheme}***@` : `${scheme}${userinfo.slice(0, colon)}:***@`;
+  });
+}
+
 /** Whether `REDIS_URL` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`). */
 export const isClusterUrl = (url: string): boolean => /^rediss?\+cluster:/i.test(url);
 
@@ -41,7 +60,7 @@ export const isClusterUrl = (url: string): boolean => /^rediss?\+cluster:/i.test
  */
 export function parseRedisUrl(url: string): RedisTarget {
   const bad = (why: string) =>
-    new Error(`REDIS_URL ${JSON.stringify(url)} ${why}; expected ${REDIS_URL_FORMS}.`);
+    new Error(`REDIS_URL ${JSON.stringify(maskRedisUrls(url))} ${why}; expected ${REDIS_URL_FORMS}.`);
   if (!isClusterUrl(url)) {
     try {
       new URL(url);

@@ -70,13 +70,13 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
   const withImage = rawBodyUpTo(deps.maxBodyBytes, "MAX_BODY_BYTES", "a generation with an image");
 
   async function handle(req: Request, res: Response, asked: Task | "auto") {
+    assertModelAllowed(res, req.params.model as string);
     const m = await findModel(
       deps,
       req.params.model as string,
       waitsForModel(req.headers),
       () => res.destroyed,
     );
-    assertModelAllowed(res, m.id);
     if (!m.generation)
       throw new AppError(
         "unsupported_operation",

@@ -59,14 +59,15 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   const rawBody = rawBodyUpTo(deps.maxBodyBytes, "MAX_BODY_BYTES", "a VAE request");
 
   router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
-    // The model first: a request to an unknown model is `unknown_model` whatever its query.
+    // The model first: a request to an unknown model is `unknown_model` whatever its query. A
+    // model the key may not use is unknown to it, before the lookup says whether it is loading.
+    assertModelAllowed(res, req.params.model as string);
     const m = await findModel(
       deps,
       req.params.model as string,
       waitsForModel(req.headers),
       () => res.destroyed,
     );
-    assertModelAllowed(res, m.id);
     checkQuerySizes(req.query);
     if (req.query.shape === undefined) throw missingShape();
     const q = parseOrThrow(DecodeQuery, req.query);
@@ -99,13 +100,13 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   });
 
   router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
+    assertModelAllowed(res, req.params.model as string);
     const m = await findModel(
       deps,
       req.params.model as string,
       waitsForModel(req.headers),
       () => res.destroyed,
     );
-    assertModelAllowed(res, m.id);
     checkQuerySizes(req.query);
     const q = parseOrThrow(EncodeQuery, req.query);
     if (!m.operations.includes("encode"))

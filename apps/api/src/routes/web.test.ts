@@ -57,6 +57,8 @@ describe("the playground's routes", () => {
     const csp = res.headers.get("content-security-policy") ?? "";
     expect(csp).toContain("default-src 'self'");
     expect(csp).toContain("script-src 'self'");
+    // Never framed by another page (clickjacking a page that holds a key).
+    expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toMatch(/https?:/);
     expect(await res.text()).toContain("<title>playground</title>");
   });

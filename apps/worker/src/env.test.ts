@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest";
+import { Env } from "./env.ts";
+
+describe("MODELS", () => {
+  it("splits id=path at the first =: a path may hold more", () => {
+    const env = Env.parse({ MODELS: "sd=/models/a=b/sd, flux-vae ,x.y_1=/p" });
+    expect(env.MODELS).toEqual([
+      { id: "sd", path: "/models/a=b/sd" },
+      { id: "flux-vae", path: null },
+      { id: "x.y_1", path: "/p" },
+    ]);
+    expect(Env.parse({}).MODELS).toEqual([]);
+  });
+
+  it("refuses a malformed entry, naming it", () => {
+    for (const entry of ["=/models/sd", "sd=", "a/b=/p", "bad id"]) {
+      const parsed = Env.safeParse({ MODELS: `ok,${entry}` });
+      expect(parsed.success, entry).toBe(false);
+      const issue = parsed.error!.issues[0]!;
+      expect(issue.path.join("."), entry).toBe("MODELS.1");
+      expect(issue.message).toContain(JSON.stringify(entry));
+    }
+  });
+});
