@@ -1,6 +1,7 @@
 // A first start with no Redis where REDIS_URL points: the API and a worker say once what is
 // wrong and what to do, retry quietly, and carry on by themselves once a Redis answers there.
 import type { ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateDefaultModels } from "@hybrid/model-tools";
@@ -40,13 +41,16 @@ describe("Redis unreachable at start", () => {
       GENERATE_DEFAULT_MODELS: "false",
       LOG_LEVEL: "info",
     };
+    // A keys file with no keys (a named keys file must exist, or the API refuses to start).
+    const noKeys = join(tmpdir(), `${prefix}-no-keys.json`);
+    writeFileSync(noKeys, '{ "keys": [] }\n');
     const api = startApp(
       "api",
       {
         ...common,
         PORT: String(await freePort()),
         HOST: "127.0.0.1",
-        API_KEYS_FILE: join(tmpdir(), `${prefix}-no-keys.json`),
+        API_KEYS_FILE: noKeys,
       },
       "pipe",
     );

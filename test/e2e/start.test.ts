@@ -2,6 +2,7 @@
 // start on that prefix, waits quietly for a Redis that is not there yet, and Ctrl-C (SIGINT to
 // the whole process group, as a terminal sends it) exits 0 without pnpm's ELIFECYCLE line.
 import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { WorkerDirectory } from "@hybrid/queue";
@@ -20,13 +21,17 @@ afterAll(async () => {
 
 /** `pnpm start` in a process group of its own (a terminal's foreground job), its output collected. */
 function pnpmStart(env: Record<string, string>) {
+  // A keys file with no keys: a developer's ./keys.json must not switch auth on here (and a
+  // named keys file must exist, or the API refuses to start).
+  const noKeys = join(tmpdir(), `${env.QUEUE_PREFIX}-no-keys.json`);
+  writeFileSync(noKeys, '{ "keys": [] }\n');
   const child = spawn("pnpm", ["start"], {
     cwd: repoRoot,
     detached: true,
     env: {
       ...process.env,
       MODELS_DIR: TEST_MODELS_DIR,
-      API_KEYS_FILE: join(tmpdir(), `${env.QUEUE_PREFIX}-no-keys.json`),
+      API_KEYS_FILE: noKeys,
       LOG_LEVEL: "warn",
       ...env,
     },
