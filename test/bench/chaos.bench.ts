@@ -18,11 +18,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { generateDefaultModels } from "@hybrid/model-tools";
-import { encodeFromFloat32 } from "@hybrid/protocol";
 import { freePort, redisAnswers, startApp, stop, waitFor } from "../../scripts/lib.ts";
-import { pythonQuery } from "../e2e/diffusers-client.ts";
 import { TEST_MODELS_DIR } from "../e2e/stack.ts";
 import { pct } from "./bench-utils.ts";
+import {
+  SMALL_DECODE_ANSWER_BYTES,
+  SMALL_DECODE_BODY,
+  SMALL_DECODE_MODEL,
+  SMALL_DECODE_PATH,
+} from "./small-decode.ts";
 import { rssMb } from "./tree-stack.ts";
 
 const { values: opt } = parseArgs({
@@ -43,17 +47,9 @@ const FSYNC_WINDOW_MS = 1000;
 /** How long Redis stays down at each restart. */
 const OUTAGE_MS = 3000;
 
-const MODEL = "sd-v1-tiny";
-const BODY = encodeFromFloat32(
-  Float32Array.from({ length: 4 * 32 * 32 }, (_, i) => Math.sin(i * 0.37) * 2),
-  "float32",
-);
-const PATH = `/v1/vae/${MODEL}/decode?${pythonQuery({
-  output_type: "pt",
-  partial_postprocess: true,
-  shape: [1, 4, 32, 32],
-  dtype: "float32",
-})}`;
+const MODEL = SMALL_DECODE_MODEL;
+const BODY = SMALL_DECODE_BODY;
+const PATH = SMALL_DECODE_PATH;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -180,7 +176,8 @@ async function syncLoop(until: number): Promise<void> {
         signal: AbortSignal.timeout(TIMEOUT_MS + 10_000),
       });
       const bytes = await r.arrayBuffer();
-      const status = r.status === 200 && bytes.byteLength !== 256 * 256 * 3 ? "200 short" : String(r.status);
+      const status =
+        r.status === 200 && bytes.byteLength !== SMALL_DECODE_ANSWER_BYTES ? "200 short" : String(r.status);
       count(syncStatus, status);
       if (inOutage(sentAt)) count(duringOutage, status);
     } catch (e) {

@@ -20,12 +20,11 @@ import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { generateDefaultModels } from "@hybrid/model-tools";
-import { encodeFromFloat32 } from "@hybrid/protocol";
 import { Pool } from "undici";
 import { repoRoot } from "../../scripts/lib.ts";
-import { pythonQuery } from "../e2e/diffusers-client.ts";
 import { TEST_MODELS_DIR } from "../e2e/stack.ts";
 import { fmt, pct, processCpuMs } from "./bench-utils.ts";
+import { SMALL_DECODE_MODEL, sendSmallDecode } from "./small-decode.ts";
 import { rssMb, startTreeStack, type TreeStack } from "./tree-stack.ts";
 
 const { values: opt } = parseArgs({
@@ -44,19 +43,7 @@ const CLIENTS = Number(opt.clients);
 const ROUNDS = Number(opt.rounds ?? (opt.against ? 4 : 1));
 const WARMUP = Number(opt.warmup);
 
-const MODEL = "sd-v1-tiny";
-const shape = [1, 4, 32, 32];
-const BODY = encodeFromFloat32(
-  Float32Array.from({ length: 4 * 32 * 32 }, (_, i) => Math.sin(i * 0.37) * 2),
-  "float32",
-);
-const PATH = `/v1/vae/${MODEL}/decode?${pythonQuery({
-  output_type: "pt",
-  partial_postprocess: true,
-  shape,
-  dtype: "float32",
-})}`;
-const ANSWER_BYTES = 256 * 256 * 3;
+const MODEL = SMALL_DECODE_MODEL;
 
 interface Round {
   ok: number;
@@ -98,22 +85,11 @@ async function load(stack: TreeStack, n: number, clients: number): Promise<Round
       while (sent < n) {
         sent++;
         const t = performance.now();
-        try {
-          const res = await pool.request({
-            path: PATH,
-            method: "POST",
-            headers: { "content-type": "tensor/binary", accept: "tensor/binary" },
-            body: BODY,
-          });
-          const bytes = (await res.body.arrayBuffer()).byteLength;
-          if (res.statusCode !== 200) fail(String(res.statusCode));
-          else if (bytes !== ANSWER_BYTES) fail(`200 with ${bytes} bytes`);
-          else {
-            round.ok++;
-            round.latencies.push(performance.now() - t);
-          }
-        } catch (e) {
-          fail((e as Error).name);
+        const failed = await sendSmallDecode(pool);
+        if (failed) fail(failed);
+        else {
+          round.ok++;
+          round.latencies.push(performance.now() - t);
         }
       }
     }),

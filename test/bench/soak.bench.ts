@@ -9,12 +9,11 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { generateDefaultModels } from "@hybrid/model-tools";
-import { encodeFromFloat32 } from "@hybrid/protocol";
 import { Pool } from "undici";
 import { repoRoot } from "../../scripts/lib.ts";
-import { pythonQuery } from "../e2e/diffusers-client.ts";
 import { TEST_MODELS_DIR } from "../e2e/stack.ts";
 import { infoClient, pct } from "./bench-utils.ts";
+import { SMALL_DECODE_MODEL, sendSmallDecode } from "./small-decode.ts";
 import { rssMb, startTreeStack } from "./tree-stack.ts";
 
 const { values: opt } = parseArgs({
@@ -31,18 +30,7 @@ const EVERY = Number(opt.every);
 /** RSS after the last checkpoint may exceed RSS after the first by this much. */
 const RSS_GROWTH_ALLOWED = 0.1;
 
-const MODEL = "sd-v1-tiny";
-const BODY = encodeFromFloat32(
-  Float32Array.from({ length: 4 * 32 * 32 }, (_, i) => Math.sin(i * 0.37) * 2),
-  "float32",
-);
-const PATH = `/v1/vae/${MODEL}/decode?${pythonQuery({
-  output_type: "pt",
-  partial_postprocess: true,
-  shape: [1, 4, 32, 32],
-  dtype: "float32",
-})}`;
-const ANSWER_BYTES = 256 * 256 * 3;
+const MODEL = SMALL_DECODE_MODEL;
 
 await generateDefaultModels(TEST_MODELS_DIR);
 const stack = await startTreeStack({
@@ -88,22 +76,9 @@ await Promise.all(
     while (sent < REQUESTS) {
       sent++;
       const t = performance.now();
-      try {
-        const res = await pool.request({
-          path: PATH,
-          method: "POST",
-          headers: { "content-type": "tensor/binary", accept: "tensor/binary" },
-          body: BODY,
-        });
-        const bytes = (await res.body.arrayBuffer()).byteLength;
-        if (res.statusCode !== 200 || bytes !== ANSWER_BYTES) {
-          const why = `${res.statusCode} (${bytes} bytes)`;
-          failures.set(why, (failures.get(why) ?? 0) + 1);
-        } else latencies.push(performance.now() - t);
-      } catch (e) {
-        const why = (e as Error).name;
-        failures.set(why, (failures.get(why) ?? 0) + 1);
-      }
+      const failed = await sendSmallDecode(pool);
+      if (failed) failures.set(failed, (failures.get(failed) ?? 0) + 1);
+      else latencies.push(performance.now() - t);
       done++;
       if (done % EVERY === 0) {
         const lat = latencies;

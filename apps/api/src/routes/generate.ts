@@ -18,9 +18,9 @@ import {
 import type { ResultCache } from "@hybrid/queue";
 import { type Request, type Response, Router } from "express";
 import { writeAnswer } from "../answer.ts";
-import { assertModelAllowed, principalOf } from "../auth.ts";
+import { principalOf } from "../auth.ts";
 import { submitJob } from "../job-submit.ts";
-import { findModel, waitsForModel } from "../model-lookup.ts";
+import { requestedModel } from "../requested-model.ts";
 import { rawBodyUpTo, type VaeRouteDeps } from "./vae.ts";
 
 export interface GenerateRouteDeps extends VaeRouteDeps {
@@ -70,13 +70,7 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
   const withImage = rawBodyUpTo(deps.maxBodyBytes, "MAX_BODY_BYTES", "a generation with an image");
 
   async function handle(req: Request, res: Response, asked: Task | "auto") {
-    assertModelAllowed(res, req.params.model as string);
-    const m = await findModel(
-      deps,
-      req.params.model as string,
-      waitsForModel(req.headers),
-      () => res.destroyed,
-    );
+    const m = await requestedModel(deps, req, res);
     if (!m.generation)
       throw new AppError(
         "unsupported_operation",

@@ -15,9 +15,9 @@ import {
   type TensorLimits,
 } from "@hybrid/protocol";
 import express, { type Request, type RequestHandler, Router } from "express";
-import { assertModelAllowed } from "../auth.ts";
 import { type SubmitDeps, submitJob } from "../job-submit.ts";
-import { findModel, type ModelLookupDeps, waitsForModel } from "../model-lookup.ts";
+import type { ModelLookupDeps } from "../model-lookup.ts";
+import { requestedModel } from "../requested-model.ts";
 
 export interface VaeRouteDeps extends SubmitDeps, ModelLookupDeps {
   limits: TensorLimits;
@@ -59,15 +59,8 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   const rawBody = rawBodyUpTo(deps.maxBodyBytes, "MAX_BODY_BYTES", "a VAE request");
 
   router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
-    // The model first: a request to an unknown model is `unknown_model` whatever its query. A
-    // model the key may not use is unknown to it, before the lookup says whether it is loading.
-    assertModelAllowed(res, req.params.model as string);
-    const m = await findModel(
-      deps,
-      req.params.model as string,
-      waitsForModel(req.headers),
-      () => res.destroyed,
-    );
+    // The model first: a request to an unknown model is `unknown_model` whatever its query.
+    const m = await requestedModel(deps, req, res);
     checkQuerySizes(req.query);
     if (req.query.shape === undefined) throw missingShape();
     const q = parseOrThrow(DecodeQuery, req.query);
@@ -100,13 +93,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   });
 
   router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
-    assertModelAllowed(res, req.params.model as string);
-    const m = await findModel(
-      deps,
-      req.params.model as string,
-      waitsForModel(req.headers),
-      () => res.destroyed,
-    );
+    const m = await requestedModel(deps, req, res);
     checkQuerySizes(req.query);
     const q = parseOrThrow(EncodeQuery, req.query);
     if (!m.operations.includes("encode"))
