@@ -1,8 +1,6 @@
-import { randomUUID } from "node:crypto";
 import type { JobEventHub, JobStore, RedisClient, WorkerDirectory } from "@hybrid/queue";
 import express, { type Express, type RequestHandler } from "express";
 import type { Logger } from "pino";
-import { pinoHttp } from "pino-http";
 import { authenticate } from "./auth.ts";
 import { type DashboardOptions, dashboardAccess, dashboardRoutes } from "./dashboard.ts";
 import { errorHandler, notFound } from "./errors.ts";
@@ -10,6 +8,7 @@ import { type AllowedHost, requestGuard } from "./exposure.ts";
 import type { SubmitDeps } from "./job-submit.ts";
 import type { KeyStore } from "./keys.ts";
 import type { ApiMetrics } from "./metrics.ts";
+import { requestLog } from "./request-log.ts";
 import { docsRoutes } from "./routes/docs.ts";
 import { type GenerateRouteDeps, generateRoutes } from "./routes/generate.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -65,34 +64,7 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   if (deps.metrics) app.use(deps.metrics.router());
-  app.use(
-    pinoHttp({
-      logger: deps.logger,
-      genReqId: (req) => {
-        const given = req.headers["x-request-id"];
-        return typeof given === "string" && given.length <= 200 ? given : randomUUID();
-      },
-      // One line per request, no header dump: headers carry bearer keys.
-      serializers: {
-        req: (req: { id: unknown; method: string; url: string }) => ({
-          id: req.id,
-          method: req.method,
-          url: req.url,
-        }),
-        res: (res: { statusCode: number; headers?: Record<string, unknown> }) => ({
-          status: res.statusCode,
-          jobId: res.headers?.["x-job-id"],
-        }),
-        err: (err: Error) => ({ message: err.message }),
-      },
-      // 503 (Redis down, no worker) and 504 are conditions, not bugs; the error handler logs 500s with their stack.
-      customLogLevel: (_req, res) => (res.statusCode >= 500 && res.statusCode < 503 ? "error" : "info"),
-      // Probes and the dashboard's own polling would drown the request log.
-      autoLogging: {
-        ignore: (req) => /^\/(health\/|admin\/queues\/api\/|metrics$|assets\/)/.test(req.url ?? ""),
-      },
-    }),
-  );
+  app.use(requestLog(deps.logger));
 
   app.use(requestGuard({ allowedHosts: deps.allowedHosts ?? null, keysEnabled: () => deps.keys.enabled }));
   app.use(readOnly(healthRoutes(deps)));

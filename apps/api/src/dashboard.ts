@@ -4,7 +4,7 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
 import { AppError, type JobKind } from "@hybrid/protocol";
 import { jobCatalog, type Queues, type WorkerDirectory } from "@hybrid/queue";
-import express, { type Express, type RequestHandler } from "express";
+import { type Express, type RequestHandler, Router } from "express";
 import type { Logger } from "pino";
 import type { KeyStore } from "./keys.ts";
 
@@ -177,7 +177,7 @@ const EXTERNAL_FONTS = /<link[^>]+href="https:\/\/fonts\.googleapis\.com[^"]*"[^
  * payloads beside each BullMQ job, which retrying, adding or removing jobs from the board would
  * bypass. Mounted before the API-key check, with its own ({@link DashboardOptions.adminKey}).
  */
-export function dashboardRoutes(deps: DashboardDeps): Express {
+export function dashboardRoutes(deps: DashboardDeps): Router {
   const refreshMs = deps.refreshMs ?? 5000;
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(DASHBOARD_PATH);
@@ -223,17 +223,18 @@ export function dashboardRoutes(deps: DashboardDeps): Express {
     next();
   };
 
-  // Apps, not routers: Express restores req/res after a mounted app falls through (to the API's 404).
+  // The board is an app, not a router: Express restores req/res after a mounted app falls
+  // through (to the API's 404). Only requests under its path enter it: entering an app swaps the
+  // prototypes of req and res, which costs every other request dearly (their objects turn slow).
   const boardApp = serverAdapter.getRouter() as Express;
   boardApp.disable("x-powered-by");
-  const app = express();
-  app.disable("x-powered-by");
+  const router = Router();
   // Never framed by another page (clickjacking the board); the board's own scripts keep working.
   const noFraming: RequestHandler = (_req, res, next) => {
     res.setHeader("Content-Security-Policy", "frame-ancestors 'none'");
     res.setHeader("X-Frame-Options", "DENY");
     next();
   };
-  app.use(DASHBOARD_PATH, noFraming, adminGate(deps), refresh, noExternalFonts, boardApp);
-  return app;
+  router.use(DASHBOARD_PATH, noFraming, adminGate(deps), refresh, noExternalFonts, boardApp);
+  return router;
 }

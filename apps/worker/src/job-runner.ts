@@ -20,6 +20,7 @@ import type {
   PayloadStore,
   ReplySender,
 } from "@hybrid/queue";
+import { lazyChild } from "@hybrid/service";
 import { type Job, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
 import type { JobTimingSink } from "./metrics.ts";
@@ -131,7 +132,7 @@ export function createJobRunner(
   { metrics, replies }: RunnerOptions = {},
 ): JobHandlers<JobKind> {
   const handle = async (data: JobData, job: Job, signal?: AbortSignal): Promise<JobResult> => {
-    const jlog = log.child({
+    const jlog = lazyChild(log, {
       jobId: job.id,
       queue: job.queueName,
       model: data.model,
@@ -143,11 +144,12 @@ export function createJobRunner(
     let events: EventReporter | undefined;
     const reply = data.reply;
     try {
-      // The record (cancel flag, `started` event) and the input are read side by side.
-      const [meta, input] = await Promise.all([
-        job.id ? jobs.records.get(job.id) : null,
-        data.input ? store.get(data.input) : null,
-      ]);
+      // The record (cancel flag, `started` event) and the input: one round trip.
+      const { meta, payload: input } = await jobs.records.getWithPayload(
+        job.id ?? "",
+        data.input ? store.keyOf(data.input) : null,
+        "get",
+      );
       if (meta?.canceledAt) throw canceled();
       jlog.info({ kind: data.kind, queuedMs: queueMs }, "job started");
       events = new EventReporter(jobs, meta, job, jlog);

@@ -10,10 +10,11 @@ import type { Logger } from "pino";
 export function attachLifecycle(worker: Worker, jobs: JobStore, payloads: PayloadStore, log: Logger): void {
   const finish = async (job: Job, state: "completed" | "failed") => {
     // Read now, not at the start: an SSE reader may have started following the job meanwhile.
-    const [meta] = await Promise.all([
-      job.id ? jobs.records.get(job.id) : null,
-      payloads.delete(String((job.data as { input?: unknown })?.input ?? "")),
-    ]);
+    const { meta } = await jobs.records.getWithPayload(
+      job.id ?? "",
+      payloads.keyOf((job.data as { input?: unknown })?.input),
+      "del",
+    );
     // A job nobody follows and no cap counts has no end to publish.
     if (!meta || (!meta.logged && !meta.capped)) return;
     const view = await jobs.views.build(meta, job, state);

@@ -209,3 +209,32 @@ describe("JobStore caps and logging", () => {
     expect((await store.events.read(meta.id)).map((e) => e.event)).toEqual(["progress"]);
   });
 });
+
+describe("JobRecords.getWithPayload", () => {
+  it("reads a record with its input in one go, then deletes the input at the end", async () => {
+    const meta = await submit("reads-owner");
+    const bytes = Buffer.from([7, 8, 9, 10]);
+    const input = await payloads.put(bytes);
+    const start = await store.records.getWithPayload(meta.id, payloads.keyOf(input), "get");
+    expect(start.meta).toMatchObject({ id: meta.id, owner: "reads-owner", logged: true, capped: true });
+    expect(start.payload).toEqual(bytes);
+    const end = await store.records.getWithPayload(meta.id, payloads.keyOf(input), "del");
+    expect(end.meta?.id).toBe(meta.id);
+    expect(end.payload).toBeNull();
+    expect(await payloads.get(input)).toBeNull();
+  });
+
+  it("gives null for a job with no record or no payload, and refuses keys not of the payload store", async () => {
+    const gone = await store.records.getWithPayload(
+      randomUUID(),
+      payloads.keyOf(await payloads.put(new Uint8Array([1]))),
+      "get",
+    );
+    expect(gone.meta).toBeNull();
+    expect(gone.payload).toEqual(Buffer.from([1]));
+    const meta = await submit("reads-owner");
+    expect((await store.records.getWithPayload(meta.id, null, "get")).meta?.id).toBe(meta.id);
+    expect(payloads.keyOf(`${prefix}:job:{${meta.id}}`)).toBeNull();
+    expect(payloads.keyOf(42)).toBeNull();
+  });
+});

@@ -35,6 +35,11 @@ export class PayloadStore {
     await this.redis.set(key, buf, "EX", Math.max(1, Math.ceil(ttlSeconds)));
   }
 
+  /** `key` when it is one of this store's (to read or delete it some other way), else null. */
+  keyOf(key: unknown): string | null {
+    return typeof key === "string" && this.ours(key) ? key : null;
+  }
+
   /** Only keys this store made are read or deleted: a job cannot point it at other keys. */
   private ours(key: string): boolean {
     return key.startsWith(payloadKey(this.prefix, ""));

@@ -1,14 +1,14 @@
 import { PassThrough } from "node:stream";
-import { describe, expect, it } from "vitest";
-import { createLogger } from "./logger.ts";
+import { describe, expect, it, vi } from "vitest";
+import { createLogger, lazyChild } from "./logger.ts";
 
-function capture(tty: boolean) {
+function capture(tty: boolean, level = "info") {
   const out = new PassThrough();
   let text = "";
   out.on("data", (d: Buffer) => {
     text += d.toString();
   });
-  return { logger: createLogger("api", "info", { tty, destination: out }), text: () => text };
+  return { logger: createLogger("api", level, { tty, destination: out }), text: () => text };
 }
 
 /** Lines written so far, complete ones only (pino-pretty writes through a stream of its own). */
@@ -63,5 +63,26 @@ describe("createLogger", () => {
       expect(text()).not.toContain("hunter2");
       expect(text()).toContain("redis://default:***@redis.internal:6379");
     }
+  });
+});
+
+describe("lazyChild", () => {
+  it("writes lines with its bindings (redacted) like a child, and makes no child for disabled levels", async () => {
+    const { logger, text } = capture(false, "info");
+    const made = vi.spyOn(logger, "child");
+    const log = lazyChild(logger, { jobId: "j1", key: "hik_s3cr3t" });
+    log.debug("not written");
+    expect(made).not.toHaveBeenCalled();
+    log.info({ step: 1 }, "job started");
+    log.warn("slow");
+    expect(made).toHaveBeenCalledTimes(1);
+    log.child({ a: 1 }).info("nested");
+    await expect.poll(() => completeLines(text())).toHaveLength(3);
+    const [first, second, third] = completeLines(text()).map((l) => JSON.parse(l));
+    expect(first).toMatchObject({ jobId: "j1", key: "[redacted]", step: 1, msg: "job started" });
+    expect(second).toMatchObject({ jobId: "j1", msg: "slow", level: 40 });
+    expect(third).toMatchObject({ jobId: "j1", a: 1, msg: "nested" });
+    expect(text()).not.toContain("hik_s3cr3t");
+    expect(log.isLevelEnabled("debug")).toBe(false);
   });
 });

@@ -61,9 +61,11 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
     // The model first: a request to an unknown model is `unknown_model` whatever its query.
     const m = await requestedModel(deps, req, res);
-    checkQuerySizes(req.query);
-    if (req.query.shape === undefined) throw missingShape();
-    const q = parseOrThrow(DecodeQuery, req.query);
+    // Read once: Express 5 parses the query string again on every read of req.query.
+    const query = req.query;
+    checkQuerySizes(query);
+    if (query.shape === undefined) throw missingShape();
+    const q = parseOrThrow(DecodeQuery, query);
     const body = bodyOf(req);
     const packed =
       q.height !== undefined && q.width !== undefined ? { height: q.height, width: q.width } : null;
@@ -94,8 +96,9 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
 
   router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
     const m = await requestedModel(deps, req, res);
-    checkQuerySizes(req.query);
-    const q = parseOrThrow(EncodeQuery, req.query);
+    const query = req.query;
+    checkQuerySizes(query);
+    const q = parseOrThrow(EncodeQuery, query);
     if (!m.operations.includes("encode"))
       throw new AppError("unsupported_operation", `Model ${m.id} has no encoder.`);
     const body = bodyOf(req);
