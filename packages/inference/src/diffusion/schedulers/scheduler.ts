@@ -55,7 +55,10 @@ export interface Scheduler {
   readonly className: SchedulerClass;
   /** Denoising steps asked for (the schedule may hold more entries: PLMS repeats one). */
   readonly numInferenceSteps: number;
-  /** What the UNet gets as `timestep` at each step index, in order (integers except for Euler and flow matching). */
+  /**
+   * What the UNet gets as `timestep` at each step index, in order (integers except for Euler and
+   * flow matching).
+   */
   readonly timesteps: Float64Array;
   /** The noise level σ at each step index plus the final one, for σ-based samplers; null otherwise. */
   readonly sigmas: Float32Array | null;
