@@ -1,7 +1,8 @@
 // What the documents say about the API against what the code does, for the facts that drifted
-// before: which routes need no key, the Server-Timing names, and which settings exist.
+// before: which routes need no key, the Server-Timing names, which settings exist, and which
+// schedulers a request may name.
 import { readFileSync } from "node:fs";
-import type { JobResult } from "@hybrid/protocol";
+import { type JobResult, SchedulerName } from "@hybrid/protocol";
 import { describe, expect, it } from "vitest";
 import { Env } from "./env.ts";
 import { serverTiming } from "./job-submit.ts";
@@ -43,6 +44,12 @@ describe("the documents agree with the code", () => {
     for (const name of [...withModel, ...generation, ...untimed]) expect(documented, name).toContain(name);
     const example = /`Server-Timing: ([^`]+)`/.exec(paragraph)?.[1];
     expect(example && namesOf(example)).toEqual(withModel);
+  });
+
+  it("README.md names every scheduler a request may give", () => {
+    const text = flat(doc("README.md"));
+    const paragraph = text.slice(text.indexOf("`scheduler` ("), text.indexOf("`seed` ("));
+    for (const name of SchedulerName.options) expect(paragraph, name).toContain(`\`${name}\``);
   });
 
   it("docs/configuration.md has a row for every setting of the API", () => {

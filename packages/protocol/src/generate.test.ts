@@ -151,6 +151,8 @@ describe("generation requests", () => {
     expect(schedulerNameOf("DPMPP_2M_Karras")).toBe("dpmpp_2m_karras");
     expect(schedulerNameOf("euler-a")).toBe("euler_a");
     expect(schedulerNameOf("DDIMScheduler")).toBe("ddim");
+    expect(schedulerNameOf("Flow-Match-Euler")).toBe("flow_match_euler");
+    expect(schedulerNameOf("FlowMatchEulerDiscreteScheduler")).toBe("flow_match_euler");
     expect(schedulerNameOf("nope")).toBeNull();
   });
 });

@@ -7,7 +7,11 @@ import { WebhookEventFilter } from "./webhooks.ts";
  * {@link GenerateParams}. Pure: the API parses with it, the worker checks again.
  */
 
-/** The schedulers a request may name (`scheduler`); diffusers' class names are accepted too. */
+/**
+ * The schedulers a request may name (`scheduler`); diffusers' class names are accepted too.
+ * `flow_match_euler` samples flow-matching models (Flux, SD3) and only them; the others sample
+ * DDPM-trained models (SD 1.x/2.x, SDXL) and only them.
+ */
 export const SchedulerName = z.enum([
   "euler",
   "euler_a",
@@ -16,6 +20,7 @@ export const SchedulerName = z.enum([
   "dpmpp_2m",
   "dpmpp_2m_karras",
   "pndm",
+  "flow_match_euler",
 ]);
 export type SchedulerName = z.infer<typeof SchedulerName>;
 
@@ -26,6 +31,7 @@ const SCHEDULER_CLASSES: Readonly<Record<string, SchedulerName>> = {
   LCMScheduler: "lcm",
   DPMSolverMultistepScheduler: "dpmpp_2m",
   PNDMScheduler: "pndm",
+  FlowMatchEulerDiscreteScheduler: "flow_match_euler",
 };
 
 /** A scheduler name as a request gives it (case-insensitive; class names too), or null if unknown. */

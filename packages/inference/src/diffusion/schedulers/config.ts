@@ -16,6 +16,7 @@ export const SchedulerClass = z.enum([
   "LCMScheduler",
   "DPMSolverMultistepScheduler",
   "PNDMScheduler",
+  "FlowMatchEulerDiscreteScheduler",
 ]);
 export type SchedulerClass = z.infer<typeof SchedulerClass>;
 
@@ -173,6 +174,36 @@ export const PndmConfig = z.object({
 });
 export type PndmConfig = z.infer<typeof PndmConfig>;
 
+/**
+ * `FlowMatchEulerDiscreteScheduler`'s view of the config (Flux, SD3). It has no training βs:
+ * σ runs linearly from 1 (pure noise) to 0 (data), bent by `shift`, or per image size by
+ * `use_dynamic_shifting` with μ interpolated between the two `*_image_seq_len` points.
+ */
+export const FlowMatchEulerConfig = z
+  .object({
+    num_train_timesteps: withDefault(z.number().int().min(2), 1000),
+    shift: withDefault(z.number().positive(), 1),
+    use_dynamic_shifting: flag(false),
+    base_shift: num(0.5),
+    max_shift: num(1.15),
+    base_image_seq_len: withDefault(z.number().int().positive(), 256),
+    max_image_seq_len: withDefault(z.number().int().positive(), 4096),
+    invert_sigmas: flag(false),
+    // diffusers tests it for truth, so 0 means "off" as null does.
+    shift_terminal: optionalNum,
+    use_karras_sigmas: flag(false),
+    use_exponential_sigmas: flag(false),
+    use_beta_sigmas: flag(false),
+    time_shift_type: withDefault(z.enum(["exponential", "linear"]), "exponential"),
+    stochastic_sampling: flag(false),
+  })
+  // μ is a line through (base_image_seq_len, base_shift) and (max_image_seq_len, max_shift).
+  .refine((c) => c.base_image_seq_len !== c.max_image_seq_len, {
+    message: "base_image_seq_len and max_image_seq_len must differ",
+    path: ["max_image_seq_len"],
+  });
+export type FlowMatchEulerConfig = z.infer<typeof FlowMatchEulerConfig>;
+
 /** Each class's view of the config, for {@link parseClassConfig}. */
 export const classConfigs = {
   EulerDiscreteScheduler: EulerDiscreteConfig,
@@ -181,6 +212,7 @@ export const classConfigs = {
   LCMScheduler: LcmConfig,
   DPMSolverMultistepScheduler: DpmSolverConfig,
   PNDMScheduler: PndmConfig,
+  FlowMatchEulerDiscreteScheduler: FlowMatchEulerConfig,
 } as const;
 
 /** The resolved config of class `C`. */
@@ -198,7 +230,7 @@ export function parseClassConfig<C extends SchedulerClass>(
   config: SchedulerConfig,
   overrides: Record<string, unknown> = {},
 ): ClassConfig<C> {
-  // Widened to one schema type: a union of the six would not type-check as one call.
+  // Widened to one schema type: a union of the classes' schemas would not type-check as one call.
   const schema: z.ZodType = classConfigs[cls];
   const parsed = schema.safeParse({ ...config, ...overrides });
   if (!parsed.success) {

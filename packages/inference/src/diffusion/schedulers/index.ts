@@ -5,12 +5,14 @@ import { DDIMScheduler } from "./ddim.ts";
 import { DPMSolverMultistepScheduler } from "./dpm-solver-multistep.ts";
 import { EulerAncestralDiscreteScheduler } from "./euler-ancestral.ts";
 import { EulerDiscreteScheduler } from "./euler-discrete.ts";
+import { FlowMatchEulerDiscreteScheduler } from "./flow-match-euler.ts";
 import { LCMScheduler } from "./lcm.ts";
 import { PNDMScheduler } from "./pndm.ts";
 import type { Scheduler, SchedulerOptions } from "./scheduler.ts";
 import { invalidParameter } from "./strength.ts";
 
 export { SchedulerClass, SchedulerConfig } from "./config.ts";
+export { calculateShift, type ShiftConfig } from "./flow-match-euler.ts";
 export type { NoiseSource, Scheduler, SchedulerOptions } from "./scheduler.ts";
 export { SchedulerName };
 
@@ -47,7 +49,45 @@ const ALGORITHMS: Readonly<
   },
   // Only PLMS is implemented, which is how every SD config runs PNDM anyway.
   pndm: { cls: "PNDMScheduler", overrides: { skip_prk_steps: true } },
+  flow_match_euler: { cls: "FlowMatchEulerDiscreteScheduler", overrides: {} },
 };
+
+/** The classes that sample flow-matching models (velocity on a straight noise–data path). */
+const FLOW_CLASSES: ReadonlySet<SchedulerClass> = new Set(["FlowMatchEulerDiscreteScheduler"]);
+
+/**
+ * Whether a model is flow-matching (Flux, SD3) rather than DDPM-trained (SD 1.x/2.x, SDXL), by
+ * its own `scheduler_config.json`: its class is one of diffusers' `FlowMatch*` schedulers, or
+ * (a DPM-Solver config of a flow model, like Sana's) its `prediction_type` is
+ * `flow_prediction`. The two families' models predict different things on different noise
+ * paths, so a sampler of one family turns the other's outputs into noise, not an image.
+ */
+export function isFlowMatchConfig(config: SchedulerConfig): boolean {
+  const cls = config._class_name;
+  return (
+    (typeof cls === "string" && cls.startsWith("FlowMatch")) || config.prediction_type === "flow_prediction"
+  );
+}
+
+/**
+ * Refuses a requested sampler of the other family than the model's (see
+ * {@link isFlowMatchConfig}), naming the ones that fit.
+ */
+function checkFamily(name: string, cls: SchedulerClass, config: SchedulerConfig): void {
+  const flowModel = isFlowMatchConfig(config);
+  if (FLOW_CLASSES.has(cls) === flowModel) return;
+  throw invalidParameter(
+    "scheduler",
+    `"${name}" does not fit this model, which is ${flowModel ? "flow-matching" : "DDPM-trained"} ` +
+      `(use ${fittingNames(config).join(", ")})`,
+  );
+}
+
+/** The public names that can sample the model of `config`. */
+function fittingNames(config: SchedulerConfig): SchedulerName[] {
+  const flowModel = isFlowMatchConfig(config);
+  return schedulerNames.filter((n) => FLOW_CLASSES.has(ALGORITHMS[n].cls) === flowModel);
+}
 
 /** The class and forced options of a requested scheduler name. */
 function algorithmOf(name: string): { cls: SchedulerClass; overrides: Record<string, unknown> } {
@@ -68,7 +108,7 @@ function modelClassOf(config: SchedulerConfig): SchedulerClass {
   if (!cls.success) {
     throw new AppError(
       "unsupported_operation",
-      `The model's scheduler ${name} is not supported; choose one with scheduler (${schedulerNames.join(", ")}).`,
+      `The model's scheduler ${name} is not supported; choose one with scheduler (${fittingNames(config).join(", ")}).`,
       { details: { parameter: "scheduler" } },
     );
   }
@@ -85,10 +125,13 @@ function modelClassOf(config: SchedulerConfig): SchedulerClass {
  *   `schedulerNameOf` accepts). It swaps the algorithm and keeps the model's training schedule,
  *   as `OtherScheduler.from_config(pipe.scheduler.config)` does; the options that define the name
  *   (Karras σs, DPM-Solver++ order 2, PLMS) are forced. Leave it out to run the model's own.
- * @param options Image-to-image `strength`, DDIM's `eta`.
+ * @param options Image-to-image `strength`, DDIM's `eta`; for flow matching the image token
+ *   count (`imageSeqLen`, required when the config shifts dynamically) and `flowSigmas`.
  * @throws AppError `invalid_parameter` (parameter `scheduler`, `num_inference_steps` or
- *   `strength`) for a bad request; `unsupported_operation` when the model's config needs a
- *   feature not implemented here; `internal` when the model's config is malformed.
+ *   `strength`) for a bad request, including a scheduler of the other family than the model's
+ *   (flow-matching or DDPM, see {@link isFlowMatchConfig}); `unsupported_operation` when the
+ *   model's config needs a feature not implemented here; `internal` when the model's config is
+ *   malformed.
  */
 export function createScheduler(
   config: unknown,
@@ -106,6 +149,7 @@ export function createScheduler(
   const { cls, overrides } = overrideName
     ? algorithmOf(overrideName)
     : { cls: modelClassOf(raw.data), overrides: {} };
+  if (overrideName) checkFamily(overrideName, cls, raw.data);
   const cfg = <C extends SchedulerClass>(c: C) => parseClassConfig(c, raw.data, overrides);
   switch (cls) {
     case "EulerDiscreteScheduler":
@@ -120,5 +164,7 @@ export function createScheduler(
       return new DPMSolverMultistepScheduler(cfg(cls), numInferenceSteps, options);
     case "PNDMScheduler":
       return new PNDMScheduler(cfg(cls), numInferenceSteps, options);
+    case "FlowMatchEulerDiscreteScheduler":
+      return new FlowMatchEulerDiscreteScheduler(cfg(cls), numInferenceSteps, options);
   }
 }

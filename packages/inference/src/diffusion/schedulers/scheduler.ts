@@ -16,6 +16,22 @@ export interface SchedulerOptions {
   strength?: number;
   /** DDIM's η: 0 is deterministic DDIM, 1 is DDPM-like ancestral sampling. @defaultValue 0 */
   eta?: number;
+  /**
+   * Flow matching only: how many image tokens the transformer sees, (height / 16) × (width / 16)
+   * for Flux and SD3 (8× VAE, 2×2 patches). A model whose config sets `use_dynamic_shifting`
+   * (Flux.1-dev) shifts its σs by μ = `calculateShift(imageSeqLen, config)`, as diffusers'
+   * pipelines do, so it is required there; other configs ignore it.
+   */
+  imageSeqLen?: number;
+  /**
+   * Flow matching only: the σs the schedule is shifted from, which is the one thing the Flux and
+   * SD3 pipelines call the scheduler differently for.
+   * - `"flux"`: linspace(1, 1/n, n), which the Flux pipelines pass as `sigmas`.
+   * - `"default"`: the scheduler's own `set_timesteps(n)`, linspace between the σ_max and σ_min
+   *   of its training range (SD3's pipelines).
+   * @defaultValue "default"
+   */
+  flowSigmas?: "flux" | "default";
 }
 
 /**
@@ -39,7 +55,10 @@ export interface Scheduler {
   readonly className: SchedulerClass;
   /** Denoising steps asked for (the schedule may hold more entries: PLMS repeats one). */
   readonly numInferenceSteps: number;
-  /** What the UNet gets as `timestep` at each step index, in order (integers except for Euler). */
+  /**
+   * What the UNet gets as `timestep` at each step index, in order (integers except for Euler and
+   * flow matching).
+   */
   readonly timesteps: Float64Array;
   /** The noise level σ at each step index plus the final one, for σ-based samplers; null otherwise. */
   readonly sigmas: Float32Array | null;

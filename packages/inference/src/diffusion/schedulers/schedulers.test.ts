@@ -110,6 +110,12 @@ const SD15 = {
   clip_sample: false,
 };
 
+/** SD3's scheduler_config.json: a flow-matching model. */
+const SD3 = { _class_name: "FlowMatchEulerDiscreteScheduler", num_train_timesteps: 1000, shift: 3.0 };
+
+/** The names that sample SD 1.5; flow-matching image-to-image is tested in flow-match-euler.test.ts. */
+const ddpmNames = schedulerNames.filter((n) => n !== "flow_match_euler");
+
 describe("createScheduler", () => {
   it("runs the model's own scheduler when no name is given", () => {
     const s = createScheduler(SD15, 20);
@@ -118,8 +124,9 @@ describe("createScheduler", () => {
   });
 
   it("maps every public name, and diffusers' class names, to a class", () => {
+    // Each name on a model of its family (flow-matching or DDPM, see flow-match-euler.test.ts).
     const classes = Object.fromEntries(
-      schedulerNames.map((n) => [n, createScheduler(SD15, 10, n).className]),
+      schedulerNames.map((n) => [n, createScheduler(n === "flow_match_euler" ? SD3 : SD15, 10, n).className]),
     );
     expect(classes).toEqual({
       euler: "EulerDiscreteScheduler",
@@ -129,6 +136,7 @@ describe("createScheduler", () => {
       dpmpp_2m: "DPMSolverMultistepScheduler",
       dpmpp_2m_karras: "DPMSolverMultistepScheduler",
       pndm: "PNDMScheduler",
+      flow_match_euler: "FlowMatchEulerDiscreteScheduler",
     });
     expect(createScheduler(SD15, 10, "EulerAncestralDiscreteScheduler").className).toBe(
       "EulerAncestralDiscreteScheduler",
@@ -222,7 +230,7 @@ describe("image-to-image", () => {
       ),
     ).toEqual([]);
 
-  for (const name of schedulerNames) {
+  for (const name of ddpmNames) {
     it(`${name}: strength 1 runs the whole schedule, 0.5 its second half`, () => {
       const full = createScheduler(SD15, 20, name);
       expect(createScheduler(SD15, 20, name, { strength: 1 }).beginIndex).toBe(0);

@@ -35,3 +35,24 @@ export function checkSteps(numInferenceSteps: number, max: number): void {
     );
   }
 }
+
+/**
+ * The first step index of a flow-matching image-to-image run, by the Flux and SD3 pipelines'
+ * `get_timesteps`: unlike the SD pipelines they truncate `steps - steps × strength`, not the
+ * product, so 30 steps at 0.75 start at index 7 (23 steps), where SD's rule starts at 8.
+ *
+ * @throws AppError `invalid_parameter` (`strength`) when strength is outside [0, 1] or leaves no
+ * step to run.
+ */
+export function flowStrengthBeginIndex(numInferenceSteps: number, strength: number): number {
+  if (!(strength >= 0 && strength <= 1))
+    throw invalidParameter("strength", `${strength} is not between 0 and 1`);
+  const begin = Math.trunc(numInferenceSteps - Math.min(numInferenceSteps * strength, numInferenceSteps));
+  if (begin >= numInferenceSteps) {
+    throw invalidParameter(
+      "strength",
+      `${strength} leaves no denoising step out of ${numInferenceSteps} (it must be above 0)`,
+    );
+  }
+  return begin;
+}
