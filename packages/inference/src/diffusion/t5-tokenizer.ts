@@ -199,7 +199,7 @@ function splitNormalizer(normalizer: { type: string } | null): {
   if (normalizer.type === "Sequence" && Array.isArray(steps)) {
     const [first, ...others] = steps as Array<{ type?: unknown }>;
     if (first?.type === "Precompiled") {
-      if (JSON.stringify(others).includes('"Precompiled"')) {
+      if (others.some(hasPrecompiled)) {
         throw new AppError(
           "internal",
           "T5 tokenizer: more than one Precompiled normalizer in tokenizer.json.",
@@ -210,13 +210,19 @@ function splitNormalizer(normalizer: { type: string } | null): {
       return { charsmap: toCharsmap(first), rest };
     }
   }
-  if (JSON.stringify(normalizer).includes('"Precompiled"')) {
+  if (hasPrecompiled(normalizer)) {
     throw new AppError(
       "internal",
       "T5 tokenizer: a Precompiled normalizer that is not the first step of tokenizer.json's normalizer.",
     );
   }
   return { charsmap: undefined, rest: normalizer as NormalizerConfig };
+}
+
+function hasPrecompiled(stage: unknown): boolean {
+  if (typeof stage !== "object" || stage === null) return false;
+  const { type, normalizers } = stage as { type?: unknown; normalizers?: unknown };
+  return type === "Precompiled" || (Array.isArray(normalizers) && normalizers.some(hasPrecompiled));
 }
 
 function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, file: string): z.output<T> {
