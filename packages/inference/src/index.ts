@@ -1,6 +1,7 @@
 export { ClipTokenizer } from "./diffusion/clip-tokenizer.ts";
 export * from "./diffusion/diffusion-runtime.ts";
 export { createScheduler, type Scheduler } from "./diffusion/schedulers/index.ts";
+export { type T5Encoding, T5Tokenizer } from "./diffusion/t5-tokenizer.ts";
 export * from "./image.ts";
 export * from "./model-dir.ts";
 export * from "./random.ts";

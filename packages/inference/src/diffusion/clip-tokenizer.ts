@@ -48,6 +48,17 @@ export const MAX_TOKENIZED_CHARS = 4096;
 
 const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
 
+/**
+ * The first {@link MAX_TOKENIZED_CHARS} characters of a prompt (never half a surrogate pair), and
+ * whether what was cut held more than whitespace. Tokenizers' cost grows with the text, while text
+ * encoders take at most a few hundred tokens, which prose reaches in far fewer characters.
+ */
+export function capTokenizedText(text: string): { text: string; cut: boolean } {
+  if (text.length <= MAX_TOKENIZED_CHARS) return { text, cut: false };
+  const end = MAX_TOKENIZED_CHARS - (isHighSurrogate(text.charCodeAt(MAX_TOKENIZED_CHARS - 1)) ? 1 : 0);
+  return { text: text.slice(0, end), cut: /\S/.test(text.slice(end)) };
+}
+
 /** The files of a CLIP tokenizer, already read. */
 export interface ClipTokenizerFiles {
   /** Parsed `vocab.json`: token → id. */
@@ -181,14 +192,8 @@ export class ClipTokenizer {
    * with the text, and 75 tokens never need more (every accepted prompt is shorter anyway).
    */
   encode(text: string): ClipEncoding {
-    let cut = false;
-    if (text.length > MAX_TOKENIZED_CHARS) {
-      // Never half a surrogate pair; what is cut counts only if it held more than whitespace.
-      const end = MAX_TOKENIZED_CHARS - (isHighSurrogate(text.charCodeAt(MAX_TOKENIZED_CHARS - 1)) ? 1 : 0);
-      cut = /\S/.test(text.slice(end));
-      text = text.slice(0, end);
-    }
-    const body = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    const { text: capped, cut } = capTokenizedText(text);
+    const body = this.tokenizer.encode(capped, { add_special_tokens: false }).ids;
     const room = this.maxLength - 2;
     const truncated = cut || body.length > room;
     const kept = truncated ? body.slice(0, room) : body;

@@ -20,6 +20,9 @@ declare module "@huggingface/tokenizers" {
     | { type: "NFKC" }
     | { type: "Lowercase" }
     | { type: "Replace"; pattern: TokenizerPattern; content: string }
+    | { type: "Strip"; strip_left?: boolean; strip_right?: boolean }
+    /** Sentencepiece's rules; the port ignores the charsmap and applies NFKC-like fixed rules. */
+    | { type: "Precompiled"; precompiled_charsmap?: string | null }
     | { type: "Sequence"; normalizers: NormalizerConfig[] };
 
   export type PreTokenizerConfig =
@@ -31,6 +34,14 @@ declare module "@huggingface/tokenizers" {
         invert: boolean;
       }
     | { type: "ByteLevel"; add_prefix_space: boolean; trim_offsets?: boolean; use_regex?: boolean }
+    | { type: "WhitespaceSplit" }
+    /** Spaces become `replacement`; the port ignores `split` (it returns one piece). */
+    | {
+        type: "Metaspace";
+        replacement?: string;
+        prepend_scheme?: "always" | "first" | "never";
+        split?: boolean;
+      }
     | { type: "Sequence"; pretokenizers: PreTokenizerConfig[] };
 
   export interface BpeModelConfig {
@@ -48,22 +59,50 @@ declare module "@huggingface/tokenizers" {
     dropout?: number | null;
   }
 
-  export type PostProcessorConfig = {
-    type: "RobertaProcessing";
-    /** [token, id] appended after the sequence. */
-    sep: [string, number];
-    /** [token, id] prepended before the sequence. */
-    cls: [string, number];
-    trim_offsets?: boolean;
-    add_prefix_space?: boolean;
-  };
+  /** Sentencepiece-style model: `[piece, log probability]` per id. */
+  export interface UnigramModelConfig {
+    type: "Unigram";
+    vocab: Array<[string, number]>;
+    /** The port scores unknown characters at the lowest score minus 10 and fuses runs of them. */
+    unk_id: number;
+    byte_fallback?: boolean;
+  }
 
-  export type DecoderConfig = {
-    type: "ByteLevel";
-    add_prefix_space?: boolean;
-    trim_offsets?: boolean;
-    use_regex?: boolean;
-  };
+  /** An item of a `TemplateProcessing` template. */
+  export type TemplatePiece =
+    | { Sequence: { id: "A" | "B"; type_id: number } }
+    | { SpecialToken: { id: string; type_id: number } };
+
+  export type PostProcessorConfig =
+    | {
+        type: "RobertaProcessing";
+        /** [token, id] appended after the sequence. */
+        sep: [string, number];
+        /** [token, id] prepended before the sequence. */
+        cls: [string, number];
+        trim_offsets?: boolean;
+        add_prefix_space?: boolean;
+      }
+    | {
+        type: "TemplateProcessing";
+        single: TemplatePiece[];
+        pair?: TemplatePiece[];
+        special_tokens?: Record<string, { id: string; ids: number[]; tokens: string[] }>;
+      };
+
+  export type DecoderConfig =
+    | {
+        type: "ByteLevel";
+        add_prefix_space?: boolean;
+        trim_offsets?: boolean;
+        use_regex?: boolean;
+      }
+    | {
+        type: "Metaspace";
+        replacement?: string;
+        prepend_scheme?: "always" | "first" | "never";
+        split?: boolean;
+      };
 
   export interface AddedTokenConfig {
     id: number;
@@ -82,7 +121,7 @@ declare module "@huggingface/tokenizers" {
     added_tokens: AddedTokenConfig[];
     normalizer: NormalizerConfig | null;
     pre_tokenizer: PreTokenizerConfig | null;
-    model: BpeModelConfig;
+    model: BpeModelConfig | UnigramModelConfig;
     post_processor: PostProcessorConfig | null;
     decoder: DecoderConfig | null;
   }
