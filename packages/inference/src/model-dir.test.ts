@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generatePipelineModel, generateVaeModel } from "@hybrid/model-tools";
@@ -14,6 +14,9 @@ beforeAll(async () => {
   await generatePipelineModel({ kind: "sd-v1", outDir: join(dir, "sd") });
   await generatePipelineModel({ kind: "sdxl", outDir: join(dir, "sdxl-pipe"), ioDtype: "float16" });
   await generatePipelineModel({ kind: "lcm", outDir: join(dir, "lcm") });
+  await generatePipelineModel({ kind: "flux-schnell", outDir: join(dir, "flux-schnell") });
+  await generatePipelineModel({ kind: "flux-dev", outDir: join(dir, "flux-dev") });
+  await generatePipelineModel({ kind: "sd3", outDir: join(dir, "sd3") });
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -69,6 +72,23 @@ describe("detectModelDir", () => {
     expect(found).toMatchObject({ kind: "vae", family: "flux", vaeEncoder: null });
     expect(found.geometry).toMatchObject({ latentChannels: 16, scalingFactor: 0.3611, shiftFactor: 0.1159 });
     expect((await detectModelDir(bare, { family: "sd-v1" })).family).toBe("sd-v1");
+    await writeFile(
+      join(bare, "config.json"),
+      JSON.stringify({
+        _class_name: "AutoencoderKL",
+        latent_channels: 16,
+        scaling_factor: 1.5305,
+        shift_factor: 0.0609,
+      }),
+    );
+    const sd3 = await detectModelDir(bare);
+    expect(sd3).toMatchObject({ kind: "vae", family: "sd3" });
+    expect(sd3.geometry).toMatchObject({
+      latentChannels: 16,
+      patchSize: 1,
+      scalingFactor: 1.5305,
+      shiftFactor: 0.0609,
+    });
   });
 
   it("reads each pipeline family the generator makes", async () => {
@@ -114,6 +134,130 @@ describe("detectModelDir", () => {
     expect(lcm.timeCondProjDim).toBeGreaterThan(0);
   });
 
+  it("reads Flux (schnell, dev): CLIP + T5, the transformer's config, packed 16-channel latents", async () => {
+    for (const [name, guidance] of [
+      ["flux-schnell", false],
+      ["flux-dev", true],
+    ] as const) {
+      const root = join(dir, name);
+      const flux = await pipeline(name);
+      expect(flux).toMatchObject({
+        family: "flux",
+        layout: { name: "flux", denoiser: "transformer", patchSize: 2 },
+        text: [
+          {
+            component: "text_encoder",
+            graph: join(root, "text_encoder", "model.onnx"),
+            tokenizer: join(root, "tokenizer"),
+            tokenizerKind: "clip",
+          },
+          {
+            component: "text_encoder_2",
+            graph: join(root, "text_encoder_2", "model.onnx"),
+            tokenizer: join(root, "tokenizer_2"),
+            tokenizerKind: "t5",
+          },
+        ],
+        missingText: [],
+        tokenizers: [join(root, "tokenizer"), join(root, "tokenizer_2")],
+        textEncoders: [join(root, "text_encoder", "model.onnx"), join(root, "text_encoder_2", "model.onnx")],
+        denoiser: join(root, "transformer", "model.onnx"),
+        transformer: {
+          _class_name: "FluxTransformer2DModel",
+          in_channels: 64,
+          patch_size: 1,
+          guidance_embeds: guidance,
+          joint_attention_dim: 96,
+          pooled_projection_dim: 32,
+        },
+        scheduler: { _class_name: "FlowMatchEulerDiscreteScheduler", use_dynamic_shifting: guidance },
+        timeCondProjDim: null,
+        geometry: {
+          latentChannels: 16,
+          spatialFactor: 8,
+          temporalFactor: null,
+          patchSize: 2,
+          scalingFactor: 0.3611,
+          shiftFactor: 0.1159,
+        },
+      });
+      expect(flux.requiredFiles).toContain("tokenizer_2/tokenizer.json");
+    }
+  });
+
+  it("reads SD3: two CLIPs + T5, the transformer's config, 16-channel latents patchified inside", async () => {
+    const root = join(dir, "sd3");
+    const sd3 = await pipeline("sd3");
+    expect(sd3).toMatchObject({
+      family: "sd3",
+      layout: { name: "sd3", denoiser: "transformer", patchSize: 1 },
+      missingText: [],
+      tokenizers: ["tokenizer", "tokenizer_2", "tokenizer_3"].map((t) => join(root, t)),
+      textEncoders: ["text_encoder", "text_encoder_2", "text_encoder_3"].map((t) =>
+        join(root, t, "model.onnx"),
+      ),
+      transformer: {
+        _class_name: "SD3Transformer2DModel",
+        in_channels: 16,
+        patch_size: 2,
+        guidance_embeds: false,
+        joint_attention_dim: 96,
+        pooled_projection_dim: 80,
+      },
+      sampleSize: 32,
+      scheduler: { _class_name: "FlowMatchEulerDiscreteScheduler", shift: 3 },
+      geometry: {
+        latentChannels: 16,
+        spatialFactor: 8,
+        patchSize: 1,
+        scalingFactor: 1.5305,
+        shiftFactor: 0.0609,
+      },
+    });
+    expect(sd3.text.map((t) => t.tokenizerKind)).toEqual(["clip", "clip", "t5"]);
+    // text_encoder_3 is optional: SD3 is complete without it.
+    expect(sd3.requiredFiles).not.toContain("text_encoder_3/model.onnx");
+  });
+
+  it("serves SD3 without its T5, and refuses half a T5", async () => {
+    const noT5 = join(dir, "sd3-no-t5");
+    await cp(join(dir, "sd3"), noT5, { recursive: true });
+    await rm(join(noT5, "text_encoder_3"), { recursive: true });
+    await rm(join(noT5, "tokenizer_3"), { recursive: true });
+    const found = await pipeline("sd3-no-t5");
+    expect(found).toMatchObject({ family: "sd3", layout: { name: "sd3" }, missingText: ["text_encoder_3"] });
+    expect(found.text.map((t) => t.component)).toEqual(["text_encoder", "text_encoder_2"]);
+    expect(found.textEncoders).toHaveLength(2);
+
+    await mkdir(join(noT5, "text_encoder_3"));
+    await copyFile(
+      join(dir, "sd3", "text_encoder_3", "model.onnx"),
+      join(noT5, "text_encoder_3", "model.onnx"),
+    );
+    await expect(detectModelDir(noT5)).rejects.toThrow(
+      /only part of the optional text_encoder_3: tokenizer_3\/tokenizer\.json not found/,
+    );
+  });
+
+  it("refuses a Flux directory whose transformer config lacks what the pipeline needs", async () => {
+    const bad = join(dir, "flux-bad");
+    await cp(join(dir, "flux-schnell"), bad, { recursive: true });
+    await writeFile(
+      join(bad, "transformer", "config.json"),
+      JSON.stringify({ _class_name: "FluxTransformer2DModel" }),
+    );
+    await expect(detectModelDir(bad)).rejects.toThrow(/not a diffusers transformer config: in_channels/);
+  });
+
+  it("names an incomplete Flux pipeline after its transformer, not as an SD one", async () => {
+    const broken = join(dir, "flux-no-t5");
+    await cp(join(dir, "flux-schnell"), broken, { recursive: true });
+    await rm(join(broken, "text_encoder_2"), { recursive: true });
+    await expect(detectModelDir(broken)).rejects.toThrow(
+      /incomplete flux pipeline: text_encoder_2\/model\.onnx not found/,
+    );
+  });
+
   it("reads configs with Python's Infinity and NaN", async () => {
     const copy = join(dir, "sd-inf");
     await generatePipelineModel({ kind: "sd-v1", outDir: copy });
@@ -157,5 +301,9 @@ describe("detectModelDir", () => {
     expect(familyFromClassNames(["FluxPipeline", "AutoencoderKL"])).toBe("flux");
     expect(familyFromClassNames([undefined, "AutoencoderKLHunyuanVideo"])).toBe("hunyuan-video");
     expect(familyFromClassNames(["StableDiffusionPipeline"])).toBe("sd-v1");
+    expect(familyFromClassNames(["StableDiffusion3Pipeline", "AutoencoderKL"])).toBe("sd3");
+    // A bare 16-channel AutoencoderKL: SD3's by its scaling factor, Flux's otherwise.
+    expect(familyFromClassNames([undefined, "AutoencoderKL"], 16, 1.5305)).toBe("sd3");
+    expect(familyFromClassNames([undefined, "AutoencoderKL"], 16, 0.3611)).toBe("flux");
   });
 });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   AppError,
   COMPONENTS,
+  type ComponentName,
   FAMILIES,
   Family,
   MODEL_INDEX,
@@ -12,6 +13,8 @@ import {
   parsePythonJson,
   requiredFiles,
   SCHEDULER_CONFIG,
+  type TextEncoderSlot,
+  type TokenizerKind,
   tokenizerMarker,
   VAE_CONFIGS,
   VAE_REQUIRED,
@@ -48,6 +51,36 @@ const DenoiserConfig = z.looseObject({
   sample_size: z.number().int().positive().nullish(),
   time_cond_proj_dim: z.number().int().positive().nullish(),
 });
+
+/**
+ * The parts of a diffusers transformer config (FluxTransformer2DModel, SD3Transformer2DModel)
+ * a pipeline needs, with diffusers' defaults for keys a config leaves out.
+ */
+export const TransformerConfig = z.looseObject({
+  _class_name: z.string().optional(),
+  /** Channels of a latent token: Flux 64 (16 × 2 × 2, packed by the pipeline), SD3 16. */
+  in_channels: z.number().int().positive(),
+  /** Flux 1 (the pipeline packs), SD3 2 (the transformer patchifies [B, 16, h, w] itself). */
+  patch_size: z.number().int().positive().default(1),
+  /** Width of encoder_hidden_states (T5's d_model); SD3 pads its CLIP embeddings to it. */
+  joint_attention_dim: z.number().int().positive(),
+  /** Width of pooled_projections: Flux the CLIP pooler, SD3 both CLIP projections joined. */
+  pooled_projection_dim: z.number().int().positive(),
+  /** Flux dev: the transformer takes a `guidance` input (guidance distillation); schnell does not. */
+  guidance_embeds: z.boolean().default(false),
+  sample_size: z.number().int().positive().nullish(),
+});
+export type TransformerConfig = z.infer<typeof TransformerConfig>;
+
+/** One text encoder a pipeline directory has, with the tokenizer that feeds it. */
+export interface TextEncoderFiles {
+  component: ComponentName;
+  /** Absolute path of the encoder's graph. */
+  graph: string;
+  /** Absolute path of its tokenizer folder. */
+  tokenizer: string;
+  tokenizerKind: TokenizerKind;
+}
 
 /**
  * How latents relate to pixels for a model, from its VAE config with diffusers' defaults for
@@ -90,12 +123,18 @@ export interface VaeDir extends ModelDirCommon {
 export interface PipelineDir extends ModelDirCommon {
   kind: "pipeline";
   layout: PipelineLayout;
-  /** Tokenizer folders, in text-encoder order. */
+  /** The text encoders present, in layout order, each with its tokenizer. */
+  text: TextEncoderFiles[];
+  /** Optional text encoders of the layout this export lacks (SD3 without text_encoder_3: T5 embeddings are zeros). */
+  missingText: ComponentName[];
+  /** Tokenizer folders, in text-encoder order (`text`'s tokenizers). */
   tokenizers: string[];
-  /** Text encoder graphs, in the order their hidden states are joined. */
+  /** Text encoder graphs, in the order their hidden states are joined (`text`'s graphs). */
   textEncoders: string[];
   /** The UNet's or transformer's graph. */
   denoiser: string;
+  /** transformer/config.json as read (Flux, SD3); null for a UNet. */
+  transformer: TransformerConfig | null;
   /** scheduler/scheduler_config.json as parsed (the scheduler factory checks it). */
   scheduler: Record<string, unknown>;
   /** The denoiser's native latent size (image side = spatialFactor × this), when its config says. */
@@ -130,13 +169,24 @@ export async function readConfig(path: string): Promise<Record<string, unknown> 
   }
 }
 
-/** Family from the pipeline / VAE class names a diffusers export carries. */
-export function familyFromClassNames(names: Array<string | undefined>, latentChannels?: number): Family {
+/** SD3's published VAE scaling factor: a bare 16-channel VAE config with it is SD3's, not Flux's. */
+const SD3_SCALING = FAMILIES.sd3.scalingFactor;
+
+/**
+ * Family from the pipeline / VAE class names a diffusers export carries; a bare VAE (class
+ * AutoencoderKL, like every image family's) is told apart by its latent channels and scaling.
+ */
+export function familyFromClassNames(
+  names: Array<string | undefined>,
+  latentChannels?: number,
+  scalingFactor?: number,
+): Family {
   const all = names.filter(Boolean).join(" ");
   if (/HunyuanVideo/i.test(all)) return "hunyuan-video";
   if (/Flux/i.test(all)) return "flux";
+  if (/StableDiffusion3|SD3/.test(all)) return "sd3";
   if (/XL/.test(all)) return "sdxl";
-  if (latentChannels === 16) return "flux";
+  if (latentChannels === 16) return scalingFactor === SD3_SCALING ? "sd3" : "flux";
   return "sd-v1";
 }
 
@@ -160,7 +210,7 @@ const MARKERS = [
   ...new Set([
     ...PIPELINE_LAYOUTS.flatMap((l) => [
       ...requiredFiles(l),
-      ...l.text.map((t) => tokenizerMarker(t.tokenizer, t.tokenizerKind)),
+      ...l.text.flatMap((t) => [tokenizerMarker(t.tokenizer, t.tokenizerKind), COMPONENTS[t.encoder].graph]),
     ]),
     ...VAE_REQUIRED,
     COMPONENTS.vae_encoder.graph,
@@ -213,7 +263,11 @@ export async function detectModelDir(dir: string, opts: { family?: Family } = {}
     opts.family ??
     (declared.success
       ? declared.data
-      : familyFromClassNames([index._class_name, vaeConfig._class_name], vaeConfig.latent_channels));
+      : familyFromClassNames(
+          [index._class_name, vaeConfig._class_name],
+          vaeConfig.latent_channels,
+          vaeConfig.scaling_factor,
+        ));
   const encoder = COMPONENTS.vae_encoder.graph;
   const common = {
     dir,
@@ -234,22 +288,65 @@ export async function detectModelDir(dir: string, opts: { family?: Family } = {}
   const scheduler = await readConfig(join(dir, SCHEDULER_CONFIG));
   if (!scheduler) throw new AppError("internal", `${join(dir, SCHEDULER_CONFIG)} not found.`);
   const denoiser = COMPONENTS[layout.denoiser];
-  const denoiserConfig = DenoiserConfig.parse((await readConfig(join(dir, denoiser.config))) ?? {});
+  const denoiserRaw = (await readConfig(join(dir, denoiser.config))) ?? {};
+  const denoiserConfig = DenoiserConfig.parse(denoiserRaw);
+  let transformer: TransformerConfig | null = null;
+  if (layout.denoiser === "transformer") {
+    const parsed = TransformerConfig.safeParse(denoiserRaw);
+    if (!parsed.success)
+      throw new AppError(
+        "internal",
+        `${join(dir, denoiser.config)} is not a diffusers transformer config: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}.`,
+        { cause: parsed.error },
+      );
+    transformer = parsed.data;
+  }
+  const text: TextEncoderFiles[] = [];
+  const missingText: ComponentName[] = [];
+  for (const t of layout.text) {
+    const files = textEncoderFiles(dir, t, present);
+    if (files) text.push(files);
+    else missingText.push(t.encoder);
+  }
   return {
     kind: "pipeline",
     ...common,
     geometry: latentGeometry(family, vaeConfig, layout.patchSize),
     requiredFiles: requiredFiles(layout),
     layout,
-    tokenizers: layout.text.map((t) => {
-      const own = present.has(tokenizerMarker(t.tokenizer, t.tokenizerKind));
-      return join(dir, own || !t.tokenizerFallback ? t.tokenizer : t.tokenizerFallback);
-    }),
-    textEncoders: layout.text.map((t) => join(dir, COMPONENTS[t.encoder].graph)),
+    text,
+    missingText,
+    tokenizers: text.map((t) => t.tokenizer),
+    textEncoders: text.map((t) => t.graph),
     denoiser: join(dir, denoiser.graph),
+    transformer,
     scheduler,
     sampleSize: denoiserConfig.sample_size ?? null,
     timeCondProjDim: denoiserConfig.time_cond_proj_dim ?? null,
     forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt === true,
+  };
+}
+
+/**
+ * A layout slot's encoder and tokenizer in `dir`; null for an optional encoder the export lacks.
+ *
+ * @throws AppError `internal` for an optional encoder with its graph but not its tokenizer (or the
+ * reverse): a half-copied export, which silently dropping T5 would hide.
+ */
+function textEncoderFiles(dir: string, t: TextEncoderSlot, present: Set<string>): TextEncoderFiles | null {
+  const graph = COMPONENTS[t.encoder].graph;
+  const marker = tokenizerMarker(t.tokenizer, t.tokenizerKind);
+  const own = present.has(marker);
+  if (t.optional && !present.has(graph) && !own) return null;
+  if (t.optional && !(present.has(graph) && own))
+    throw new AppError(
+      "internal",
+      `${dir} has only part of the optional ${t.encoder}: ${present.has(graph) ? marker : graph} not found.`,
+    );
+  return {
+    component: t.encoder,
+    graph: join(dir, graph),
+    tokenizer: join(dir, own || !t.tokenizerFallback ? t.tokenizer : t.tokenizerFallback),
+    tokenizerKind: t.tokenizerKind,
   };
 }

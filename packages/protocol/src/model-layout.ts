@@ -49,6 +49,9 @@ export type TokenizerName = "tokenizer" | "tokenizer_2" | "tokenizer_3";
 /** Tokenizer formats; each with its files, the first being the one a tokenizer cannot do without. */
 export const TOKENIZER_FILES = {
   clip: ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"],
+  // T5's fast tokenizer: tokenizer.json holds the whole Unigram model; spiece.model is the
+  // SentencePiece original that only the slow tokenizer reads.
+  t5: ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model"],
 } as const satisfies Record<string, readonly [string, ...string[]]>;
 export type TokenizerKind = keyof typeof TOKENIZER_FILES;
 
@@ -59,10 +62,15 @@ export interface TextEncoderSlot {
   tokenizerKind: TokenizerKind;
   /** The tokenizer folder to use when `tokenizer` is absent (SDXL exports may share the first). */
   tokenizerFallback?: TokenizerName;
+  /**
+   * The pipeline runs without this encoder (SD3's T5: its embeddings are then zeros), so
+   * requiredFiles leaves it out; when present, its graph and tokenizer are used.
+   */
+  optional?: boolean;
 }
 
 /** Names of the pipeline layouts known (a new family adds its name and an entry of PIPELINE_LAYOUTS). */
-export type PipelineLayoutName = "sd" | "sdxl";
+export type PipelineLayoutName = "sd" | "sdxl" | "sd3" | "flux";
 
 /** A diffusion pipeline's layout: its components, as data. */
 export interface PipelineLayout {
@@ -77,8 +85,31 @@ export interface PipelineLayout {
 
 const CLIP_1: TextEncoderSlot = { encoder: "text_encoder", tokenizer: "tokenizer", tokenizerKind: "clip" };
 
-/** Known pipeline layouts, most specific first: the first whose required files all exist wins. */
+/**
+ * Known pipeline layouts, most specific first: the first whose required files all exist wins.
+ * SD3 and Flux both have two text encoders and a transformer; SD3's second tokenizer is CLIP's
+ * (vocab.json), Flux's is T5's (tokenizer.json), which tells them apart. SDXL has a second text
+ * encoder too but a UNet.
+ */
 export const PIPELINE_LAYOUTS: readonly PipelineLayout[] = [
+  {
+    name: "sd3",
+    denoiser: "transformer",
+    text: [
+      CLIP_1,
+      { encoder: "text_encoder_2", tokenizer: "tokenizer_2", tokenizerKind: "clip" },
+      { encoder: "text_encoder_3", tokenizer: "tokenizer_3", tokenizerKind: "t5", optional: true },
+    ],
+    // The transformer patchifies the [B, 16, h, w] latents itself (its config's patch_size 2).
+    patchSize: 1,
+  },
+  {
+    name: "flux",
+    denoiser: "transformer",
+    text: [CLIP_1, { encoder: "text_encoder_2", tokenizer: "tokenizer_2", tokenizerKind: "t5" }],
+    // The pipeline packs 2×2 latent patches into tokens of 64 values before the transformer.
+    patchSize: 2,
+  },
   {
     name: "sdxl",
     denoiser: "unet",
@@ -102,16 +133,15 @@ export const tokenizerMarker = (dir: TokenizerName, kind: TokenizerKind) =>
 
 /**
  * The files a pipeline layout cannot do without, in the order a reader needs them: scheduler,
- * tokenizers, text encoders, denoiser, VAE decoder. The VAE encoder (image-to-image), configs
- * and model_index.json are optional.
+ * tokenizers, text encoders, denoiser, VAE decoder. The VAE encoder (image-to-image), optional
+ * text encoders (SD3's T5), configs and model_index.json are optional.
  */
 export function requiredFiles(layout: PipelineLayout): string[] {
+  const text = layout.text.filter((t) => !t.optional);
   return [
     SCHEDULER_CONFIG,
-    ...layout.text
-      .filter((t) => !t.tokenizerFallback)
-      .map((t) => tokenizerMarker(t.tokenizer, t.tokenizerKind)),
-    ...layout.text.map((t) => COMPONENTS[t.encoder].graph),
+    ...text.filter((t) => !t.tokenizerFallback).map((t) => tokenizerMarker(t.tokenizer, t.tokenizerKind)),
+    ...text.map((t) => COMPONENTS[t.encoder].graph),
     COMPONENTS[layout.denoiser].graph,
     COMPONENTS.vae_decoder.graph,
   ];
@@ -128,15 +158,18 @@ export type LayoutMatch =
 
 /**
  * Which layout the files that `has` says exist form: a pipeline (all of a layout's required
- * files), else a VAE (a decoder and no denoiser), else none. A directory with a denoiser but
+ * files, the first such layout of PIPELINE_LAYOUTS), else a VAE (a decoder and no denoiser), else none. A directory with a denoiser but
  * missing pieces is an incomplete pipeline (`none`), not a VAE.
  */
 export function matchLayout(has: (path: string) => boolean): LayoutMatch {
-  let closest: { layout: PipelineLayout; missing: string[] } | null = null;
+  let closest: { layout: PipelineLayout; missing: string[]; rank: number } | null = null;
   for (const layout of PIPELINE_LAYOUTS) {
     const missing = requiredFiles(layout).filter((p) => !has(p));
     if (missing.length === 0) return { kind: "pipeline", layout };
-    if (!closest || missing.length <= closest.missing.length) closest = { layout, missing };
+    // Fewest missing files; on a tie the layout whose denoiser is there (Flux missing its T5 is
+    // not an SD missing its UNet), then the less specific one.
+    const rank = 2 * missing.length + (has(COMPONENTS[layout.denoiser].graph) ? 0 : 1);
+    if (!closest || rank <= closest.rank) closest = { layout, missing, rank };
   }
   const denoiser = PIPELINE_LAYOUTS.some((l) => has(COMPONENTS[l.denoiser].graph));
   const kind = !denoiser && VAE_REQUIRED.every(has) ? "vae" : "none";
@@ -150,8 +183,16 @@ const layoutComponents = (): ComponentName[] => [
     "vae_encoder" as const,
   ]),
 ];
-const layoutTokenizers = () =>
-  new Map(PIPELINE_LAYOUTS.flatMap((l) => l.text.map((t) => [t.tokenizer, t.tokenizerKind] as const)));
+/** Each tokenizer folder with every file name some layout's tokenizer there has (tokenizer_2 is CLIP's or T5's). */
+const layoutTokenizers = () => {
+  const files = new Map<TokenizerName, Set<string>>();
+  for (const t of PIPELINE_LAYOUTS.flatMap((l) => l.text)) {
+    const names = files.get(t.tokenizer) ?? new Set<string>();
+    for (const f of TOKENIZER_FILES[t.tokenizerKind]) names.add(f);
+    files.set(t.tokenizer, names);
+  }
+  return files;
+};
 
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 const COMPONENT_FILE = new RegExp(
@@ -159,7 +200,7 @@ const COMPONENT_FILE = new RegExp(
 );
 const TOKENIZER_FILE = new RegExp(
   `^(?:${[...layoutTokenizers()]
-    .map(([dir, kind]) => `${escapeRegExp(dir)}/(?:${TOKENIZER_FILES[kind].map(escapeRegExp).join("|")})`)
+    .map(([dir, names]) => `${escapeRegExp(dir)}/(?:${[...names].map(escapeRegExp).join("|")})`)
     .join("|")})$`,
 );
 

@@ -4,7 +4,7 @@ import { lastValue, QueryBool, QueryNumber, QueryPositiveInt, QueryShape } from 
 import { DType, InputDType } from "./tensor.ts";
 
 /** Model families we know the latent layout of. */
-export const Family = z.enum(["sd-v1", "sdxl", "flux", "hunyuan-video"]);
+export const Family = z.enum(["sd-v1", "sdxl", "sd3", "flux", "hunyuan-video"]);
 export type Family = z.infer<typeof Family>;
 
 /** What each family's real diffusers export declares (values from the published configs). */
@@ -31,6 +31,14 @@ export const FAMILIES: Readonly<Record<Family, FamilySpec>> = {
     scalingFactor: 0.13025,
     shiftFactor: null,
     pipelineClass: "StableDiffusionXLPipeline",
+    vaeClass: "AutoencoderKL",
+  },
+  // stabilityai/stable-diffusion-3-medium-diffusers (3.5 uses the same VAE).
+  sd3: {
+    latentChannels: 16,
+    scalingFactor: 1.5305,
+    shiftFactor: 0.0609,
+    pipelineClass: "StableDiffusion3Pipeline",
     vaeClass: "AutoencoderKL",
   },
   flux: {

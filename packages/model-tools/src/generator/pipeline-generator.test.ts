@@ -112,7 +112,14 @@ const COMMON_FILES = [
 
 describe("generateDefaultPipelines", () => {
   it("writes optimum's directory layout for every default pipeline", async () => {
-    expect(DEFAULT_PIPELINES.map((p) => p.id)).toEqual(["sd-tiny", "sdxl-pipe-tiny", "lcm-tiny"]);
+    expect(DEFAULT_PIPELINES.map((p) => p.id)).toEqual([
+      "sd-tiny",
+      "sdxl-pipe-tiny",
+      "lcm-tiny",
+      "flux-schnell-tiny",
+      "flux-dev-tiny",
+      "sd3-tiny",
+    ]);
     expect(await listFiles(join(root, "sd-tiny"))).toEqual([...COMMON_FILES].sort());
     expect(await listFiles(join(root, "lcm-tiny"))).toEqual([...COMMON_FILES].sort());
     expect(await listFiles(join(root, "sdxl-pipe-tiny"))).toEqual(

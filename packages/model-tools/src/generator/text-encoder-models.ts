@@ -14,6 +14,16 @@ export interface TextEncoderSpec {
   projectionDim: number;
   /** OpenAI CLIP uses quick_gelu; OpenCLIP's bigG (SDXL's text_encoder_2) uses gelu. */
   hiddenAct: "quick_gelu" | "gelu";
+  /** Transformer layers. @defaultValue 1 */
+  layers?: number;
+  /**
+   * Also output `hidden_states.0` (the embeddings) … `hidden_states.<layers>`, as optimum exports
+   * SDXL's and SD3's text encoders (`output_hidden_states=True`): their pipelines read the
+   * penultimate one. @defaultValue false
+   */
+  hiddenStates?: boolean;
+  /** Weight stream label. @defaultValue "text_encoder" for CLIPTextModel, "text_encoder_2" otherwise */
+  label?: string;
 }
 
 /** SD 1.x / LCM text encoder and SDXL's first one (real: 768 wide, 12 layers). */
@@ -34,7 +44,32 @@ export const CLIP_TEXT_2_TINY: TextEncoderSpec = {
   hiddenAct: "gelu",
 };
 
-/** CLIPTextConfig as transformers writes it to text_encoder/config.json (one layer instead of 12/32). */
+/** SD3's text_encoder: CLIP ViT-L with projection (real: 768 wide, 12 layers, projection 768). */
+export const CLIP_L_PROJ_TINY: TextEncoderSpec = {
+  architecture: "CLIPTextModelWithProjection",
+  hiddenSize: 32,
+  heads: 2,
+  projectionDim: 32,
+  hiddenAct: "quick_gelu",
+  // Two layers, so the penultimate hidden state SD3 reads is a layer's output, not the embeddings.
+  layers: 2,
+  hiddenStates: true,
+  label: "sd3.text_encoder",
+};
+
+/** SD3's text_encoder_2: OpenCLIP bigG with projection (real: 1280 wide, 32 layers, projection 1280). */
+export const CLIP_G_PROJ_TINY: TextEncoderSpec = {
+  architecture: "CLIPTextModelWithProjection",
+  hiddenSize: 48,
+  heads: 2,
+  projectionDim: 48,
+  hiddenAct: "gelu",
+  layers: 2,
+  hiddenStates: true,
+  label: "sd3.text_encoder_2",
+};
+
+/** CLIPTextConfig as transformers writes it to text_encoder/config.json (fewer layers than 12/32). */
 export function textEncoderConfig(spec: TextEncoderSpec, padTokenId: number): Record<string, unknown> {
   const v = clipVocabulary();
   return {
@@ -52,7 +87,7 @@ export function textEncoderConfig(spec: TextEncoderSpec, padTokenId: number): Re
     max_position_embeddings: CLIP_MAX_LENGTH,
     model_type: "clip_text_model",
     num_attention_heads: spec.heads,
-    num_hidden_layers: 1,
+    num_hidden_layers: spec.layers ?? 1,
     pad_token_id: padTokenId,
     projection_dim: spec.projectionDim,
     torch_dtype: "float32",
@@ -76,12 +111,14 @@ function causalMask(): Float32Array {
  * `text_embeds` [batch_size, projection_dim] then `last_hidden_state` (CLIPTextModelWithProjection).
  *
  * The layer is CLIP's: token + position embeddings, pre-LN causal self-attention, pre-LN MLP, final
- * LayerNorm. The pooled vector is CLIP's: the final hidden state at argmax(input_ids), which is the
+ * LayerNorm (repeated per layer). With `hiddenStates`, `hidden_states.0` … `hidden_states.<layers>`
+ * follow (the embeddings, then each layer's output before the final LayerNorm, as transformers
+ * returns them). The pooled vector is CLIP's: the final hidden state at argmax(input_ids), which is the
  * first end-of-text token because it has the largest id (a pad equal to eos comes after it).
  * Sequences of 1..77 tokens are accepted.
  */
 export function buildTextEncoder(spec: TextEncoderSpec, o: { idsDtype: IdsDtype; seed: number }): Uint8Array {
-  const label = spec.architecture === "CLIPTextModel" ? "text_encoder" : "text_encoder_2";
+  const label = spec.label ?? (spec.architecture === "CLIPTextModel" ? "text_encoder" : "text_encoder_2");
   const g = new NnGraph(label, streamSeed(o.seed, label));
   const H = spec.hiddenSize;
   const vocabSize = clipVocabulary().tokens.length;
@@ -107,12 +144,16 @@ export function buildTextEncoder(spec: TextEncoderSpec, o: { idsDtype: IdsDtype;
     g.op("Concat", [seqLen, seqLen], { axis: { int: 0 } }),
     g.ints([0, 1]),
   ]);
-  let h = g.layerNorm(x, H);
-  const attn = g.attention(g.linear(h, H, H), g.linear(h, H, H), g.linear(h, H, H), H, spec.heads, mask);
-  x = g.add(x, g.linear(attn, H, H, { gain: 0.5 }));
-  h = g.linear(g.layerNorm(x, H), H, 4 * H);
-  h = spec.hiddenAct === "gelu" ? g.gelu(h) : g.quickGelu(h);
-  x = g.add(x, g.linear(h, 4 * H, H, { gain: 0.5 }));
+  const states = [x];
+  for (let layer = 0; layer < (spec.layers ?? 1); layer++) {
+    let h = g.layerNorm(x, H);
+    const attn = g.attention(g.linear(h, H, H), g.linear(h, H, H), g.linear(h, H, H), H, spec.heads, mask);
+    x = g.add(x, g.linear(attn, H, H, { gain: 0.5 }));
+    h = g.linear(g.layerNorm(x, H), H, 4 * H);
+    h = spec.hiddenAct === "gelu" ? g.gelu(h) : g.quickGelu(h);
+    x = g.add(x, g.linear(h, 4 * H, H, { gain: 0.5 }));
+    states.push(x);
+  }
   const last = g.layerNorm(x, H);
 
   // CLIP's pooling does input_ids.to(torch.int).argmax(-1); the Cast mirrors what its export contains.
@@ -135,5 +176,9 @@ export function buildTextEncoder(spec: TextEncoderSpec, o: { idsDtype: IdsDtype;
     g.floatOutput(textEmbeds, "text_embeds", ["batch_size", spec.projectionDim], "float32");
     g.floatOutput(last, "last_hidden_state", hiddenDims, "float32");
   }
+  if (spec.hiddenStates)
+    states.forEach((state, i) => {
+      g.floatOutput(state, `hidden_states.${i}`, hiddenDims, "float32");
+    });
   return g.b.toBytes();
 }

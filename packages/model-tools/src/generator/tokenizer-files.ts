@@ -26,10 +26,10 @@ export function bytesToUnicode(): { byte: number; char: string }[] {
 const WORD_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+/giu;
 
 /**
- * The text the synthetic merges are learned from: prompt-like English, so that common prompt words
+ * The text the synthetic merges (and the T5 Unigram pieces) are learned from: prompt-like English, so that common prompt words
  * ("a photo of a cat") become single tokens as they do with the real CLIP vocabulary.
  */
-const CORPUS = `
+export const CORPUS = `
 a photo of a cat sitting on a table. a photo of a dog running in the park.
 a beautiful painting of a mountain landscape at sunset, highly detailed, trending on artstation.
 portrait of a woman with red hair, digital art, sharp focus, studio lighting, 4k, 8k.
