@@ -108,3 +108,20 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `n` formatted with `d` decimals, or "-" when it is not a finite number. */
 export const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : "-");
+
+/**
+ * The execution provider each model's sessions run on in the stack's workers, by model id (the
+ * API's `/health/ready`; `cuda+cpu` when workers differ), so a bench prints it beside its ratios
+ * and runs its in-process baseline on the same one: lines from a GPU machine then compare.
+ */
+export async function workerProviders(baseUrl: string): Promise<Record<string, string>> {
+  const ready = (await (await fetch(`${baseUrl}/health/ready`)).json()) as {
+    providers?: Record<string, string[]>;
+  };
+  return Object.fromEntries(Object.entries(ready.providers ?? {}).map(([m, p]) => [m, p.join("+")]));
+}
+
+/** The provider list for an in-process session on `provider` (cpu for a mixed or unknown one). */
+export function inProcessProviders(provider: string | undefined): Array<"cuda" | "tensorrt" | "cpu"> {
+  return provider === "cuda" || provider === "tensorrt" ? [provider, "cpu"] : ["cpu"];
+}

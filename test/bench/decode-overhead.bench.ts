@@ -5,7 +5,7 @@
 // output is ratios from this one run.
 import { Agent, request } from "undici";
 import { startStack } from "../e2e/stack.ts";
-import { pct } from "./bench-utils.ts";
+import { inProcessProviders, pct, workerProviders } from "./bench-utils.ts";
 import {
   BENCH_VAES,
   bareSession,
@@ -36,9 +36,13 @@ const stack = await startStack({
   LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
   // Worker settings to compare (e.g. ORT_ALLOW_SPINNING=false pnpm bench) pass through.
   ...Object.fromEntries(
-    ["ORT_INTRA_OP_THREADS", "ORT_ALLOW_SPINNING", "SESSION_THREADS", "CONCURRENCY"].flatMap((k) =>
-      process.env[k] ? [[k, process.env[k]]] : [],
-    ),
+    [
+      "ORT_INTRA_OP_THREADS",
+      "ORT_ALLOW_SPINNING",
+      "SESSION_THREADS",
+      "CONCURRENCY",
+      "EXECUTION_PROVIDERS",
+    ].flatMap((k) => (process.env[k] ? [[k, process.env[k]]] : [])),
   ),
 });
 // A keep-alive client with little overhead of its own (undici's request: Node's fetch spends
@@ -46,8 +50,11 @@ const stack = await startStack({
 const client = new Agent({ connections: 1 });
 const rows: string[] = [];
 try {
+  // Both paths run on the provider the worker got (cpu here; cuda on a GPU machine).
+  const providers = await workerProviders(stack.baseUrl);
   for (const m of models) {
-    const session = await bareSession(m.id);
+    const provider = providers[m.id] ?? "unknown";
+    const session = await bareSession(m.id, inProcessProviders(provider));
     // ORT's threads spin for a while after a run: let them settle so neither path slows the other.
     const settle = () => new Promise((r) => setTimeout(r, 50));
     const inProcess = async () => {
@@ -92,7 +99,7 @@ try {
     const r95 = pct(b, 95) / pct(a, 95);
     const goal = m.goal === undefined ? "" : `  goal <= ${m.goal}x: ${r50 <= m.goal ? "met" : "NOT met"}`;
     rows.push(
-      `${m.id.padEnd(12)} rounds=${String(m.rounds).padEnd(3)} e2e/in-process p50 ${r50.toFixed(3)}x  p95 ${r95.toFixed(3)}x  ` +
+      `${m.id.padEnd(12)} provider=${provider} rounds=${String(m.rounds).padEnd(3)} e2e/in-process p50 ${r50.toFixed(3)}x  p95 ${r95.toFixed(3)}x  ` +
         `(overhead p50 ${(pct(b, 50) - pct(a, 50)).toFixed(1)} ms on a ${pct(a, 50).toFixed(1)} ms run)${goal}`,
       `${"".padEnd(12)} p50 per phase, ms: ${[...phases].map(([k, v]) => `${k} ${pct(v, 50).toFixed(2)}`).join(" | ")}`,
     );

@@ -46,9 +46,11 @@ export const ANSWER_BYTES = 512 * 512 * 3;
 /** The in-process baseline: a bare session with ORT's own defaults, as anyone would run the model. */
 export async function bareSession(
   id: string,
+  /** The worker's provider for this model (see bench-utils' `inProcessProviders`). @defaultValue ["cpu"] */
+  executionProviders: string[] = ["cpu"],
 ): Promise<{ run: () => Promise<unknown>; release: () => Promise<void> }> {
   const session = await ort.InferenceSession.create(decoderPath(id), {
-    executionProviders: ["cpu"],
+    executionProviders,
     graphOptimizationLevel: "all",
   });
   const feeds = { latent_sample: new ort.Tensor("float32", values, shape) };

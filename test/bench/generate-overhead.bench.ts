@@ -22,7 +22,7 @@ import type { GenerateParams, JobObject } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
 import { isPng } from "../e2e/fixtures.ts";
 import { startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
-import { pct } from "./bench-utils.ts";
+import { inProcessProviders, pct, workerProviders } from "./bench-utils.ts";
 
 // sd-tiny: the test pipeline (~4 ms a UNet step), where the queue's fixed cost dominates;
 // sd-bench: the same SD-1.x layout with ~64x the UNet compute, against which the goal is set
@@ -42,11 +42,14 @@ const rounds = Number(process.env.BENCH_ROUNDS_GEN ?? 12);
 const stack = await startStack({
   MODELS: `sd-tiny,sd-bench=${benchDir}`,
   GENERATE_DEFAULT_MODELS: "false",
-  // CPU on every path, also where a GPU provider's libraries happen to be installed.
-  EXECUTION_PROVIDERS: "cpu",
+  // CPU on every path unless asked (EXECUTION_PROVIDERS=cuda on a GPU machine), also where a GPU
+  // provider's libraries happen to be installed; the in-process paths follow what the worker got.
+  EXECUTION_PROVIDERS: process.env.EXECUTION_PROVIDERS ?? "cpu",
   LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
 });
+let providers: Record<string, string> = {};
 try {
+  providers = await workerProviders(stack.baseUrl);
   for (const MODEL of MODELS) await bench(MODEL, join(TEST_MODELS_DIR, MODEL));
 } finally {
   await stack.stop();
@@ -54,10 +57,12 @@ try {
 process.exit(0);
 
 async function bench(MODEL: string, dir: string): Promise<void> {
+  const provider = providers[MODEL] ?? "unknown";
+  const eps = inProcessProviders(provider);
   // The worker's session options (session-cache.ts) with its defaults: ORT picks the intra-op
   // thread count, idle threads spin.
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: ["cpu"],
+    executionProviders: eps,
     graphOptimizationLevel: "all",
     extra: { session: { intra_op: { allow_spinning: "1" } } },
   };
@@ -133,7 +138,7 @@ async function bench(MODEL: string, dir: string): Promise<void> {
   };
 
   // The worker's runtime with the worker's default settings (one session thread), minus the queue.
-  const host = new SessionHost({ threads: 1, providers: ["cpu"], intraOpThreads: 0, allowSpinning: true });
+  const host = new SessionHost({ threads: 1, providers: eps, intraOpThreads: 0, allowSpinning: true });
   const runtime = await DiffusionRuntime.open([{ id: MODEL, dir }], host);
   const params: GenerateParams = {
     task: "text-to-image",
@@ -264,7 +269,7 @@ async function bench(MODEL: string, dir: string): Promise<void> {
     `\n${MODEL} text-to-image ${WIDTH}x${HEIGHT}, ${STEPS} euler steps, guidance ${GUIDANCE} (UNet batch 2), PNG, sync`,
   );
   console.log(
-    `${MODEL.padEnd(12)} rounds=${String(rounds).padEnd(3)} e2e/in-process p50 ${r50.toFixed(3)}x  p95 ${r95.toFixed(3)}x  ` +
+    `${MODEL.padEnd(12)} provider=${provider} rounds=${String(rounds).padEnd(3)} e2e/in-process p50 ${r50.toFixed(3)}x  p95 ${r95.toFixed(3)}x  ` +
       `(overhead p50 ${(pct(b, 50) - pct(a, 50)).toFixed(1)} ms on a ${pct(a, 50).toFixed(1)} ms run, ` +
       `p95 ${(pct(b, 95) - pct(a, 95)).toFixed(1)} ms on ${pct(a, 95).toFixed(1)} ms)`,
   );

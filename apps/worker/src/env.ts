@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { SharedEnv } from "@hybrid/service";
 import { z } from "zod";
+import { parseBytes } from "./memory-budget.ts";
 
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const list = z.string().transform((s) =>
@@ -45,7 +46,11 @@ export const Env = z.object({
   MODELS: list.pipe(z.array(ModelEntry)).default([]),
   /** Write the small generated default models into MODELS_DIR when they are missing. */
   GENERATE_DEFAULT_MODELS: bool.default(true),
-  /** Session threads (each runs one model call at a time). */
+  /**
+   * Session threads (each runs one model call at a time). A model's sessions live in one of them
+   * (a model is held once per worker): more threads let different models run side by side, not
+   * one model twice.
+   */
   SESSION_THREADS: z.coerce.number().int().min(1).max(64).default(1),
   /**
    * BullMQ job lock, in ms; renewed every half of it by the main thread. A job whose lock lapses
@@ -72,8 +77,31 @@ export const Env = z.object({
    * never wait; jobs that arrive while the threads are busy still run together.
    */
   BATCH_WINDOW_MS: z.coerce.number().min(0).max(1000).default(0),
-  /** onnxruntime execution providers in order of preference; cpu is always the fallback. */
-  EXECUTION_PROVIDERS: list.pipe(z.array(z.enum(["cuda", "tensorrt", "cpu"]))).default(["cuda", "cpu"]),
+  /**
+   * onnxruntime execution providers in order of preference; cpu is always the fallback. Unset:
+   * cuda then cpu (a model that falls back to cpu then says so at INFO); set: a model that falls
+   * back from the first one listed says so at WARN.
+   */
+  EXECUTION_PROVIDERS: list.pipe(z.array(z.enum(["cuda", "tensorrt", "cpu"]))).optional(),
+  /**
+   * Bytes the served models' weights may take together (`8GiB`, `512MiB`, `4e9`, …): the worker
+   * sums their weight files at start and refuses to start above it. Unset: 80% of the memory
+   * free at start (within the container's limit).
+   */
+  MODEL_MEMORY_BUDGET: z
+    .string()
+    .transform((v, ctx) => {
+      const n = parseBytes(v);
+      if (n === null) {
+        ctx.addIssue({
+          code: "custom",
+          message: `${JSON.stringify(v)} is not a size (e.g. 8GiB, 512MiB, 4000000000)`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .optional(),
   /** Threads onnxruntime uses within one run; 0 = one per physical core. */
   ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
   /**
@@ -92,5 +120,8 @@ export const Env = z.object({
   HEARTBEAT_SECONDS: z.coerce.number().positive().default(5),
 });
 export type Env = z.infer<typeof Env>;
+
+/** The providers a worker asks for when EXECUTION_PROVIDERS is unset. */
+export const DEFAULT_PROVIDERS: Array<"cuda" | "tensorrt" | "cpu"> = ["cuda", "cpu"];
 
 export const loadEnv = (source: NodeJS.ProcessEnv = process.env): Env => Env.parse(source);

@@ -4,10 +4,12 @@ import { DiffusionRuntime, SessionHost, VaeRuntime } from "@hybrid/inference";
 import type { ModelInfo } from "@hybrid/protocol";
 import { catalogSettingsOf } from "@hybrid/queue";
 import { createLogger, limitsOf, loadSettingsOrExit } from "@hybrid/service";
-import { Env } from "./env.ts";
+import { DEFAULT_PROVIDERS, Env } from "./env.ts";
 import { modelRuns } from "./job-runner.ts";
+import { checkMemoryBudget, defaultMemoryBudget } from "./memory-budget.ts";
 import { WorkerMetrics } from "./metrics.ts";
-import { modelSources } from "./models.ts";
+import { modelSizes, modelSources } from "./models.ts";
+import { logProviders, modelProviders } from "./providers.ts";
 import { startWorker } from "./start-worker.ts";
 
 const env = loadSettingsOrExit("worker", Env);
@@ -21,10 +23,30 @@ if (sources.length === 0) {
   );
   process.exit(1);
 }
-// One set of session threads for every model: a pipeline's VAE sessions serve the VAE endpoints too.
+// Before loading anything: a model set this worker cannot hold is refused now, not by the
+// kernel's OOM killer halfway through loading it.
+const budget = {
+  bytes: env.MODEL_MEMORY_BUDGET ?? defaultMemoryBudget(),
+  explicit: env.MODEL_MEMORY_BUDGET !== undefined,
+};
+const sizes = await modelSizes(sources);
+const refusal = checkMemoryBudget(sizes, budget);
+if (refusal) {
+  log.fatal(
+    {
+      models: Object.fromEntries(sizes.map((m) => [m.id, m.bytes])),
+      totalBytes: sizes.reduce((n, m) => n + m.bytes, 0),
+      budgetBytes: budget.bytes,
+    },
+    refusal,
+  );
+  process.exit(1);
+}
+// One set of session threads for every model, each model in one of them: a pipeline's VAE
+// sessions serve the VAE endpoints too.
 const hostOptions = {
   threads: env.SESSION_THREADS,
-  providers: env.EXECUTION_PROVIDERS,
+  providers: env.EXECUTION_PROVIDERS ?? DEFAULT_PROVIDERS,
   intraOpThreads: env.ORT_INTRA_OP_THREADS,
   allowSpinning: env.ORT_ALLOW_SPINNING,
 };
@@ -51,6 +73,10 @@ const models: ModelInfo[] = vae.models.map((m) => {
   const g = diffusion.models.get(m.id);
   return g ? { ...m, generation: g } : m;
 });
+// What each model actually runs on: logged, a metric label, and announced for /health/ready.
+const providers = modelProviders(host.models, sources);
+logProviders(providers, log, env.EXECUTION_PROVIDERS !== undefined);
+for (const p of providers) metrics.modelProvider(p.model, p.provider);
 log.info(
   {
     models: models.map(
@@ -65,6 +91,7 @@ const worker = await startWorker({
   prefix: env.QUEUE_PREFIX,
   workerId: `${hostname()}-${process.pid}-${randomUUID().slice(0, 6)}`,
   models,
+  providers: Object.fromEntries(providers.map((p) => [p.model, p.provider])),
   runs: modelRuns({
     vae,
     diffusion,

@@ -2,7 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { JobKind, JobResult } from "@hybrid/protocol";
 import { parseJobError } from "@hybrid/protocol";
 import type { Job, Worker } from "bullmq";
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** A job's phases on the worker, in ms: the ones the processor reports in the job's result. */
 export type JobTimings = Pick<NonNullable<JobResult["timings"]>, "readMs" | "runMs" | "writeMs">;
@@ -31,6 +31,7 @@ export class WorkerMetrics implements JobTimingSink {
   private readonly run: Histogram<Labels>;
   private readonly write: Histogram<Labels>;
   private readonly batchEntries: Histogram;
+  private readonly provider: Gauge<"model" | "provider">;
 
   constructor() {
     const registers = [this.registry];
@@ -76,6 +77,17 @@ export class WorkerMetrics implements JobTimingSink {
       buckets: [1, 2, 4, 8, 16, 32, 64],
       registers,
     });
+    this.provider = new Gauge({
+      name: "hybrid_worker_model_provider",
+      help: "1 for the onnxruntime execution provider each model's sessions run on here (cuda, tensorrt, cpu; cuda+cpu when its sessions differ), as found when loading them.",
+      labelNames: ["model", "provider"],
+      registers,
+    });
+  }
+
+  /** Records the provider a model's sessions run on (an info metric: the value is always 1). */
+  modelProvider(model: string, provider: string): void {
+    this.provider.set({ model, provider }, 1);
   }
 
   /** One decode/encode model run of `entries` batch entries. */

@@ -1,9 +1,10 @@
 import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { isModelDir, type ModelSource } from "@hybrid/inference";
+import { isModelDir, type ModelSource, sourceWeights } from "@hybrid/inference";
 import { generateDefaultModels } from "@hybrid/model-tools";
 import type { Logger } from "pino";
 import type { Env } from "./env.ts";
+import type { ModelSize } from "./memory-budget.ts";
 
 /** The models this worker serves, from MODELS / MODELS_DIR (generating the defaults when asked). */
 export async function modelSources(env: Env, log: Logger): Promise<ModelSource[]> {
@@ -20,4 +21,17 @@ export async function modelSources(env: Env, log: Logger): Promise<ModelSource[]
     if (await isModelDir(dir)) sources.push({ id: name, dir });
   }
   return sources;
+}
+
+/**
+ * What each served model's weights weigh, for the memory budget. Ids naming one directory share
+ * its sessions, so they are counted once, as one entry (`a+b`).
+ */
+export async function modelSizes(sources: readonly ModelSource[]): Promise<ModelSize[]> {
+  const byDir = new Map<string, ModelSource[]>();
+  for (const src of sources) byDir.set(resolve(src.dir), [...(byDir.get(resolve(src.dir)) ?? []), src]);
+  const sizes: ModelSize[] = [];
+  for (const group of byDir.values())
+    sizes.push({ id: group.map((s) => s.id).join("+"), bytes: (await sourceWeights(group[0]!)).bytes });
+  return sizes;
 }

@@ -28,6 +28,11 @@ export interface WorkerDeps {
   workerId: string;
   /** The models it serves, as it announces them. */
   models: ModelInfo[];
+  /**
+   * The execution provider each model's sessions run on, by model id: announced with the models
+   * (the API's `/health/ready` shows it) and shown in this worker's own `/health/ready`.
+   */
+  providers?: Record<string, string>;
   /** The model work, one run per kind. */
   runs: Runs;
   log: Logger;
@@ -116,7 +121,14 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const startedAt = new Date().toISOString();
   const announce = () =>
     directory
-      .announce({ workerId, hostname: hostname(), pid: process.pid, startedAt, models: deps.models })
+      .announce({
+        workerId,
+        hostname: hostname(),
+        pid: process.pid,
+        startedAt,
+        models: deps.models,
+        ...(deps.providers ? { providers: deps.providers } : {}),
+      })
       .catch((err: Error) => log.warn({ err: err.message }, "heartbeat failed"));
   await announce();
   const heartbeat = setInterval(announce, deps.heartbeatSeconds * 1000);
@@ -129,7 +141,9 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
           res.writeHead(ready ? 200 : 503, { "content-type": "application/json" });
           res.end(
             JSON.stringify(
-              ready ? { status: "ok", workerId } : { error: "worker not running", code: "no_workers" },
+              ready
+                ? { status: "ok", workerId, ...(deps.providers ? { providers: deps.providers } : {}) }
+                : { error: "worker not running", code: "no_workers" },
             ),
           );
         }).listen(deps.healthPort)

@@ -38,6 +38,10 @@ export const HealthReady = z.object({
   status: z.literal("ready"),
   workers: z.number().int().positive(),
   models: z.array(z.string()),
+  providers: z.record(z.string(), z.array(z.string())).optional().meta({
+    description:
+      "For each model, the onnxruntime execution providers its sessions run on across live workers (`cuda`, `tensorrt`, `cpu`; sorted), as the workers found when loading them.",
+  }),
 });
 export type HealthReady = z.infer<typeof HealthReady>;
 

@@ -10,6 +10,11 @@ export const WorkerAnnouncement = z.object({
   pid: z.number(),
   startedAt: z.string(),
   models: z.array(ModelInfoSchema),
+  /**
+   * The execution provider each model's sessions run on, by model id (`cuda`, `tensorrt`, `cpu`;
+   * `cuda+cpu` when its sessions differ). Optional: workers before it did not announce it.
+   */
+  providers: z.record(z.string(), z.string()).optional(),
 });
 export type WorkerAnnouncement = z.infer<typeof WorkerAnnouncement>;
 

@@ -28,7 +28,19 @@ export function healthRoutes(deps: HealthRouteDeps): Router {
     const models = new Set(workers.flatMap((w) => w.models.map((m) => m.id)));
     if (workers.length === 0 || models.size === 0)
       throw new AppError("no_workers", "No worker is serving any model yet.");
-    const ready: HealthReady = { status: "ready", workers: workers.length, models: [...models].sort() };
+    // What each model runs on across workers: a GPU worker that fell back to CPU shows up here.
+    const providers = new Map<string, Set<string>>();
+    for (const w of workers)
+      for (const [model, provider] of Object.entries(w.providers ?? {}))
+        providers.set(model, (providers.get(model) ?? new Set()).add(provider));
+    const ready: HealthReady = {
+      status: "ready",
+      workers: workers.length,
+      models: [...models].sort(),
+      providers: Object.fromEntries(
+        [...providers.keys()].sort().map((m) => [m, [...providers.get(m)!].sort()]),
+      ),
+    };
     res.json(ready);
   });
   return router;

@@ -22,6 +22,8 @@ describe("getSession", () => {
     // The npm package ships only the CPU provider; these machines never download the CUDA one.
     const s = await getSession(path(), { providers: ["cuda", "cpu"], intraOpThreads: 0 });
     expect(s.providers).toEqual(["cpu"]);
+    expect(s.requested).toEqual(["cuda", "cpu"]);
+    expect(s.fallback).toMatch(/^cuda: libonnxruntime_providers_cuda\.so is not installed$/);
     expect(s.inputs[0]).toMatchObject({ name: "latent_sample", type: "float32" });
     expect(s.inputs[0]!.shape).toHaveLength(4);
     expect(s.outputs[0]!.name).toBe("sample");

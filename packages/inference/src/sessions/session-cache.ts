@@ -32,8 +32,12 @@ export interface LoadedSession {
   session: ort.InferenceSession;
   inputs: GraphIO[];
   outputs: GraphIO[];
-  /** The providers the session was created with (after any fallback). */
+  /** The providers the session was created with (after any fallback); its first runs the graph. */
   providers: string[];
+  /** The providers asked for (the settings', `cpu` appended). */
+  requested: string[];
+  /** Why the first provider asked for is not the one in use (null: it is). */
+  fallback: string | null;
 }
 
 const sessions = new Map<string, Promise<LoadedSession>>();
@@ -67,9 +71,8 @@ const available = (p: string) => {
 };
 
 async function create(path: string, settings: SessionSettings): Promise<LoadedSession> {
-  const wanted = [
-    ...new Set<string>([...settings.providers.filter((p) => p !== "cpu" && available(p)), "cpu"]),
-  ];
+  const requested = [...new Set<string>([...settings.providers.filter((p) => p !== "cpu"), "cpu"])];
+  const missing = requested.filter((p) => p !== "cpu" && !available(p));
   const options = (executionProviders: string[]): ort.InferenceSession.SessionOptions => ({
     executionProviders,
     graphOptimizationLevel: "all",
@@ -83,22 +86,31 @@ async function create(path: string, settings: SessionSettings): Promise<LoadedSe
       },
     },
   });
-  let providers = wanted;
-  let session: ort.InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(path, options(wanted));
-  } catch (e) {
-    // A GPU provider whose libraries are absent fails the whole create: serve on CPU instead.
-    if (wanted.length === 1) throw e;
-    providers = ["cpu"];
-    session = await ort.InferenceSession.create(path, options(providers));
+  // onnxruntime-node cannot say which provider a session got: it has no getProviders(). What it
+  // does tell is whether creating the session with a provider list succeeded, and ORT fails the
+  // whole create when a listed GPU provider cannot start (its library or CUDA/cuDNN/TensorRT
+  // libraries missing, no device). So the list a create succeeded with is the truth, and its
+  // first provider is the one the graph runs on (ORT puts on CPU only the nodes that provider
+  // lacks kernels for). On failure the first provider is dropped and the next tried, down to cpu.
+  let providers = requested.filter((p) => !missing.includes(p));
+  const reasons = missing.map((p) => `${p}: ${providerLibrary[p]} is not installed`);
+  for (;;) {
+    try {
+      const session = await ort.InferenceSession.create(path, options(providers));
+      return {
+        session,
+        inputs: describe(session.inputMetadata),
+        outputs: describe(session.outputMetadata),
+        providers,
+        requested,
+        fallback: providers[0] === requested[0] ? null : reasons.join("; "),
+      };
+    } catch (e) {
+      if (providers.length === 1) throw e;
+      reasons.push(`${providers[0]}: ${(e as Error).message.split("\n")[0]}`);
+      providers = providers.slice(1);
+    }
   }
-  return {
-    session,
-    inputs: describe(session.inputMetadata),
-    outputs: describe(session.outputMetadata),
-    providers,
-  };
 }
 
 /** The session of a model file, created once per thread and reused for every run. */

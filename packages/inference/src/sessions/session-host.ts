@@ -1,3 +1,4 @@
+import { dirname, resolve } from "node:path";
 import type { TransferListItem } from "node:worker_threads";
 import { Piscina } from "piscina";
 import type { SessionSettings } from "./session-cache.ts";
@@ -11,8 +12,29 @@ import type {
 } from "./thread-protocol.ts";
 
 export interface SessionHostOptions extends SessionSettings {
-  /** Session threads; each holds its own copy of every session it has run. @defaultValue 1 */
+  /**
+   * Session threads. Each model's sessions live in one of them (its home), so a model is held
+   * once per worker however many there are; more threads let different models run side by side.
+   * @defaultValue 1
+   */
   threads: number;
+}
+
+/** What a model's loaded sessions run on. */
+export interface SessionProviders {
+  /** The providers a session runs with; the first is the one its graph runs on. */
+  providers: string[];
+  /** The providers asked for, `cpu` last. */
+  requested: string[];
+  /** Why the first provider asked for is not in use (null: it is). */
+  fallback: string | null;
+}
+
+/** A model directory as the host holds it: its thread and its loaded sessions by graph path. */
+export interface HostedModel {
+  dir: string;
+  thread: number;
+  sessions: Map<string, SessionProviders>;
 }
 
 // Running from TypeScript sources (tests, `pnpm start`), threads need the same loader and
@@ -21,13 +43,39 @@ const fromSource = import.meta.url.endsWith(".ts");
 const threadFile = new URL(fromSource ? "./session-thread.ts" : "./session-thread.js", import.meta.url).href;
 
 /**
+ * The model directory a graph belongs to: optimum's layout puts every graph at
+ * `<model>/<component>/model.onnx`, so a pipeline's text encoders, denoiser and VAE (which also
+ * serves the VAE endpoints) share one home.
+ */
+export const modelDirOf = (graph: string): string => dirname(dirname(resolve(graph)));
+
+function homeOf(task: ThreadTask): string {
+  switch (task.op) {
+    case "generate":
+      return resolve(task.files.dir);
+    case "batch":
+      return modelDirOf(task.tasks[0]!.path);
+    default:
+      return modelDirOf(task.path);
+  }
+}
+
+/**
  * The worker threads that own the ONNX sessions. `session.run` blocks its thread for the whole
  * run (hundreds of ms), so it must never run on the main thread, where BullMQ renews locks.
+ *
+ * A model's sessions live in exactly one thread: a session cannot be shared between threads,
+ * and a 12B transformer does not fit twice. Each model directory is given, at its first task,
+ * to the thread holding the fewest models, and every later task of that model goes there.
+ * Each thread is a piscina pool of its own (one thread, one task at a time): piscina picks a
+ * pool's thread for a task itself, and its `loadBalancer` sees neither the task's data nor a
+ * thread identity that survives a restart, so pinning by hand inside one pool would be fragile;
+ * a pool per thread keeps piscina's queueing, transfer and restart of a crashed thread.
  */
 export class SessionHost {
-  private readonly pool: Piscina;
-  private readonly threads: number;
-  private busy = 0;
+  private readonly pools: Piscina[];
+  private readonly busy: number[];
+  private readonly homes = new Map<string, HostedModel>();
   private readonly freed = new Set<() => void>();
 
   constructor(opts: SessionHostOptions) {
@@ -39,22 +87,43 @@ export class SessionHost {
       intraOpThreads,
       ...(allowSpinning !== undefined ? { allowSpinning } : {}),
     };
-    this.threads = threads;
-    this.pool = new Piscina({
-      filename: threadFile,
-      minThreads: threads,
-      maxThreads: threads,
-      // One task per thread at a time: a run already uses all the cores ORT was given.
-      concurrentTasksPerWorker: 1,
-      idleTimeout: Number.POSITIVE_INFINITY,
-      workerData: settings,
-      ...(fromSource ? { execArgv: ["--conditions=source", "--import", "tsx"] } : {}),
-    });
+    this.busy = Array.from({ length: threads }, () => 0);
+    this.pools = this.busy.map(
+      () =>
+        new Piscina({
+          filename: threadFile,
+          minThreads: 1,
+          maxThreads: 1,
+          // One task per thread at a time: a run already uses all the cores ORT was given.
+          concurrentTasksPerWorker: 1,
+          idleTimeout: Number.POSITIVE_INFINITY,
+          workerData: settings,
+          ...(fromSource ? { execArgv: ["--conditions=source", "--import", "tsx"] } : {}),
+        }),
+    );
   }
 
-  /** Session threads with no task right now (a batcher sends work only to a free one). */
+  /** The model directory's home, chosen at its first task: the thread holding the fewest models. */
+  private home(dir: string): HostedModel {
+    let h = this.homes.get(dir);
+    if (!h) {
+      const held = this.busy.map(() => 0);
+      for (const m of this.homes.values()) held[m.thread]!++;
+      const thread = held.indexOf(Math.min(...held));
+      h = { dir, thread, sessions: new Map() };
+      this.homes.set(dir, h);
+    }
+    return h;
+  }
+
+  /** Session threads with no task right now. */
   get freeThreads(): number {
-    return Math.max(0, this.threads - this.busy);
+    return this.busy.filter((b) => b === 0).length;
+  }
+
+  /** Whether the thread that would run `task` (its model's home) has no task right now. */
+  isFree(task: { path: string }): boolean {
+    return this.busy[this.home(modelDirOf(task.path)).thread] === 0;
   }
 
   /** Calls `listener` each time a task ends (a thread may be free); returns the unsubscribe. */
@@ -63,32 +132,46 @@ export class SessionHost {
     return () => this.freed.delete(listener);
   }
 
-  private async track<T>(p: () => Promise<T>): Promise<T> {
-    this.busy++;
+  /** Every model directory the host has run a task of, with its thread and sessions' providers. */
+  get models(): HostedModel[] {
+    return [...this.homes.values()];
+  }
+
+  private async track<T>(task: ThreadTask, run: (pool: Piscina) => Promise<T>): Promise<T> {
+    const { thread } = this.home(homeOf(task));
+    this.busy[thread]!++;
     try {
-      return await p();
+      return await run(this.pools[thread]!);
     } finally {
-      this.busy--;
+      this.busy[thread]!--;
       for (const l of this.freed) l();
     }
   }
 
   /**
-   * Runs `task` on a thread, its byte arrays moved rather than cloned. A structured clone copies
-   * a view's whole backing buffer, and payloads read from Redis are often views into ioredis'
-   * shared parser pool (megabytes under load): each is copied once to a buffer of its own size,
-   * which is then transferred.
+   * Runs `task` on its model's thread, its byte arrays moved rather than cloned. A structured
+   * clone copies a view's whole backing buffer, and payloads read from Redis are often views into
+   * ioredis' shared parser pool (megabytes under load): each is copied once to a buffer of its
+   * own size, which is then transferred.
    */
   private post<T>(task: ThreadTask, extra: TransferListItem[] = []): Promise<T> {
     const transferList: TransferListItem[] = [...extra];
     const owned = ownBytes(task, transferList, 3) as ThreadTask;
-    return this.track(() =>
-      this.pool.run(owned, transferList.length > 0 ? { transferList: transferList as never } : {}),
+    return this.track(owned, (pool) =>
+      pool.run(owned, transferList.length > 0 ? { transferList: transferList as never } : {}),
     );
   }
 
-  describe(path: string): Promise<DescribeResult> {
-    return this.track(() => this.pool.run({ op: "describe", path } satisfies ThreadTask));
+  /** Loads a graph's session in its model's thread (once) and describes it. */
+  async describe(path: string): Promise<DescribeResult> {
+    const task = { op: "describe", path } satisfies ThreadTask;
+    const d: DescribeResult = await this.track(task, (pool) => pool.run(task));
+    this.home(modelDirOf(path)).sessions.set(resolve(path), {
+      providers: d.providers,
+      requested: d.requested,
+      fallback: d.fallback,
+    });
+    return d;
   }
 
   run(task: Exclude<ThreadTask, { op: "describe" | "generate" | "batch" }>): Promise<RunResult> {
@@ -106,7 +189,7 @@ export class SessionHost {
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    await Promise.all(this.pools.map((p) => p.destroy()));
   }
 }
 

@@ -13,8 +13,8 @@ import type { DescribeResult, GenerateResult, RunResult, ThreadTask } from "./th
 const settings = workerData as SessionSettings;
 
 async function describe(path: string): Promise<DescribeResult> {
-  const { inputs, outputs, providers } = await getSession(path, settings);
-  return { inputs, outputs, providers };
+  const { inputs, outputs, providers, requested, fallback } = await getSession(path, settings);
+  return { inputs, outputs, providers, requested, fallback };
 }
 
 /**

@@ -47,7 +47,12 @@ export interface EncodeTask {
 export interface DescribeResult {
   inputs: GraphIO[];
   outputs: GraphIO[];
+  /** The providers the session runs with; the first is the one its graph runs on. */
   providers: string[];
+  /** The providers asked for, `cpu` last. */
+  requested: string[];
+  /** Why the first provider asked for is not in use (null: it is). */
+  fallback: string | null;
 }
 
 /**

@@ -10,9 +10,12 @@ export interface BatchOptions {
   onRun?: (entries: number, tasks: number) => void;
 }
 
-/** Where batches run: how many threads are free now, and a call each time one may have freed. */
-export interface BatchSlots {
-  readonly freeThreads: number;
+/**
+ * Where batches run: whether the thread a task would run on is free now (a model's sessions
+ * live in one thread), and a call each time one may have freed.
+ */
+export interface BatchSlots<T> {
+  isFree(task: T): boolean;
   onFreed(listener: () => void): () => void;
 }
 
@@ -43,7 +46,7 @@ export class Batcher<T, R> {
 
   constructor(
     private readonly opts: BatchOptions,
-    private readonly slots: BatchSlots,
+    private readonly slots: BatchSlots<T>,
     /** Runs one task alone (exactly the path without batching). */
     private readonly runOne: (task: T) => Promise<R>,
     /** Runs tasks as one batch; one answer per task, in order. */
@@ -80,7 +83,8 @@ export class Batcher<T, R> {
     let wakeAt = Number.POSITIVE_INFINITY;
     // Map order is insertion order: the group waiting longest goes first.
     for (const [key, g] of this.groups) {
-      if (this.slots.freeThreads <= 0) return;
+      // Its model's thread is busy: the group waits for it (onFreed pumps again).
+      if (!this.slots.isFree(g.items[0]!.task)) continue;
       const due = now - g.since >= this.opts.windowMs;
       if (g.entries < this.opts.maxBatchSize && !due) {
         wakeAt = Math.min(wakeAt, g.since + this.opts.windowMs);

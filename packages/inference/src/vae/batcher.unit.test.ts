@@ -5,13 +5,13 @@ import { Batcher, type BatchSlots } from "./batcher.ts";
  * Threads as plain counters: each run holds one until the test ends it, so the order in which
  * batches form is deterministic (the real session threads are covered in batcher.test.ts).
  */
-class Threads implements BatchSlots {
+class Threads implements BatchSlots<string> {
   busy = 0;
   readonly runs: Array<{ tasks: string[]; end: () => void }> = [];
   private readonly listeners = new Set<() => void>();
   constructor(private readonly size: number) {}
-  get freeThreads() {
-    return this.size - this.busy;
+  isFree() {
+    return this.size - this.busy > 0;
   }
   onFreed(l: () => void) {
     this.listeners.add(l);
@@ -109,7 +109,7 @@ describe("Batcher scheduling", () => {
     let batchRuns = 0;
     const b = new Batcher<string, string>(
       { maxBatchSize: 4, windowMs: 20 },
-      { freeThreads: 1, onFreed: () => () => {} },
+      { isFree: () => true, onFreed: () => () => {} },
       async (t) => {
         if (t === "bad") throw new Error("bad input");
         return `${t}!`;
@@ -126,5 +126,52 @@ describe("Batcher scheduling", () => {
       "bad input",
       "c!",
     ]);
+  });
+
+  it("a group waits for its own model's thread only: another model's free thread still runs", async () => {
+    // Two threads, model x pinned to one and y to the other (tasks name their model first).
+    const busy = new Set<string>();
+    const listeners = new Set<() => void>();
+    const runs: Array<{ tasks: string[]; end: () => void }> = [];
+    const run = (tasks: string[]) => {
+      const model = tasks[0]![0]!;
+      busy.add(model);
+      return new Promise<string[]>((resolve) => {
+        runs.push({
+          tasks,
+          end: () => {
+            busy.delete(model);
+            resolve(tasks.map((t) => `${t}!`));
+            for (const l of listeners) l();
+          },
+        });
+      });
+    };
+    const b = new Batcher<string, string>(
+      { maxBatchSize: 8, windowMs: 0 },
+      {
+        isFree: (t) => !busy.has(t[0]!),
+        onFreed: (l) => {
+          listeners.add(l);
+          return () => listeners.delete(l);
+        },
+      },
+      (t) => run([t]).then((r) => r[0]!),
+      (ts) => run(ts),
+    );
+    const x0 = b.submit("x", "x0", 1);
+    const x1 = b.submit("x", "x1", 1);
+    const y0 = b.submit("y", "y0", 1);
+    // x1 waits for x's thread; y0, which came later, runs at once on y's.
+    expect(runs.map((r) => r.tasks)).toEqual([["x0"], ["y0"]]);
+    runs[1]!.end();
+    expect(await y0).toBe("y0!");
+    expect(runs).toHaveLength(2);
+    runs[0]!.end();
+    expect(await x0).toBe("x0!");
+    await tick();
+    expect(runs.map((r) => r.tasks)).toEqual([["x0"], ["y0"], ["x1"]]);
+    runs[2]!.end();
+    expect(await x1).toBe("x1!");
   });
 });

@@ -60,7 +60,7 @@ export class VaeRuntime {
     const b = opts.batching;
     this.batcher =
       b && b.maxBatchSize > 1
-        ? new Batcher(
+        ? new Batcher<DecodeTask | EncodeTask, RunResult>(
             b,
             host,
             (t) => host.run(t),
