@@ -85,6 +85,11 @@ export type GenerateDefaults = z.infer<typeof GenerateDefaults>;
 export const GenerationInfo = z.object({
   tasks: z.array(z.enum(["text-to-image", "image-to-image"])).min(1),
   defaults: GenerateDefaults,
+  /**
+   * Width and height must be multiples of this: 8 (one latent) when absent; 16 for Flux and SD3,
+   * whose transformers take 2×2 patches of latents.
+   */
+  size_multiple: z.number().int().positive().optional(),
 });
 export type GenerationInfo = z.infer<typeof GenerationInfo>;
 
@@ -110,6 +115,11 @@ export const GenerateParams = z.object({
   target_size: z
     .object({ width: z.number().int().positive(), height: z.number().int().positive() })
     .nullable(),
+  /**
+   * Flux and SD3: tokens of the T5 encoder's sequence (diffusers' `max_sequence_length`); absent:
+   * the model's default (Flux dev 512, Flux schnell and SD3 256). Other models ignore it.
+   */
+  max_sequence_length: z.number().int().min(1).max(512).optional(),
 });
 export type GenerateParams = z.infer<typeof GenerateParams>;
 
@@ -137,6 +147,8 @@ const Parameters = z.looseObject({
   strength: num.nullish(),
   /** Our extension: latent previews in the progress events (SSE, webhooks). */
   previews: z.boolean().nullish(),
+  /** Flux and SD3: the T5 sequence length (diffusers' name). */
+  max_sequence_length: int.nullish(),
 });
 
 /** The JSON body of a generation request, either shape. */
@@ -160,6 +172,7 @@ const FLAT_KEYS = [
   "scheduler",
   "seed",
   "strength",
+  "max_sequence_length",
 ] as const;
 
 /** True for the custom-handler shape (parameters at the top level), which answers JSON. */
@@ -254,6 +267,8 @@ export function resolveGenerate(
   defaults: GenerateDefaults,
   limits: GenerateLimits,
   randomSeed: () => number,
+  /** Width and height are multiples of it (the model's `size_multiple`). */
+  sizeMultiple = 8,
 ): GenerateParams {
   // Image-to-image may go without a prompt (the HF task allows a bare image body).
   if (task === "text-to-image" && prompt.trim() === "") throw invalid("inputs", "the prompt is empty");
@@ -276,7 +291,8 @@ export function resolveGenerate(
     ["height", height],
   ] as const) {
     if (v === null) continue;
-    if (v < 64 || v % 8 !== 0) throw invalid(name, `${v} is not a multiple of 8 of at least 64`);
+    if (v < 64 || v % sizeMultiple !== 0)
+      throw invalid(name, `${v} is not a multiple of ${sizeMultiple} of at least 64`);
     if (v > limits.maxSide) throw invalid(name, `${v} is larger than ${limits.maxSide}`);
   }
   if (width !== null && height !== null && width * height > limits.maxPixels)
@@ -300,6 +316,9 @@ export function resolveGenerate(
       );
     scheduler = named;
   }
+  const maxSequence = p.max_sequence_length;
+  if (maxSequence != null && (maxSequence < 1 || maxSequence > 512))
+    throw invalid("max_sequence_length", `${maxSequence} is not between 1 and 512`);
   if (p.seed != null && (p.seed < 0 || p.seed > 0xffffffff))
     throw invalid("seed", `${p.seed} is not between 0 and ${0xffffffff}`);
   if (target) {
@@ -324,6 +343,7 @@ export function resolveGenerate(
     seed: p.seed ?? randomSeed(),
     previews: p.previews ?? false,
     target_size: task === "image-to-image" ? target : null,
+    ...(maxSequence != null ? { max_sequence_length: maxSequence } : {}),
   };
 }
 

@@ -127,6 +127,7 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
       m.generation.defaults,
       deps.generateLimits,
       () => randomInt(2 ** 32),
+      m.generation.size_multiple,
     );
     // One image per job: its pixels against the per-job cap too (the answer's bytes, JPEG or
     // PNG, are known once encoded: the worker checks them).

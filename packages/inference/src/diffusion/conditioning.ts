@@ -14,9 +14,9 @@ export interface TextConditioning {
 export const TEXT_CONDITIONING: Readonly<Record<PipelineLayoutName, TextConditioning>> = {
   sd: { hidden: "last", pooled: false, guidanceScale: 7.5 },
   sdxl: { hidden: "penultimate", pooled: true, guidanceScale: 5 },
-  // Rows for the transformer layouts so the table stays total; the pipeline that conditions them
-  // (CLIP's pooled vector + T5's hidden states for Flux; both CLIPs' penultimate states, padded
-  // and joined with T5's, for SD3) is not written yet. Guidance: diffusers' pipeline defaults.
+  // The transformers join their encoders as pipeline.ts' flowDenoising says (Flux: CLIP's pooled
+  // vector and T5's states; SD3: both CLIPs' penultimate states padded and joined with T5's).
+  // Guidance: diffusers' pipeline defaults (Flux dev's is its `guidance` input, not CFG).
   sd3: { hidden: "penultimate", pooled: true, guidanceScale: 7 },
   flux: { hidden: "last", pooled: true, guidanceScale: 3.5 },
 };

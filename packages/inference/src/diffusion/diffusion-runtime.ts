@@ -89,7 +89,7 @@ export class DiffusionRuntime {
         throw new AppError("unsupported_operation", `Model ${model} has no VAE encoder.`);
       const img = await readImage(opts.init, opts.maxPixels);
       // Generate at the image's size, down to whole latents (and patches), unless the request gave one.
-      const multiple = files.geometry.spatialFactor * files.geometry.patchSize;
+      const multiple = files.geometry.spatialFactor * sizePatch(files);
       width = params.width ?? floorToMultiple(img.width, multiple);
       height = params.height ?? floorToMultiple(img.height, multiple);
       requireMinSize(width, height, multiple);
@@ -159,18 +159,37 @@ function fromThread(e: unknown): unknown {
 function generationInfo(files: PipelineDir): GenerationInfo {
   const lcm = files.timeCondProjDim !== null;
   const className = files.scheduler._class_name;
-  const side = (files.sampleSize ?? 64) * files.geometry.spatialFactor;
+  const transformer = files.transformer;
+  // diffusers' default sizes: the denoiser's sample_size, else 64 latents (SD) or 128 (Flux).
+  const side = (files.sampleSize ?? (transformer ? 128 : 64)) * files.geometry.spatialFactor;
   const defaults: GenerateDefaults = {
     width: side,
     height: side,
-    num_inference_steps: lcm ? 4 : 25,
+    num_inference_steps: flowDefaultSteps(files) ?? (lcm ? 4 : 25),
     guidance_scale: lcm ? 8 : TEXT_CONDITIONING[files.layout.name].guidanceScale,
     scheduler:
       (typeof className === "string" ? schedulerNameOf(className) : null) ?? SchedulerName.enum.euler,
-    strength: 0.8,
+    strength: transformer ? (files.layout.name === "flux" ? 0.6 : 0.75) : 0.8,
   };
+  // Transformers take 2×2 patches of latents: sizes in whole patches.
+  const multiple = files.geometry.spatialFactor * sizePatch(files);
   return {
     tasks: files.vaeEncoder ? ["text-to-image", "image-to-image"] : ["text-to-image"],
     defaults,
+    ...(multiple !== 8 ? { size_multiple: multiple } : {}),
   };
+}
+
+/** Side, in latents, of the patches a denoiser takes: Flux packs 2×2, SD3's transformer patchifies 2×2. */
+export function sizePatch(files: PipelineDir): number {
+  return Math.max(files.geometry.patchSize, files.transformer?.patch_size ?? 1);
+}
+
+/**
+ * Steps as the model cards run them: Flux schnell (timestep-distilled, no guidance input) 4,
+ * Flux dev and SD3 28; null for UNets.
+ */
+function flowDefaultSteps(files: PipelineDir): number | null {
+  if (!files.transformer) return null;
+  return files.layout.name === "flux" && !files.transformer.guidance_embeds ? 4 : 28;
 }

@@ -12,19 +12,35 @@ import { vaeDecode, vaeEncode } from "../vae/ops.ts";
 import { imageToNCHW, toUint8ChannelsLast } from "../vae/postprocess.ts";
 import { ClipTokenizer } from "./clip-tokenizer.ts";
 import { TEXT_CONDITIONING } from "./conditioning.ts";
+import {
+  concatPooled,
+  fluxImageIds,
+  fluxTextIds,
+  joinSd3Text,
+  type Pooled,
+  type Sequence,
+  t5SequenceLength,
+  transformerTimestep,
+} from "./flow-conditioning.ts";
 import { latentPreview, latentShape, packPatches, unpackPatches } from "./latents.ts";
-import { createScheduler } from "./schedulers/index.ts";
+import { createScheduler, type SchedulerOptions } from "./schedulers/index.ts";
+import { T5Tokenizer } from "./t5-tokenizer.ts";
 
-const tokenizers = new Map<string, Promise<ClipTokenizer>>();
-function tokenizer(dir: string): Promise<ClipTokenizer> {
-  let t = tokenizers.get(dir);
-  if (!t) {
-    t = ClipTokenizer.fromDir(dir);
-    t.catch(() => tokenizers.delete(dir));
-    tokenizers.set(dir, t);
-  }
-  return t;
+/** One loaded tokenizer per folder and kind, for the thread's life (a failed load is retried). */
+function cached<T>(load: (dir: string) => Promise<T>): (dir: string) => Promise<T> {
+  const loaded = new Map<string, Promise<T>>();
+  return (dir) => {
+    let t = loaded.get(dir);
+    if (!t) {
+      t = load(dir);
+      t.catch(() => loaded.delete(dir));
+      loaded.set(dir, t);
+    }
+    return t;
+  };
 }
+const tokenizer = cached((dir) => ClipTokenizer.fromDir(dir));
+const t5Tokenizer = cached((dir) => T5Tokenizer.fromDir(dir));
 
 const find = (list: GraphIO[], name: string) => list.find((g) => g.name === name);
 
@@ -51,6 +67,85 @@ interface TextEmbeddings {
   truncated: boolean;
 }
 
+/** One CLIP text encoder's answer for a batch of texts. */
+interface ClipOutput {
+  /** The hidden state asked for: the last layer's, or the penultimate one's when exported. */
+  hidden: Sequence;
+  /** `text_embeds` (with projection) or `pooler_output`, when asked for and exported. */
+  pooled: Pooled | null;
+  /** Per text: whether it was cut to the tokenizer's length. */
+  truncated: boolean[];
+}
+
+/** Runs one CLIP text encoder on `texts` (one batch row each). */
+async function runClip(
+  graph: string,
+  tokenizerDir: string,
+  texts: string[],
+  want: { hidden: "last" | "penultimate"; pooled: boolean },
+  settings: SessionSettings,
+): Promise<ClipOutput> {
+  const tok = await tokenizer(tokenizerDir);
+  const encoded = texts.map((t) => tok.encode(t));
+  const { session, inputs, outputs } = await getSession(graph, settings);
+  const idsInput = find(inputs, "input_ids") ?? inputs[0]!;
+  // The penultimate layer when the family takes it and the export has it (hidden_states.N).
+  const layers = outputs.filter((o) => /^hidden_states\.\d+$/.test(o.name));
+  const hiddenName =
+    want.hidden === "penultimate" && layers.length >= 2
+      ? `hidden_states.${layers.length - 2}`
+      : (find(outputs, "last_hidden_state") ?? outputs[0]!).name;
+  const pooledName = want.pooled
+    ? (find(outputs, "text_embeds")?.name ?? find(outputs, "pooler_output")?.name)
+    : undefined;
+  const names = [hiddenName, ...(pooledName ? [pooledName] : [])];
+  const out = await session.run(
+    {
+      [idsInput.name]: idsTensor(
+        encoded.map((e) => e.ids),
+        idsInput.type,
+      ),
+    },
+    names,
+  );
+  const h = fromOrtTensor(out[hiddenName] as ort.Tensor);
+  const p = pooledName ? fromOrtTensor(out[pooledName] as ort.Tensor) : null;
+  return {
+    hidden: { data: h.data, batch: h.shape[0]!, sequence: h.shape[1]!, dim: h.shape[2]! },
+    pooled: p ? { data: p.data, batch: p.shape[0]!, dim: p.shape[1]! } : null,
+    truncated: encoded.map((e) => e.truncated),
+  };
+}
+
+/** Runs a T5 encoder on `texts`, each padded or cut to `length` tokens (diffusers' max_sequence_length). */
+async function runT5(
+  graph: string,
+  tokenizerDir: string,
+  texts: string[],
+  length: number,
+  settings: SessionSettings,
+): Promise<{ hidden: Sequence; truncated: boolean[] }> {
+  const tok = await t5Tokenizer(tokenizerDir);
+  const encoded = texts.map((t) => tok.encode(t, length));
+  const { session, inputs, outputs } = await getSession(graph, settings);
+  const idsInput = find(inputs, "input_ids") ?? inputs[0]!;
+  const hiddenName = (find(outputs, "last_hidden_state") ?? outputs[0]!).name;
+  const out = await session.run(
+    {
+      [idsInput.name]: idsTensor(
+        encoded.map((e) => e.ids),
+        idsInput.type,
+      ),
+    },
+    [hiddenName],
+  );
+  const h = fromOrtTensor(out[hiddenName] as ort.Tensor);
+  return {
+    hidden: { data: h.data, batch: h.shape[0]!, sequence: h.shape[1]!, dim: h.shape[2]! },
+    truncated: encoded.map((e) => e.truncated),
+  };
+}
+
 /**
  * Encodes the prompt (and the negative prompt when guidance runs) with every text encoder and
  * joins their hidden states along the feature axis, as SDXL does with its two encoders.
@@ -62,53 +157,43 @@ async function encodeText(
   guidance: boolean,
   settings: SessionSettings,
 ): Promise<TextEmbeddings> {
-  const parts: Array<{ data: Float32Array; hidden: number }> = [];
-  let pooled: TextEmbeddings["pooled"] = null;
-  let truncated = false;
-  let sequence = 0;
-  const batch = guidance ? 2 : 1;
+  const parts: ClipOutput[] = [];
+  const texts = guidance ? [negative, prompt] : [prompt];
   const conditioning = TEXT_CONDITIONING[files.layout.name];
   for (let e = 0; e < files.textEncoders.length; e++) {
-    const tok = await tokenizer(files.tokenizers[e]!);
-    const cond = tok.encode(prompt);
-    truncated ||= cond.truncated;
-    const ids = guidance ? [tok.encode(negative).ids, cond.ids] : [cond.ids];
-    const { session, inputs, outputs } = await getSession(files.textEncoders[e]!, settings);
-    const idsInput = find(inputs, "input_ids") ?? inputs[0]!;
-    // The penultimate layer when the family takes it and the export has it (hidden_states.N).
-    const layers = outputs.filter((o) => /^hidden_states\.\d+$/.test(o.name));
-    const hiddenName =
-      conditioning.hidden === "penultimate" && layers.length >= 2
-        ? `hidden_states.${layers.length - 2}`
-        : (find(outputs, "last_hidden_state") ?? outputs[0]!).name;
-    const wantPooled = conditioning.pooled && e === files.textEncoders.length - 1;
-    const pooledName = find(outputs, "text_embeds")?.name ?? find(outputs, "pooler_output")?.name;
-    const names = [hiddenName, ...(wantPooled && pooledName ? [pooledName] : [])];
-    const out = await session.run({ [idsInput.name]: idsTensor(ids, idsInput.type) }, names);
-    const h = fromOrtTensor(out[hiddenName] as ort.Tensor);
-    sequence = h.shape[1]!;
-    parts.push({ data: h.data, hidden: h.shape[2]! });
-    if (wantPooled && pooledName) {
-      const p = fromOrtTensor(out[pooledName] as ort.Tensor);
-      pooled = { data: p.data, dim: p.shape[1]! };
-    }
+    const last = e === files.textEncoders.length - 1;
+    parts.push(
+      await runClip(
+        files.textEncoders[e]!,
+        files.tokenizers[e]!,
+        texts,
+        { hidden: conditioning.hidden, pooled: conditioning.pooled && last },
+        settings,
+      ),
+    );
   }
-  const hidden = parts.reduce((a, p) => a + p.hidden, 0);
+  const batch = texts.length;
+  const sequence = parts[0]!.hidden.sequence;
+  const hidden = parts.reduce((a, p) => a + p.hidden.dim, 0);
   const joined = new Float32Array(batch * sequence * hidden);
   for (let b = 0; b < batch; b++)
     for (let s = 0; s < sequence; s++) {
       let offset = (b * sequence + s) * hidden;
-      for (const p of parts) {
-        const src = (b * sequence + s) * p.hidden;
-        joined.set(p.data.subarray(src, src + p.hidden), offset);
-        offset += p.hidden;
+      for (const { hidden: p } of parts) {
+        const src = (b * sequence + s) * p.dim;
+        joined.set(p.data.subarray(src, src + p.dim), offset);
+        offset += p.dim;
       }
     }
+  const lastPooled = parts.at(-1)!.pooled;
+  const pooled = lastPooled ? { data: lastPooled.data, dim: lastPooled.dim } : null;
   // SDXL: an empty negative prompt is "nothing", zeros, not the embedding of an empty string.
   if (guidance && files.forceZerosForEmptyPrompt && negative.trim() === "") {
     joined.fill(0, 0, sequence * hidden);
     pooled?.data.fill(0, 0, pooled.dim);
   }
+  // Only the prompt's truncation is reported (it is the last row).
+  const truncated = parts.some((p) => p.truncated.at(-1) === true);
   return { hidden: joined, shape: [batch, sequence, hidden], pooled, truncated };
 }
 
@@ -126,16 +211,20 @@ export function guidanceEmbedding(guidanceScale: number, dim: number): Float32Ar
   return out;
 }
 
-/** The UNet's `timestep` input, in the dtype and rank the export declares. */
-function timestepTensor(t: number, io: GraphIO): ort.Tensor {
-  const dims = io.shape.length === 0 ? [] : [1];
+/**
+ * The denoiser's `timestep` input, in the dtype and rank the export declares: a scalar, or
+ * `rows` values (diffusers' transformer pipelines expand t over the batch; UNets take one).
+ */
+function timestepTensor(t: number, io: GraphIO, rows: number): ort.Tensor {
+  const n = io.shape.length === 0 || io.shape[0] === 1 ? 1 : rows;
+  const dims = io.shape.length === 0 ? [] : [n];
   switch (io.type) {
     case "int64":
-      return new ort.Tensor("int64", BigInt64Array.of(BigInt(Math.round(t))), dims);
+      return new ort.Tensor("int64", new BigInt64Array(n).fill(BigInt(Math.round(t))), dims);
     case "int32":
-      return new ort.Tensor("int32", Int32Array.of(Math.round(t)), dims);
+      return new ort.Tensor("int32", new Int32Array(n).fill(Math.round(t)), dims);
     default:
-      return toOrtTensor(Float32Array.of(t), dims, io.type);
+      return toOrtTensor(new Float32Array(n).fill(t), dims, io.type);
   }
 }
 
@@ -147,6 +236,177 @@ function repeatBatch(values: Float32Array, times: number): Float32Array {
   return out;
 }
 
+/** What the denoising loop feeds the denoiser, however the family conditions it. */
+interface Denoising {
+  session: ort.InferenceSession;
+  /** Inputs that stay the same at every step (text conditioning, ids, guidance...). */
+  fixed: Record<string, ort.Tensor>;
+  sample: GraphIO;
+  timestep: GraphIO;
+  /** What the `timestep` input gets for the scheduler's timestep t. */
+  timestepValue: (t: number) => number;
+  /** The timestep once (UNets) or once per batch row (transformers). */
+  timestepPerRow: boolean;
+  output: string;
+  /** Classifier-free guidance: the denoiser runs a batch of 2 (negative, prompt). */
+  cfg: boolean;
+  /** Whether the prompt was cut to what a text encoder takes. */
+  truncated: boolean;
+}
+
+/** A UNet (SD 1.x, SDXL, LCM): CLIP hidden states, SDXL's pooled and size conditioning, LCM's guidance embedding. */
+async function unetDenoising(task: GenerateTask, settings: SessionSettings): Promise<Denoising> {
+  const { files, params, width, height } = task;
+  const lcm = files.timeCondProjDim !== null;
+  // Guidance as one denoiser batch of 2 (negative, prompt) above 1; LCM embeds guidance instead.
+  const cfg = !lcm && params.guidance_scale > 1;
+  const batch = cfg ? 2 : 1;
+  const text = await encodeText(files, params.prompt, params.negative_prompt, cfg, settings);
+  const denoiser = await getSession(files.denoiser, settings);
+  const io = (name: string) => find(denoiser.inputs, name);
+  const timestepIo = io("timestep");
+  const hiddenIo = io("encoder_hidden_states");
+  if (!timestepIo || !hiddenIo)
+    throw new AppError("internal", `Model ${task.model}: the UNet lacks timestep or encoder_hidden_states.`);
+  const fixed: Record<string, ort.Tensor> = {
+    [hiddenIo.name]: toOrtTensor(text.hidden, text.shape, hiddenIo.type),
+  };
+  const textEmbedsIo = io("text_embeds");
+  const timeIdsIo = io("time_ids");
+  if (textEmbedsIo) {
+    if (!text.pooled)
+      throw new AppError("internal", `Model ${task.model}: no pooled text embeddings for text_embeds.`);
+    fixed[textEmbedsIo.name] = toOrtTensor(text.pooled.data, [batch, text.pooled.dim], textEmbedsIo.type);
+  }
+  if (timeIdsIo) {
+    // original size, crop top-left, target size (SDXL's micro-conditioning).
+    const ids = Float32Array.of(height, width, 0, 0, height, width);
+    fixed[timeIdsIo.name] = toOrtTensor(repeatBatch(ids, batch), [batch, 6], timeIdsIo.type);
+  }
+  const condIo = io("timestep_cond");
+  if (condIo && files.timeCondProjDim) {
+    const emb = guidanceEmbedding(params.guidance_scale, files.timeCondProjDim);
+    fixed[condIo.name] = toOrtTensor(repeatBatch(emb, batch), [batch, files.timeCondProjDim], condIo.type);
+  }
+  return {
+    session: denoiser.session,
+    fixed,
+    sample: io("sample") ?? denoiser.inputs[0]!,
+    timestep: timestepIo,
+    timestepValue: (t) => t,
+    timestepPerRow: false,
+    output: (find(denoiser.outputs, "out_sample") ?? denoiser.outputs[0]!).name,
+    cfg,
+    truncated: text.truncated,
+  };
+}
+
+/**
+ * A flow-matching transformer, conditioned as diffusers' pipelines do:
+ * - Flux: CLIP's pooled vector and T5's sequence; no classifier-free batch (dev takes the
+ *   guidance scale as its `guidance` input, schnell none); `img_ids` per 2×2 patch, `txt_ids`
+ *   zeros; the timestep as σ = t / 1000. The negative prompt is not used.
+ * - SD3: both CLIPs' penultimate states joined and zero-padded to the T5 width, then T5's
+ *   sequence (zeros without `text_encoder_3`); both pooled vectors joined; classifier-free
+ *   guidance as a batch of 2 above scale 1, the negative prompt "" when none is given.
+ */
+async function flowDenoising(
+  task: GenerateTask,
+  shape: readonly number[],
+  settings: SessionSettings,
+): Promise<Denoising> {
+  const { files, params } = task;
+  const transformer = files.transformer;
+  if (!transformer) throw new AppError("internal", `Model ${task.model} has no transformer config.`);
+  const flux = files.layout.name === "flux";
+  const family = flux ? "flux" : "sd3";
+  const cfg = !flux && params.guidance_scale > 1;
+  const texts = cfg ? [params.negative_prompt, params.prompt] : [params.prompt];
+  const batch = texts.length;
+  const slot = (component: string) => files.text.find((t) => t.component === component);
+  const length = t5SequenceLength(family, transformer.guidance_embeds, params.max_sequence_length);
+  let hidden: Sequence;
+  let pooled: Pooled;
+  let truncated: boolean;
+  if (flux) {
+    const clip = slot("text_encoder");
+    const t5 = slot("text_encoder_2");
+    if (!clip || !t5)
+      throw new AppError("internal", `Model ${task.model}: Flux needs its CLIP and T5 encoders.`);
+    const c = await runClip(clip.graph, clip.tokenizer, texts, { hidden: "last", pooled: true }, settings);
+    if (!c.pooled)
+      throw new AppError("internal", `Model ${task.model}: the CLIP text encoder exports no pooled output.`);
+    const t = await runT5(t5.graph, t5.tokenizer, texts, length, settings);
+    hidden = t.hidden;
+    pooled = c.pooled;
+    truncated = c.truncated.at(-1) === true || t.truncated.at(-1) === true;
+  } else {
+    const l = slot("text_encoder");
+    const g = slot("text_encoder_2");
+    if (!l || !g) throw new AppError("internal", `Model ${task.model}: SD3 needs both CLIP encoders.`);
+    const want = { hidden: "penultimate", pooled: true } as const;
+    const cl = await runClip(l.graph, l.tokenizer, texts, want, settings);
+    const cg = await runClip(g.graph, g.tokenizer, texts, want, settings);
+    if (!cl.pooled || !cg.pooled)
+      throw new AppError("internal", `Model ${task.model}: a CLIP encoder exports no text_embeds.`);
+    const t5 = slot("text_encoder_3");
+    const t = t5 ? await runT5(t5.graph, t5.tokenizer, texts, length, settings) : null;
+    // Without T5, diffusers appends the tokenizer's length (77) of zeros at the joint width.
+    hidden = joinSd3Text(
+      cl.hidden,
+      cg.hidden,
+      t ? t.hidden : { zeros: { sequence: cl.hidden.sequence, dim: transformer.joint_attention_dim } },
+    );
+    pooled = concatPooled(cl.pooled, cg.pooled);
+    truncated = [cl, cg, ...(t ? [t] : [])].some((e) => e.truncated.at(-1) === true);
+  }
+  if (hidden.dim !== transformer.joint_attention_dim || pooled.dim !== transformer.pooled_projection_dim)
+    throw new AppError(
+      "internal",
+      `Model ${task.model}: text conditioning [${hidden.dim}], pooled [${pooled.dim}] do not match the transformer's joint_attention_dim ${transformer.joint_attention_dim}, pooled_projection_dim ${transformer.pooled_projection_dim}.`,
+    );
+
+  const denoiser = await getSession(files.denoiser, settings);
+  const io = (name: string) => find(denoiser.inputs, name);
+  const need = (name: string) => {
+    const g = io(name);
+    if (!g) throw new AppError("internal", `Model ${task.model}: the transformer has no ${name} input.`);
+    return g;
+  };
+  const hiddenIo = need("encoder_hidden_states");
+  const pooledIo = need("pooled_projections");
+  const fixed: Record<string, ort.Tensor> = {
+    [hiddenIo.name]: toOrtTensor(hidden.data, [batch, hidden.sequence, hidden.dim], hiddenIo.type),
+    [pooledIo.name]: toOrtTensor(pooled.data, [batch, pooled.dim], pooledIo.type),
+  };
+  if (flux) {
+    const [, , h, w] = shape as [number, number, number, number];
+    const p = files.geometry.patchSize;
+    const imgIo = need("img_ids");
+    const txtIo = need("txt_ids");
+    fixed[imgIo.name] = toOrtTensor(fluxImageIds(h / p, w / p), [(h / p) * (w / p), 3], imgIo.type);
+    fixed[txtIo.name] = toOrtTensor(fluxTextIds(hidden.sequence), [hidden.sequence, 3], txtIo.type);
+    const guidanceIo = io("guidance");
+    if (guidanceIo)
+      fixed[guidanceIo.name] = toOrtTensor(
+        new Float32Array(batch).fill(params.guidance_scale),
+        guidanceIo.shape.length === 0 ? [] : [batch],
+        guidanceIo.type,
+      );
+  }
+  return {
+    session: denoiser.session,
+    fixed,
+    sample: need("hidden_states"),
+    timestep: need("timestep"),
+    timestepValue: (t) => transformerTimestep(family, t),
+    timestepPerRow: true,
+    output: (find(denoiser.outputs, "out_hidden_states") ?? denoiser.outputs[0]!).name,
+    cfg,
+    truncated,
+  };
+}
+
 /** Runs one generation to RGB pixels. Throws AppError `canceled` when the cancel flag is set. */
 export async function generate(task: GenerateTask, settings: SessionSettings): Promise<GenerateResult> {
   const { files, params, width, height } = task;
@@ -154,18 +414,20 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   const shape = latentShape(geometry, width, height);
   const [, channels, h, w] = shape;
   const scaling = { scale: geometry.scalingFactor, shift: geometry.shiftFactor ?? 0 };
-  const lcm = files.timeCondProjDim !== null;
-  // Guidance as one denoiser batch of 2 (negative, prompt) above 1; LCM embeds guidance instead.
-  const cfg = !lcm && params.guidance_scale > 1;
-  const batch = cfg ? 2 : 1;
+  const flow = files.transformer !== null;
   // Image-to-image with strength × steps < 1 denoises nothing (diffusers refuses it): the
   // answer is the init image's VAE round trip.
   const steps = params.num_inference_steps;
   const untouched = task.init !== null && Math.floor(steps * params.strength) === 0;
-  const scheduler = createScheduler(files.scheduler, steps, params.scheduler, {
-    strength: task.init && !untouched ? params.strength : 1,
-  });
-  const text = await encodeText(files, params.prompt, params.negative_prompt, cfg, settings);
+  const options: SchedulerOptions = { strength: task.init && !untouched ? params.strength : 1 };
+  if (flow) {
+    // Flux passes σs = linspace(1, 1/n, n) and shifts them by the image's token count (dev).
+    options.flowSigmas = files.layout.name === "flux" ? "flux" : "default";
+    const side = geometry.patchSize > 1 ? geometry.patchSize : (files.transformer?.patch_size ?? 1);
+    options.imageSeqLen = Math.floor(h / side) * Math.floor(w / side);
+  }
+  const scheduler = createScheduler(files.scheduler, steps, params.scheduler, options);
+  const denoising = flow ? await flowDenoising(task, shape, settings) : await unetDenoising(task, settings);
   const noise = gaussianStream(params.seed);
   const n = channels * h * w;
 
@@ -189,35 +451,8 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
     for (let i = 0; i < n; i++) latents[i]! *= scheduler.initNoiseSigma;
   }
 
-  const denoiser = await getSession(files.denoiser, settings);
-  const io = (name: string) => find(denoiser.inputs, name);
-  const sampleIo = io("sample") ?? denoiser.inputs[0]!;
-  const timestepIo = io("timestep");
-  const hiddenIo = io("encoder_hidden_states");
-  if (!timestepIo || !hiddenIo)
-    throw new AppError("internal", `Model ${task.model}: the UNet lacks timestep or encoder_hidden_states.`);
-  const outName = (find(denoiser.outputs, "out_sample") ?? denoiser.outputs[0]!).name;
-  const fixed: Record<string, ort.Tensor> = {
-    [hiddenIo.name]: toOrtTensor(text.hidden, text.shape, hiddenIo.type),
-  };
-  const textEmbedsIo = io("text_embeds");
-  const timeIdsIo = io("time_ids");
-  if (textEmbedsIo) {
-    if (!text.pooled)
-      throw new AppError("internal", `Model ${task.model}: no pooled text embeddings for text_embeds.`);
-    fixed[textEmbedsIo.name] = toOrtTensor(text.pooled.data, [batch, text.pooled.dim], textEmbedsIo.type);
-  }
-  if (timeIdsIo) {
-    // original size, crop top-left, target size (SDXL's micro-conditioning).
-    const ids = Float32Array.of(height, width, 0, 0, height, width);
-    fixed[timeIdsIo.name] = toOrtTensor(repeatBatch(ids, batch), [batch, 6], timeIdsIo.type);
-  }
-  const condIo = io("timestep_cond");
-  if (condIo && files.timeCondProjDim) {
-    const emb = guidanceEmbedding(params.guidance_scale, files.timeCondProjDim);
-    fixed[condIo.name] = toOrtTensor(repeatBatch(emb, batch), [batch, files.timeCondProjDim], condIo.type);
-  }
-
+  const { sample, timestep, fixed, cfg } = denoising;
+  const batch = cfg ? 2 : 1;
   // The scheduler works on [1, C, h, w]; the denoiser sees the batch in its own (packed) layout.
   const patch = geometry.patchSize;
   const end = untouched ? scheduler.beginIndex : scheduler.timesteps.length;
@@ -233,15 +468,19 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
     const t = scheduler.timesteps[i]!;
     const packed = packPatches(scheduler.scaleModelInput(latents, i), shape, patch);
     const input = repeatBatch(packed.data, batch);
-    const out = await denoiser.session.run(
+    const out = await denoising.session.run(
       {
         ...fixed,
-        [sampleIo.name]: toOrtTensor(input, [batch, ...packed.shape.slice(1)], sampleIo.type),
-        [timestepIo.name]: timestepTensor(t, timestepIo),
+        [sample.name]: toOrtTensor(input, [batch, ...packed.shape.slice(1)], sample.type),
+        [timestep.name]: timestepTensor(
+          denoising.timestepValue(t),
+          timestep,
+          denoising.timestepPerRow ? batch : 1,
+        ),
       },
-      [outName],
+      [denoising.output],
     );
-    const pred = fromOrtTensor(out[outName] as ort.Tensor).data;
+    const pred = fromOrtTensor(out[denoising.output] as ort.Tensor).data;
     let eps = pred;
     if (cfg) {
       eps = new Float32Array(n);
@@ -253,7 +492,7 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
     if (task.progress && step >= 1) {
       const msg: ProgressMessage = { step, total };
       if (params.previews)
-        msg.preview = { data: latentPreview(latents, channels, h, w), width: w, height: h };
+        msg.preview = { data: latentPreview(latents, channels, h, w, files.family), width: w, height: h };
       task.progress.postMessage(msg);
     }
   }
@@ -265,5 +504,5 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   // A copy: the decode unscales in place, and `latents` may be the encoder's own output.
   const decoded = await vaeDecode(files.vaeDecoder, latents.slice(0, n), shape, scaling, settings);
   const rgb = toUint8ChannelsLast(decoded.data, decoded.shape);
-  return { kind: "pixels", data: rgb.data, frames: 1, width, height, truncated: text.truncated };
+  return { kind: "pixels", data: rgb.data, frames: 1, width, height, truncated: denoising.truncated };
 }
