@@ -85,8 +85,9 @@ describe("modelIdPath and modelIdFileStem", () => {
   it("keep the owner/name slash literal in URLs and turn it into -- in file names", () => {
     expect(modelIdPath("black-forest-labs/FLUX.1-schnell")).toBe("black-forest-labs/FLUX.1-schnell");
     expect(modelIdPath("sd-tiny")).toBe("sd-tiny");
-    // Whatever the id, each segment is escaped: an id can never reach another route.
-    expect(modelIdPath("a b/c?d")).toBe("a%20b/c%3Fd");
+    // Any other id is one escaped segment: it can never reach another route or make a path step.
+    for (const id of ["a b/c?d", "a/b/c", "/b", "a/", "a/..", "../x", "a--b/c"])
+      expect(modelIdPath(id), id).toBe(encodeURIComponent(id));
     expect(modelIdFileStem("owner/name")).toBe("owner--name");
     expect(modelIdFileStem("sd-tiny")).toBe("sd-tiny");
   });

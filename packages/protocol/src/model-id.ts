@@ -56,10 +56,18 @@ export function checkModelId(id: string): string {
 export const isHubModelId = (id: string): boolean => id.includes("/");
 
 /**
- * A model id as URL path segments: each part percent-encoded, the owner/name slash kept
- * literal, as the Hub's own URLs (`/models/owner/name`) write it. A short id is one segment.
+ * A model id as URL path segments. A valid Hub-style id is two, its owner/name slash literal, as
+ * the Hub's own URLs (`/models/owner/name`) write it; any other id is one escaped segment (a
+ * short id as always; a malformed one with its slashes as `%2F`, so it still reaches the model
+ * route, whose answer is a 400, and never a `.` or `..` step).
  */
-export const modelIdPath = (id: string): string => id.split("/").map(encodeURIComponent).join("/");
+export function modelIdPath(id: string): string {
+  if (isHubModelId(id) && modelIdProblem(id) === null) {
+    const [owner, name] = id.split("/") as [string, string];
+    return `${encodeURIComponent(owner)}/${encodeURIComponent(name)}`;
+  }
+  return encodeURIComponent(id);
+}
 
 /**
  * A model id as one file-name part (downloads, reports): the Hub's own `owner--name`, which no
