@@ -130,7 +130,9 @@ async function pull(args: string[]): Promise<void> {
   const dirEnv = modelsDir === resolve(defaultModelsDir) ? "" : `MODELS_DIR=${modelsDir} `;
   console.log(`Serve it: ${dirEnv}MODELS=${id} pnpm start`);
   console.log(`  (without MODELS, the worker serves every model in ${modelsDir}, this one included)`);
-  console.log(`  then call it by its id: POST /v1/text-to-image/${modelIdPath(id)} (or /models/${modelIdPath(id)})`);
+  console.log(
+    `  then call it by its id: POST /v1/text-to-image/${modelIdPath(id)} (or /models/${modelIdPath(id)})`,
+  );
 }
 
 function formatBytes(n: number): string {

@@ -34,6 +34,8 @@ describe("formatting", () => {
 
   it("download names, a Hub-style id's slash as --", () => {
     expect(downloadName("sd-tiny", 42, "png")).toBe("sd-tiny-42.png");
-    expect(downloadName("black-forest-labs/FLUX.1-schnell", 7, "jpg")).toBe("black-forest-labs--FLUX.1-schnell-7.jpg");
+    expect(downloadName("black-forest-labs/FLUX.1-schnell", 7, "jpg")).toBe(
+      "black-forest-labs--FLUX.1-schnell-7.jpg",
+    );
   });
 });

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VAE_REQUIRED } from "@hybrid/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { discoverModels, modelSources } from "./models.ts";
 import { Env } from "./env.ts";
+import { discoverModels, modelSources } from "./models.ts";
 
 let root: string;
 beforeEach(async () => {

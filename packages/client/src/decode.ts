@@ -1,7 +1,7 @@
 import { type ImageOutput, readOutput, type VideoOutput } from "./output.ts";
 import { pythonQuery } from "./query.ts";
 import { encodeTensor, type TensorInput, type TensorOutput } from "./tensor.ts";
-import { type PreparedRequest, modelSegments } from "./transport.ts";
+import { modelSegments, type PreparedRequest } from "./transport.ts";
 
 /** What to decode and how: the arguments of diffusers' `remote_decode`. */
 export interface DecodeParams {

@@ -1,7 +1,7 @@
 import { readOutput } from "./output.ts";
 import { pythonQuery } from "./query.ts";
 import { encodeTensor, type TensorInput } from "./tensor.ts";
-import { type PreparedRequest, modelSegments } from "./transport.ts";
+import { modelSegments, type PreparedRequest } from "./transport.ts";
 
 /** How to encode: the arguments of diffusers' `remote_encode`, plus sampling. */
 export interface EncodeParams {

@@ -9,11 +9,15 @@ describe("model ids in request paths", () => {
   it("keeps a Hub-style id's slash literal between its escaped owner and name", () => {
     const id = "black-forest-labs/FLUX.1-schnell";
     const tensor = { data: new Float32Array(16 * 2 * 2), shape: [1, 16, 2, 2] };
-    expect(pathOf(prepareDecode(id, { tensor }).path)).toBe("/v1/vae/black-forest-labs/FLUX.1-schnell/decode");
+    expect(pathOf(prepareDecode(id, { tensor }).path)).toBe(
+      "/v1/vae/black-forest-labs/FLUX.1-schnell/decode",
+    );
     expect(pathOf(prepareEncode(id, new Uint8Array([1])).path)).toBe(
       "/v1/vae/black-forest-labs/FLUX.1-schnell/encode",
     );
-    expect(prepareTextToImage(id, { prompt: "x" }).path).toBe("/v1/text-to-image/black-forest-labs/FLUX.1-schnell");
+    expect(prepareTextToImage(id, { prompt: "x" }).path).toBe(
+      "/v1/text-to-image/black-forest-labs/FLUX.1-schnell",
+    );
     expect(prepareImageToImage(id, { image: new Uint8Array([1]) }).path).toBe(
       "/v1/image-to-image/black-forest-labs/FLUX.1-schnell",
     );

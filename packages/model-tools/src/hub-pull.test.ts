@@ -306,7 +306,9 @@ describe("PIPELINE_FILES", () => {
       "onnx-community/Stable-Diffusion-v1-5-ONNX",
     );
     expect(shortModelId("onnx-community/Stable-Diffusion-v1-5-ONNX")).toBe("stable-diffusion-v1-5-onnx");
-    expect(modelDirOf("/m", "black-forest-labs/FLUX.1-schnell")).toBe(join("/m", "black-forest-labs", "FLUX.1-schnell"));
+    expect(modelDirOf("/m", "black-forest-labs/FLUX.1-schnell")).toBe(
+      join("/m", "black-forest-labs", "FLUX.1-schnell"),
+    );
     expect(modelDirOf("/m", "sd15")).toBe(join("/m", "sd15"));
   });
 });
@@ -453,7 +455,17 @@ describe("pnpm models pull", () => {
     delete env.MODELS_DIR;
     return promisify(execFile)(
       process.execPath,
-      ["--conditions=source", "--import", "tsx", "scripts/generate-models.ts", "pull", REPO, "--dir", dir, ...extra],
+      [
+        "--conditions=source",
+        "--import",
+        "tsx",
+        "scripts/generate-models.ts",
+        "pull",
+        REPO,
+        "--dir",
+        dir,
+        ...extra,
+      ],
       { cwd: repoRoot, env, timeout: 60_000 },
     );
   };

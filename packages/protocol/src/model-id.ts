@@ -18,7 +18,9 @@ function modelIdProblem(id: string): string | null {
   if (id.length > MAX_MODEL_ID_CHARS) return `the id is longer than ${MAX_MODEL_ID_CHARS} characters`;
   const slash = id.indexOf("/");
   if (slash < 0)
-    return SHORT_ID.test(id) ? null : "a short id takes letters, digits, '_', '.' and '-', starting with a letter, digit or '_'";
+    return SHORT_ID.test(id)
+      ? null
+      : "a short id takes letters, digits, '_', '.' and '-', starting with a letter, digit or '_'";
   const owner = id.slice(0, slash);
   const name = id.slice(slash + 1);
   if (!HUB_SEGMENT.test(owner) || !HUB_SEGMENT.test(name))
@@ -34,7 +36,8 @@ function modelIdProblem(id: string): string | null {
  */
 export const ModelId = z.string().superRefine((id, ctx) => {
   const problem = modelIdProblem(id);
-  if (problem) ctx.addIssue({ code: "custom", message: `${JSON.stringify(id)} is not a model id: ${problem}` });
+  if (problem)
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(id)} is not a model id: ${problem}` });
 });
 export type ModelId = z.infer<typeof ModelId>;
 
@@ -46,9 +49,13 @@ export type ModelId = z.infer<typeof ModelId>;
 export function checkModelId(id: string): string {
   const problem = modelIdProblem(id);
   if (problem)
-    throw new AppError("invalid_parameter", `Invalid model id ${JSON.stringify(id.slice(0, 200))}: ${problem}.`, {
-      details: { parameter: "model" },
-    });
+    throw new AppError(
+      "invalid_parameter",
+      `Invalid model id ${JSON.stringify(id.slice(0, 200))}: ${problem}.`,
+      {
+        details: { parameter: "model" },
+      },
+    );
   return id;
 }
 

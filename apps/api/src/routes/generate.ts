@@ -181,6 +181,7 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
     router.post(path, withImage, (req, res) => handle(req, res, "image-to-image"));
   // The HF Inference API path: `@huggingface/inference` with endpointUrl <us>/models/<id>, a
   // Hub repository id's slash included (`/models/owner/name`, as the Hub's own URLs read).
-  for (const path of modelPaths("/models")) router.post(path, withImage, (req, res) => handle(req, res, "auto"));
+  for (const path of modelPaths("/models"))
+    router.post(path, withImage, (req, res) => handle(req, res, "auto"));
   return router;
 }
