@@ -1,12 +1,15 @@
 // Hub-style model ids (`owner/name`) end to end: a worker serves a generated pipeline under one
 // (MODELS=owner/name=/dir), and every route, @huggingface/inference and the SDK reach it by that
 // id, with the slash literal or as %2F; malformed ids are 400, unknown ones 404.
+import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InferenceClient } from "@huggingface/inference";
 import { HybridClient, HybridError } from "@hybrid/client";
 import type { JobObject, ModelList } from "@hybrid/protocol";
 import sharp from "sharp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { stop } from "../../scripts/lib.ts";
 import { remoteDecode } from "./diffusers-client.ts";
 import { latents } from "./fixtures.ts";
 import { finished, pollJob } from "./jobs-client.ts";
@@ -119,6 +122,35 @@ describe("a model served under a Hub-style id", () => {
     expect(done.status).toBe("succeeded");
     const result = await fetch(`${stack.baseUrl}/v1/jobs/${job.id}/result`);
     expect(result.status).toBe(200);
+    // Its queue (the id's slash and all) shows on the dashboard, and the job in it.
+    const queue = `generate-${REPO}`;
+    const board = (await (await fetch(`${stack.baseUrl}/admin/queues/api/queues`)).json()) as {
+      queues: { name: string }[];
+    };
+    expect(board.queues.map((q) => q.name)).toContain(queue);
+    const shown = await fetch(
+      `${stack.baseUrl}/admin/queues/api/queues/${encodeURIComponent(queue)}/${job.id}`,
+    );
+    expect(shown.status).toBe(200);
+  });
+});
+
+describe("MODELS_DIR", () => {
+  it("serves <MODELS_DIR>/<owner>/<name> under owner/name beside flat <MODELS_DIR>/<id>", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "hub-ids-models-"));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    await mkdir(join(dir, "other-org"));
+    await symlink(join(TEST_MODELS_DIR, "lcm-tiny"), join(dir, "other-org", "Tiny-LCM"));
+    await symlink(join(TEST_MODELS_DIR, "sd-v1-tiny"), join(dir, "flat-vae"));
+    const worker = await stack.addWorker({ MODELS_DIR: dir, MODELS: "" });
+    onTestFinished(() => stop(worker));
+    const ids = async () =>
+      ((await (await fetch(`${stack.baseUrl}/v1/models`)).json()) as ModelList).data.map((m) => m.id);
+    await expect
+      .poll(ids, { timeout: 30_000, interval: 250 })
+      .toEqual(expect.arrayContaining(["other-org/Tiny-LCM", "flat-vae"]));
+    const res = await postJson("/models/other-org/Tiny-LCM", seeded);
+    expect((await sharp(await bytesOf(res)).metadata()).width).toBe(64);
   });
 });
 
