@@ -4,9 +4,9 @@ import { AppError } from "./errors.ts";
 /** Longest model id, in characters (the Hugging Face Hub's limit on a repository id). */
 export const MAX_MODEL_ID_CHARS = 96;
 
-// A Hub repository's owner and name: what the Hub itself accepts. "--" and ".." are refused
-// there because `models--owner--name` names its cache folders; here they keep an id from ever
-// reading as a path step.
+// A Hub repository's owner and name: what the Hub itself accepts. It refuses "--" and ".." (its
+// cache folders are `models--owner--name`); here that keeps `owner--name` (modelIdFileStem) free
+// of collisions between Hub-style ids, and no part can start with "." or be a path step.
 const HUB_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 // A short id: what worker MODELS entries have always accepted (a leading "_" included), so every
 // id served before stays valid.
