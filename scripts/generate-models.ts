@@ -1,8 +1,9 @@
 // `pnpm models [outDir] [--force]`: writes the default random-weight VAE models in optimum's ONNX
 // layout. Models already generated with the same settings are skipped unless --force is given.
-// `pnpm models pull <hub-repo-id> [--revision R] [--id NAME] [--dir MODELS_DIR]`: downloads an
-// optimum ONNX export of a Stable Diffusion-family pipeline from the Hugging Face Hub (HF_ENDPOINT,
-// HF_TOKEN as in the Python hub library) into MODELS_DIR/<id>, where the worker serves it.
+// `pnpm models pull <hub-repo-id> [--revision R] [--id NAME | --short] [--dir MODELS_DIR]`:
+// downloads an optimum ONNX export of a diffusion pipeline from the Hugging Face Hub (HF_ENDPOINT,
+// HF_TOKEN as in the Python hub library) into MODELS_DIR/<owner>/<name>, where the worker serves
+// it under the repository id (or into MODELS_DIR/<id>, served as <id>, with --id or --short).
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -10,15 +11,19 @@ import {
   DEFAULT_PIPELINES,
   defaultModelId,
   generateDefaultModels,
+  modelDirOf,
   type PullProgress,
   pullModel,
+  shortModelId,
 } from "@hybrid/model-tools";
-import { isAppError } from "@hybrid/protocol";
+import { isAppError, isHubModelId, ModelId, modelIdPath } from "@hybrid/protocol";
 import { repoRoot } from "./lib.ts";
 
 const usage = `usage:
   pnpm models [outDir=./models] [--force]
-  pnpm models pull <hub-repo-id> [--revision R] [--id NAME] [--dir MODELS_DIR]
+  pnpm models pull <hub-repo-id> [--revision R] [--id NAME | --short] [--dir MODELS_DIR]
+    serves the pull under the repository id (owner/name) unless --id names another id or
+    --short picks the repository's name, lower-cased
     env: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (gated or private repos)`;
 
 function fail(message: string, code = 2): never {
@@ -69,6 +74,7 @@ async function pull(args: string[]): Promise<void> {
   const { values, positionals } = parse(args, {
     revision: { type: "string" },
     id: { type: "string" },
+    short: { type: "boolean" },
     dir: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
@@ -78,15 +84,19 @@ async function pull(args: string[]): Promise<void> {
   }
   const [repo, ...extra] = positionals;
   if (!repo || extra.length > 0) fail("pull takes one Hub repository id, e.g. onnx-community/<name>.");
-  if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) fail(`${repo} is not a Hub repository id (owner/name).`);
-  const id = values.id ?? defaultModelId(repo);
-  // The id is a directory name and an entry of the comma-separated, `id=path` MODELS list.
-  if (!/^[A-Za-z0-9][\w.-]*$/.test(id)) fail(`--id ${id}: use letters, digits, '.', '_' and '-'.`);
+  if (!isHubModelId(repo) || !ModelId.safeParse(repo).success)
+    fail(`${repo} is not a Hub repository id (owner/name).`);
+  if (values.id !== undefined && values.short) fail("--id and --short both name the id: give one.");
+  const id = values.id ?? (values.short ? shortModelId(repo) : defaultModelId(repo));
+  // The id is a directory (or owner/name directories) and an entry of the comma-separated,
+  // `id=path` MODELS list: a ModelId is safe as both.
+  const checked = ModelId.safeParse(id);
+  if (!checked.success) fail(`--id: ${checked.error.issues[0]?.message}.`);
   if ([...DEFAULT_MODELS, ...DEFAULT_PIPELINES].some((m) => m.id === id)) {
     fail(`--id ${id} is a generated default model; pnpm start would regenerate it over the pull.`);
   }
   const modelsDir = resolve(values.dir ?? defaultModelsDir);
-  const outDir = join(modelsDir, id);
+  const outDir = modelDirOf(modelsDir, id);
   const revision = values.revision ?? "main";
   const progress = progressPrinter(process.stdout);
   const t0 = performance.now();
@@ -120,6 +130,9 @@ async function pull(args: string[]): Promise<void> {
   const dirEnv = modelsDir === resolve(defaultModelsDir) ? "" : `MODELS_DIR=${modelsDir} `;
   console.log(`Serve it: ${dirEnv}MODELS=${id} pnpm start`);
   console.log(`  (without MODELS, the worker serves every model in ${modelsDir}, this one included)`);
+  console.log(
+    `  then call it by its id: POST /v1/text-to-image/${modelIdPath(id)} (or /models/${modelIdPath(id)})`,
+  );
 }
 
 function formatBytes(n: number): string {

@@ -280,6 +280,24 @@ describe("every operation, against the running API", () => {
     expect([empty.status, (empty.json as { code: string }).code]).toEqual([400, "empty_body"]);
   });
 
+  it("the {owner}/{name} twins of the model routes (Hub-style ids)", async () => {
+    const twins = [
+      "POST /v1/vae/{owner}/{name}/decode",
+      "POST /v1/vae/{owner}/{name}/encode",
+      "POST /v1/text-to-image/{owner}/{name}",
+      "POST /v1/image-to-image/{owner}/{name}",
+      "POST /models/{owner}/{name}",
+    ];
+    for (const op of twins) {
+      const path = (id: string) => op.slice(5).replace("{owner}/{name}", id);
+      // A well-formed id nobody serves here, and a malformed one.
+      const unknown = await call(op, path("acme/nope"), json({ inputs: "x" }));
+      expect([unknown.status, (unknown.json as { code: string }).code], op).toEqual([404, "unknown_model"]);
+      const bad = await call(op, path("acme/no..pe"), json({ inputs: "x" }));
+      expect([bad.status, (bad.json as { code: string }).code], op).toEqual([400, "invalid_parameter"]);
+    }
+  });
+
   it("POST /v1/text-to-image/{model}", async () => {
     const handler = await call(
       T2I,

@@ -6,7 +6,7 @@
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { isAppError } from "@hybrid/protocol";
+import { isAppError, ModelId } from "@hybrid/protocol";
 import { type ApiKeyRecord, createKey, listKeys, revokeKey } from "./keys.ts";
 
 const USAGE = `Usage:
@@ -36,6 +36,11 @@ function modelList(value: string | undefined): string[] | null {
   if (value === undefined) return null;
   const models = [...new Set(value.split(",").map((m) => m.trim()))].filter((m) => m.length > 0);
   if (models.length === 0) throw new UsageError("--models needs at least one model name.");
+  // A model no route could ever name would make the key silently useless for it.
+  for (const m of models) {
+    const parsed = ModelId.safeParse(m);
+    if (!parsed.success) throw new UsageError(`--models: ${parsed.error.issues[0]?.message}.`);
+  }
   return models;
 }
 

@@ -1,6 +1,11 @@
 import { ErrorCode, errorStatus, JobObject } from "@hybrid/protocol";
 import { z } from "zod";
-import type { ZodOpenApiResponseObject, ZodOpenApiResponsesObject } from "zod-openapi";
+import type {
+  ZodOpenApiOperationObject,
+  ZodOpenApiPathsObject,
+  ZodOpenApiResponseObject,
+  ZodOpenApiResponsesObject,
+} from "zod-openapi";
 
 /*
  * What the routers' OpenAPI paths (`routes/*.openapi.ts`) share: parameters, error answers, the
@@ -14,8 +19,47 @@ export const text = { type: "string" } as const;
 export const publicOp = { security: [] };
 
 export const ModelPath = z.object({
-  model: z.string().meta({ description: "A model id (`GET /v1/models`).", example: "sd-v1-tiny" }),
+  model: z.string().meta({
+    description:
+      "A model id (`GET /v1/models`): a short one, or a Hub-style `owner/name` with its slash " +
+      "percent-encoded (`%2F`; the `{owner}/{name}` form of this route takes it literal). " +
+      "A malformed id is 400 `invalid_parameter`, one no worker serves 404 `unknown_model`.",
+    example: "sd-v1-tiny",
+  }),
 });
+
+/** The two path parameters of a Hub-style model id (`owner/name`) written with a literal slash. */
+export const OwnerNamePath = z.object({
+  owner: z.string().meta({
+    description: "The owner part of a Hub-style model id (`owner/name`, as on the Hugging Face Hub).",
+    example: "black-forest-labs",
+  }),
+  name: z.string().meta({ description: "The name part of a Hub-style model id.", example: "FLUX.1-schnell" }),
+});
+
+/**
+ * `paths` plus, for each one naming `{model}`, its twin naming `{owner}/{name}`: the same
+ * operation for a Hub-style id with a literal slash (`/models/black-forest-labs/FLUX.1-schnell`,
+ * as `{base}/models/{repo id}` builds it), its operationId suffixed `ByRepoId`.
+ */
+export function withRepoIdPaths(paths: ZodOpenApiPathsObject): ZodOpenApiPathsObject {
+  const out: ZodOpenApiPathsObject = {};
+  for (const [path, item] of Object.entries(paths)) {
+    out[path] = item;
+    if (!path.includes("{model}")) continue;
+    const twin: Record<string, unknown> = {};
+    for (const [method, op] of Object.entries(item) as [string, ZodOpenApiOperationObject][]) {
+      twin[method] = {
+        ...op,
+        operationId: `${op.operationId}ByRepoId`,
+        summary: `${op.summary} (Hub-style model id)`,
+        requestParams: { ...op.requestParams, path: OwnerNamePath },
+      };
+    }
+    out[path.replace("{model}", "{owner}/{name}")] = twin;
+  }
+  return out;
+}
 export const JobPath = z.object({ id: z.string().meta({ description: "The job id (`x-job-id`, `id`)." }) });
 
 /** An image body: the formats the encoder and image-to-image accept (sniffed, never by header). */

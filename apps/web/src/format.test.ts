@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { eventTime, formatBytes, formatMs, formatShape, percentOf } from "./format.ts";
+import { downloadName, eventTime, formatBytes, formatMs, formatShape, percentOf } from "./format.ts";
 
 describe("formatting", () => {
   it("durations", () => {
@@ -30,5 +30,12 @@ describe("formatting", () => {
     expect(percentOf(1, 3)).toBe(33);
     expect(percentOf(9, 9)).toBe(100);
     expect(percentOf(12, 9)).toBe(100);
+  });
+
+  it("download names, a Hub-style id's slash as --", () => {
+    expect(downloadName("sd-tiny", 42, "png")).toBe("sd-tiny-42.png");
+    expect(downloadName("black-forest-labs/FLUX.1-schnell", 7, "jpg")).toBe(
+      "black-forest-labs--FLUX.1-schnell-7.jpg",
+    );
   });
 });

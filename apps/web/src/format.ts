@@ -1,3 +1,5 @@
+import { modelIdFileStem } from "@hybrid/protocol";
+
 /** A duration for people: `—` when unknown, `850 ms` below 10 s, then `12.3 s`, then `2 min 5 s`. */
 export function formatMs(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—";
@@ -35,3 +37,10 @@ export function percentOf(step: number, total: number | null | undefined): numbe
   if (!total || total <= 0) return 0;
   return Math.max(0, Math.min(100, Math.round((step / total) * 100)));
 }
+
+/**
+ * The file name a generated image downloads as: `<model>-<seed>.<ext>`, a Hub-style id's slash
+ * written as the Hub's own `--` (a slash would be a folder, or be replaced by the browser).
+ */
+export const downloadName = (model: string, seed: number, extension: string): string =>
+  `${modelIdFileStem(model)}-${seed}.${extension}`;

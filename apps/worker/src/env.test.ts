@@ -12,8 +12,16 @@ describe("MODELS", () => {
     expect(Env.parse({}).MODELS).toEqual([]);
   });
 
+  it("takes Hub-style owner/name ids, split at the first = as any other", () => {
+    const env = Env.parse({ MODELS: "black-forest-labs/FLUX.1-schnell=/m/a=b, acme/tiny" });
+    expect(env.MODELS).toEqual([
+      { id: "black-forest-labs/FLUX.1-schnell", path: "/m/a=b" },
+      { id: "acme/tiny", path: null },
+    ]);
+  });
+
   it("refuses a malformed entry, naming it", () => {
-    for (const entry of ["=/models/sd", "sd=", "a/b=/p", "bad id"]) {
+    for (const entry of ["=/models/sd", "sd=", "a/b/c=/p", "/b=/p", "a--x/b", "a/../b", "bad id"]) {
       const parsed = Env.safeParse({ MODELS: `ok,${entry}` });
       expect(parsed.success, entry).toBe(false);
       const issue = parsed.error!.issues[0]!;

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { ModelId } from "@hybrid/protocol";
 import { SharedEnv } from "@hybrid/service";
 import { z } from "zod";
 import { parseBytes } from "./memory-budget.ts";
@@ -12,18 +13,19 @@ const list = z.string().transform((s) =>
 );
 
 /**
- * One `MODELS` entry: `id` (a sub-directory of MODELS_DIR) or `id=/path/to/dir`, split at the
- * first `=` (a path may hold more). An id must be a path segment (it is one in the API's URLs);
- * a malformed entry stops the worker at start, named.
+ * One `MODELS` entry: `id` (a sub-directory of MODELS_DIR: `sd-tiny`, or `owner/name` for
+ * `<MODELS_DIR>/owner/name`) or `id=/path/to/dir`, split at the first `=` (a path may hold more;
+ * an id never holds one). The id is a `ModelId`: a short one or a Hub-style `owner/name`; a
+ * malformed entry stops the worker at start, named.
  */
 export const ModelEntry = z.string().transform((entry, ctx) => {
   const eq = entry.indexOf("=");
   const id = (eq < 0 ? entry : entry.slice(0, eq)).trim();
   const path = eq < 0 ? null : entry.slice(eq + 1).trim();
-  if (!/^[\w][\w.-]*$/.test(id) || path === "") {
+  if (!ModelId.safeParse(id).success || path === "") {
     ctx.addIssue({
       code: "custom",
-      message: `entry ${JSON.stringify(entry)} is malformed: expected an id (letters, digits, _ . -) or id=/path/to/dir`,
+      message: `entry ${JSON.stringify(entry)} is malformed: expected an id (letters, digits, _ . -; or owner/name as on the Hugging Face Hub) or id=/path/to/dir`,
     });
     return z.NEVER;
   }
@@ -40,8 +42,9 @@ export const Env = z.object({
     .default("models")
     .transform((p) => resolve(p)),
   /**
-   * Models to serve, comma-separated: ids of sub-directories of MODELS_DIR, or `id=/path/to/dir`
-   * (split at the first `=`). Empty: all of MODELS_DIR.
+   * Models to serve, comma-separated: ids of sub-directories of MODELS_DIR (`owner/name`: its
+   * `owner/name` sub-directory), or `id=/path/to/dir` (split at the first `=`). Empty: all of
+   * MODELS_DIR (see models.ts).
    */
   MODELS: list.pipe(z.array(ModelEntry)).default([]),
   /** Write the small generated default models into MODELS_DIR when they are missing. */

@@ -2,9 +2,46 @@ import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { isModelDir, type ModelSource, sourceWeights } from "@hybrid/inference";
 import { generateDefaultModels } from "@hybrid/model-tools";
+import { ModelId } from "@hybrid/protocol";
 import type { Logger } from "pino";
 import type { Env } from "./env.ts";
 import type { ModelSize } from "./memory-budget.ts";
+
+/**
+ * The names in `dir`, sorted; none when it is not a readable directory. Not filtered by entry
+ * type: a symlink to a model directory serves as before.
+ */
+async function namesIn(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).sort();
+}
+
+/**
+ * The models under `modelsDir`: each sub-directory that is a model serves under its name
+ * (`<dir>/sd-tiny` → `sd-tiny`); one that is not a model but holds models is an owner, its models
+ * served under Hub-style ids (`<dir>/black-forest-labs/FLUX.1-schnell` →
+ * `black-forest-labs/FLUX.1-schnell`, where `pnpm models pull` puts a repository). A name no
+ * route could call (not a `ModelId`) is skipped with a warning.
+ */
+export async function discoverModels(modelsDir: string, log?: Logger): Promise<ModelSource[]> {
+  const sources: ModelSource[] = [];
+  const add = (id: string, dir: string) => {
+    if (ModelId.safeParse(id).success) sources.push({ id, dir });
+    else log?.warn({ dir, id }, "model directory skipped: its name is not a model id");
+  };
+  for (const name of await namesIn(modelsDir)) {
+    const dir = join(modelsDir, name);
+    if (await isModelDir(dir)) {
+      add(name, dir);
+      continue;
+    }
+    // Only one level deeper: an id has at most one slash.
+    for (const sub of await namesIn(dir)) {
+      const inner = join(dir, sub);
+      if (await isModelDir(inner)) add(`${name}/${sub}`, inner);
+    }
+  }
+  return sources;
+}
 
 /** The models this worker serves, from MODELS / MODELS_DIR (generating the defaults when asked). */
 export async function modelSources(env: Env, log: Logger): Promise<ModelSource[]> {
@@ -13,14 +50,10 @@ export async function modelSources(env: Env, log: Logger): Promise<ModelSource[]
     log.info({ dir: env.MODELS_DIR, ids }, "default models ready");
   }
   if (env.MODELS.length > 0) {
+    // An `owner/name` id without a path is `<MODELS_DIR>/owner/name`: join takes the slash as a step.
     return env.MODELS.map(({ id, path }) => ({ id, dir: resolve(path ?? join(env.MODELS_DIR, id)) }));
   }
-  const sources: ModelSource[] = [];
-  for (const name of (await readdir(env.MODELS_DIR).catch(() => [])).sort()) {
-    const dir = join(env.MODELS_DIR, name);
-    if (await isModelDir(dir)) sources.push({ id: name, dir });
-  }
-  return sources;
+  return discoverModels(env.MODELS_DIR, log);
 }
 
 /**

@@ -28,7 +28,9 @@ import {
 
 /**
  * A client of a hybrid-inference service. Each call waits for its answer (as Hugging Face's
- * clients do); `client.jobs` submits the same requests as jobs and follows them.
+ * clients do); `client.jobs` submits the same requests as jobs and follows them. A `model` is a
+ * short id (`sd-tiny`) or a Hub-style `owner/name` (`black-forest-labs/FLUX.1-schnell`), sent
+ * with its slash literal (`/v1/text-to-image/black-forest-labs/FLUX.1-schnell`).
  *
  * @example
  * ```ts

@@ -1,7 +1,7 @@
 import { type ImageOutput, readOutput, type VideoOutput } from "./output.ts";
 import { pythonQuery } from "./query.ts";
 import { encodeTensor, type TensorInput, type TensorOutput } from "./tensor.ts";
-import { type PreparedRequest, segment } from "./transport.ts";
+import { modelSegments, type PreparedRequest } from "./transport.ts";
 
 /** What to decode and how: the arguments of diffusers' `remote_decode`. */
 export interface DecodeParams {
@@ -63,7 +63,7 @@ export function prepareDecode(model: string, p: DecodeParams): PreparedRequest {
   });
   return {
     method: "POST",
-    path: `/v1/vae/${segment(model)}/decode?${query}`,
+    path: `/v1/vae/${modelSegments(model)}/decode?${query}`,
     headers: { Accept: "*/*" },
     body: t.bytes,
   };

@@ -1,7 +1,7 @@
 import { readOutput } from "./output.ts";
 import { pythonQuery } from "./query.ts";
 import { encodeTensor, type TensorInput } from "./tensor.ts";
-import { type PreparedRequest, segment } from "./transport.ts";
+import { modelSegments, type PreparedRequest } from "./transport.ts";
 
 /** How to encode: the arguments of diffusers' `remote_encode`, plus sampling. */
 export interface EncodeParams {
@@ -42,7 +42,7 @@ export function prepareEncode(model: string, image: EncodeInput, p: EncodeParams
   });
   return {
     method: "POST",
-    path: `/v1/vae/${segment(model)}/encode${query ? `?${query}` : ""}`,
+    path: `/v1/vae/${modelSegments(model)}/encode${query ? `?${query}` : ""}`,
     headers: { Accept: "*/*" },
     body: tensor ? tensor.bytes : (image as Uint8Array),
   };

@@ -1,7 +1,7 @@
 import type { GenerateHeaders, HeaderValues, SchedulerName } from "@hybrid/protocol";
 import { toBase64 } from "./base64.ts";
 import { readOutput } from "./output.ts";
-import { type CallOptions, type PreparedRequest, segment } from "./transport.ts";
+import { type CallOptions, modelSegments, type PreparedRequest } from "./transport.ts";
 
 /** Parameters shared by text-to-image and image-to-image. Left out: the model's defaults. */
 export interface GenerationParams {
@@ -85,7 +85,7 @@ const accept = (p: GenerationParams) => (p.format === "png" ? "image/png" : "ima
 export function prepareTextToImage(model: string, p: TextToImageParams): PreparedRequest {
   return {
     method: "POST",
-    path: `/v1/text-to-image/${segment(model)}`,
+    path: `/v1/text-to-image/${modelSegments(model)}`,
     headers: { "Content-Type": "application/json", Accept: accept(p) },
     body: JSON.stringify({ inputs: p.prompt, parameters: parameters(p) }),
   };
@@ -100,7 +100,7 @@ export function prepareImageToImage(model: string, p: ImageToImageParams): Prepa
     params.target_size = { width: p.targetSize.width, height: p.targetSize.height };
   return {
     method: "POST",
-    path: `/v1/image-to-image/${segment(model)}`,
+    path: `/v1/image-to-image/${modelSegments(model)}`,
     headers: { "Content-Type": "application/json", Accept: accept(p) },
     body: JSON.stringify({ inputs: toBase64(p.image), parameters: params }),
   };

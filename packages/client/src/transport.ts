@@ -1,4 +1,4 @@
-import type { HeaderValues, SubmitHeaders } from "@hybrid/protocol";
+import { type HeaderValues, modelIdPath, type SubmitHeaders } from "@hybrid/protocol";
 import { errorOf } from "./errors.ts";
 
 /** Options of a {@link HybridClient}. */
@@ -48,8 +48,15 @@ export function callHeaders(options: CallOptions = {}): Record<string, string> {
   return { ...headers, ...options.headers };
 }
 
-/** Path segments (model ids, job ids) are escaped, so an id can never reach another route. */
+/** Path segments (job ids) are escaped, so an id can never reach another route. */
 export const segment = (s: string): string => encodeURIComponent(s);
+
+/**
+ * A model id in a path: a short id is one escaped segment, a Hub-style `owner/name` two, with a
+ * literal slash between them (`/v1/text-to-image/black-forest-labs/FLUX.1-schnell`), as the
+ * Hub's own URLs read; each part escaped, so an id can never reach another route.
+ */
+export const modelSegments = (id: string): string => modelIdPath(id);
 
 /** Sends requests to the service: base URL, authentication, and errors as {@link HybridError}. */
 export class Transport {

@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { matchLayout } from "@hybrid/protocol";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { generatePipelineModel } from "./generator/pipeline-generator.ts";
-import { defaultModelId, PIPELINE_FILES, pullModel } from "./hub-pull.ts";
+import { defaultModelId, modelDirOf, PIPELINE_FILES, pullModel, shortModelId } from "./hub-pull.ts";
 
 const REPO = "test/tiny-sd";
 const TOKEN = "hf_test_token";
@@ -301,8 +301,15 @@ describe("PIPELINE_FILES", () => {
     for (const p of skip) expect(PIPELINE_FILES(p), p).toBe(false);
   });
 
-  it("names a pull after the repository", () => {
-    expect(defaultModelId("onnx-community/Stable-Diffusion-v1-5-ONNX")).toBe("stable-diffusion-v1-5-onnx");
+  it("serves a pull under the repository id, or a short name when asked", () => {
+    expect(defaultModelId("onnx-community/Stable-Diffusion-v1-5-ONNX")).toBe(
+      "onnx-community/Stable-Diffusion-v1-5-ONNX",
+    );
+    expect(shortModelId("onnx-community/Stable-Diffusion-v1-5-ONNX")).toBe("stable-diffusion-v1-5-onnx");
+    expect(modelDirOf("/m", "black-forest-labs/FLUX.1-schnell")).toBe(
+      join("/m", "black-forest-labs", "FLUX.1-schnell"),
+    );
+    expect(modelDirOf("/m", "sd15")).toBe(join("/m", "sd15"));
   });
 });
 
@@ -442,19 +449,61 @@ describe("pullModel against a local Hub", () => {
 describe("pnpm models pull", () => {
   const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 
-  it("pulls into <dir>/<id> and says how to serve it", async () => {
-    const dir = join(root, "cli-models");
+  const pullCli = (dir: string, ...extra: string[]) => {
     const env: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: hub.hubUrl };
     delete env.HF_TOKEN;
     delete env.MODELS_DIR;
-    const { stdout } = await promisify(execFile)(
+    return promisify(execFile)(
       process.execPath,
-      ["--conditions=source", "--import", "tsx", "scripts/generate-models.ts", "pull", REPO, "--dir", dir],
+      [
+        "--conditions=source",
+        "--import",
+        "tsx",
+        "scripts/generate-models.ts",
+        "pull",
+        REPO,
+        "--dir",
+        dir,
+        ...extra,
+      ],
       { cwd: repoRoot, env, timeout: 60_000 },
     );
-    expect(await listTree(join(dir, "tiny-sd"))).toEqual(layout);
-    expect(stdout).toContain(join(dir, "tiny-sd"));
-    expect(stdout).toContain("MODELS=tiny-sd pnpm start");
+  };
+
+  it("pulls into <dir>/<owner>/<name> and serves it under the repository id", async () => {
+    const dir = join(root, "cli-models");
+    const { stdout } = await pullCli(dir);
+    expect(await listTree(join(dir, "test", "tiny-sd"))).toEqual(layout);
+    expect(stdout).toContain(join(dir, "test", "tiny-sd"));
+    expect(stdout).toContain("MODELS=test/tiny-sd pnpm start");
+    expect(stdout).toContain("/models/test/tiny-sd");
     expect(hub.requests("hub", /\/tree\/main/).length).toBeGreaterThan(0);
+  });
+
+  it("pulls into <dir>/<id> under a short id with --short or --id", async () => {
+    const dir = join(root, "cli-short");
+    const short = await pullCli(dir, "--short");
+    expect(await listTree(join(dir, "tiny-sd"))).toEqual(layout);
+    expect(short.stdout).toContain("MODELS=tiny-sd pnpm start");
+    const named = await pullCli(dir, "--id", "sd15");
+    expect(await listTree(join(dir, "sd15"))).toEqual(layout);
+    expect(named.stdout).toContain("MODELS=sd15 pnpm start");
+  });
+
+  it("refuses an id no route could call, before downloading anything", async () => {
+    const before = hub.seen.length;
+    const cases: [string[], string][] = [
+      [["--id", "x--y/z"], "not a model id"],
+      [["--id", "x", "--short"], "give one"],
+    ];
+    for (const [bad, says] of cases) {
+      const err = await pullCli(join(root, "cli-bad"), ...bad).then(
+        () => null,
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(err?.code, bad.join(" ")).toBe(2);
+      expect(err?.stderr).toContain(says);
+    }
+    expect(hub.seen.length).toBe(before);
   });
 });

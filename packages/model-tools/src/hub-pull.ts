@@ -341,7 +341,24 @@ export async function pullModel(opts: PullModelOptions): Promise<PullResult> {
   return { files: wanted.map((e) => e.path), bytes: ctx.received, downloaded, ignored, removed };
 }
 
-/** The model id a pull defaults to: the repository name, lower-cased (`owner/SD-ONNX` → `sd-onnx`). */
+/**
+ * The model id a pull serves under by default: the repository id itself (`owner/SD-ONNX`), so a
+ * client that builds `{base}/models/{repo id}`, as the Hub's own URLs read, works unchanged.
+ */
 export function defaultModelId(repo: string): string {
+  return repo;
+}
+
+/** A short id for a pull (`--short`): the repository name, lower-cased (`owner/SD-ONNX` → `sd-onnx`). */
+export function shortModelId(repo: string): string {
   return (repo.split("/").pop() ?? repo).toLowerCase();
+}
+
+/**
+ * Where a model of id `id` lives under `modelsDir`, as the worker finds it: `<modelsDir>/<id>`
+ * for a short id, `<modelsDir>/<owner>/<name>` for a Hub-style one. `id` must be a `ModelId`
+ * (no `..` step, at most one slash).
+ */
+export function modelDirOf(modelsDir: string, id: string): string {
+  return join(modelsDir, ...id.split("/"));
 }

@@ -14,9 +14,11 @@ export {
 } from "./generator/vae-generator.ts";
 export {
   defaultModelId,
+  modelDirOf,
   PIPELINE_FILES,
   type PullModelOptions,
   type PullProgress,
   type PullResult,
   pullModel,
+  shortModelId,
 } from "./hub-pull.ts";

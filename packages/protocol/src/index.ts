@@ -5,6 +5,7 @@ export * from "./half.ts";
 export * from "./job-events.ts";
 export * from "./jobs.ts";
 export * from "./media.ts";
+export * from "./model-id.ts";
 export * from "./model-layout.ts";
 export * from "./python-json.ts";
 export * from "./query.ts";

@@ -8,6 +8,7 @@ import {
   jobIdHeader,
   ModelPath,
   submitResponses,
+  withRepoIdPaths,
 } from "../openapi-parts.ts";
 
 /** The headers of a generation's answer (and of its job's result). */
@@ -68,7 +69,7 @@ function generateOperation(
 }
 
 /** The OpenAPI paths of `generateRoutes` (generate.ts). */
-export const generatePaths: ZodOpenApiPathsObject = {
+export const generatePaths: ZodOpenApiPathsObject = withRepoIdPaths({
   "/v1/text-to-image/{model}": {
     post: generateOperation(
       "textToImage",
@@ -97,4 +98,4 @@ export const generatePaths: ZodOpenApiPathsObject = {
       true,
     ),
   },
-};
+});

@@ -20,7 +20,7 @@ import { type Request, type Response, Router } from "express";
 import { writeAnswer } from "../answer.ts";
 import { principalOf } from "../auth.ts";
 import { submitJob } from "../job-submit.ts";
-import { requestedModel } from "../requested-model.ts";
+import { modelPaths, requestedModel } from "../requested-model.ts";
 import { rawBodyUpTo, type VaeRouteDeps } from "./vae.ts";
 
 export interface GenerateRouteDeps extends VaeRouteDeps {
@@ -176,9 +176,13 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
     });
   }
 
-  router.post("/v1/text-to-image/:model", jsonOnly, (req, res) => handle(req, res, "text-to-image"));
-  router.post("/v1/image-to-image/:model", withImage, (req, res) => handle(req, res, "image-to-image"));
-  // The HF Inference API path: `@huggingface/inference` with endpointUrl <us>/models/<id>.
-  router.post("/models/:model", withImage, (req, res) => handle(req, res, "auto"));
+  for (const path of modelPaths("/v1/text-to-image"))
+    router.post(path, jsonOnly, (req, res) => handle(req, res, "text-to-image"));
+  for (const path of modelPaths("/v1/image-to-image"))
+    router.post(path, withImage, (req, res) => handle(req, res, "image-to-image"));
+  // The HF Inference API path: `@huggingface/inference` with endpointUrl <us>/models/<id>, a
+  // Hub repository id's slash included (`/models/owner/name`, as the Hub's own URLs read).
+  for (const path of modelPaths("/models"))
+    router.post(path, withImage, (req, res) => handle(req, res, "auto"));
   return router;
 }

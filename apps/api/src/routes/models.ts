@@ -1,4 +1,4 @@
-import type { ModelEntry, ModelInfo, ModelList } from "@hybrid/protocol";
+import { type ModelEntry, type ModelInfo, type ModelList, modelIdPath } from "@hybrid/protocol";
 import type { WorkerDirectory } from "@hybrid/queue";
 import { Router } from "express";
 import { modelAllowed } from "../auth.ts";
@@ -9,7 +9,8 @@ export interface ModelRouteDeps {
 
 /** A model's entry in `GET /v1/models`: what its worker announced, plus its tasks and their paths. */
 export function modelEntry(m: ModelInfo): ModelEntry {
-  const id = encodeURIComponent(m.id);
+  // A Hub-style id keeps its slash (`/v1/vae/owner/name/decode`); a short id is one segment, as before.
+  const id = modelIdPath(m.id);
   return {
     ...m,
     // Workers announce `task: "vae"` for every model (older APIs parse exactly that); a pipeline

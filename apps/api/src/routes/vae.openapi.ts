@@ -8,6 +8,7 @@ import {
   jobIdHeader,
   ModelPath,
   submitResponses,
+  withRepoIdPaths,
 } from "../openapi-parts.ts";
 
 /** The headers that describe a tensor answer (decode `pt`, encode, their job results). */
@@ -42,7 +43,7 @@ const encodeResult: ZodOpenApiResponseObject = {
 };
 
 /** The OpenAPI paths of `vaeRoutes` (vae.ts). */
-export const vaePaths: ZodOpenApiPathsObject = {
+export const vaePaths: ZodOpenApiPathsObject = withRepoIdPaths({
   "/v1/vae/{model}/decode": {
     post: {
       operationId: "decode",
@@ -78,4 +79,4 @@ export const vaePaths: ZodOpenApiPathsObject = {
       responses: submitResponses(encodeResult),
     },
   },
-};
+});

@@ -14,10 +14,10 @@ import {
   sniffImageFormat,
   type TensorLimits,
 } from "@hybrid/protocol";
-import express, { type Request, type RequestHandler, Router } from "express";
+import express, { type Request, type RequestHandler, type Response, Router } from "express";
 import { type SubmitDeps, submitJob } from "../job-submit.ts";
 import type { ModelLookupDeps } from "../model-lookup.ts";
-import { requestedModel } from "../requested-model.ts";
+import { modelPaths, requestedModel } from "../requested-model.ts";
 
 export interface VaeRouteDeps extends SubmitDeps, ModelLookupDeps {
   limits: TensorLimits;
@@ -58,7 +58,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
   const router = Router();
   const rawBody = rawBodyUpTo(deps.maxBodyBytes, "MAX_BODY_BYTES", "a VAE request");
 
-  router.post("/v1/vae/:model/decode", rawBody, async (req, res) => {
+  const decode = async (req: Request, res: Response) => {
     // The model first: a request to an unknown model is `unknown_model` whatever its query.
     const m = await requestedModel(deps, req, res);
     // Read once: Express 5 parses the query string again on every read of req.query.
@@ -92,9 +92,9 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
       },
       body,
     );
-  });
+  };
 
-  router.post("/v1/vae/:model/encode", rawBody, async (req, res) => {
+  const encode = async (req: Request, res: Response) => {
     const m = await requestedModel(deps, req, res);
     const query = req.query;
     checkQuerySizes(query);
@@ -128,14 +128,17 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
       },
       body,
     );
-  });
+  };
 
-  router.all("/v1/vae/:model/:op", (req, _res, next) => {
-    next(
-      ["decode", "encode"].includes(req.params.op as string)
-        ? new AppError("method_not_allowed", `Use POST for /v1/vae/{model}/${req.params.op}.`)
-        : undefined,
-    );
-  });
+  for (const path of modelPaths("/v1/vae", "/decode")) router.post(path, rawBody, decode);
+  for (const path of modelPaths("/v1/vae", "/encode")) router.post(path, rawBody, encode);
+  for (const path of modelPaths("/v1/vae", "/:op"))
+    router.all(path, (req, _res, next) => {
+      next(
+        ["decode", "encode"].includes(req.params.op as string)
+          ? new AppError("method_not_allowed", `Use POST for /v1/vae/{model}/${req.params.op}.`)
+          : undefined,
+      );
+    });
   return router;
 }

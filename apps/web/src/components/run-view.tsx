@@ -1,4 +1,4 @@
-import { formatBytes, formatMs, percentOf } from "../format.ts";
+import { downloadName, formatBytes, formatMs, percentOf } from "../format.ts";
 import { isActive, type RunState } from "../run-state.ts";
 import { ErrorNote } from "./error-note.tsx";
 import type { GenerationRun } from "./use-generation.ts";
@@ -111,7 +111,7 @@ export function RunView({
             </div>
           </dl>
           <div class="actions">
-            <a class="button" href={result.url} download={`${result.model}-${result.seed}.${extension}`}>
+            <a class="button" href={result.url} download={downloadName(result.model, result.seed, extension)}>
               Download
             </a>
             <button type="button" onClick={() => onUseSeed(result.seed)}>
