@@ -52,6 +52,8 @@ const hostOptions = {
 };
 const host = new SessionHost(hostOptions);
 const metrics = new WorkerMetrics();
+// Pipelines first: they are pinned to one thread each before any of their graphs is loaded.
+const diffusion = await DiffusionRuntime.open(sources, host);
 const vae = await VaeRuntime.open(
   sources,
   {
@@ -67,7 +69,6 @@ const vae = await VaeRuntime.open(
   },
   host,
 );
-const diffusion = await DiffusionRuntime.open(sources, host);
 /** What this worker announces: each model's VAE layout, plus what it generates for pipelines. */
 const models: ModelInfo[] = vae.models.map((m) => {
   const g = diffusion.models.get(m.id);

@@ -11,8 +11,8 @@ export interface ModelProvider {
   requested: string;
   /** Why it does not run on the one asked for (null: it does). */
   fallback: string | null;
-  /** The session thread holding its sessions. */
-  thread: number;
+  /** The session thread holding its sessions; null: any thread (a VAE, loaded where it runs). */
+  thread: number | null;
 }
 
 /** Each served model's provider, from the sessions the host loaded for its directory. */

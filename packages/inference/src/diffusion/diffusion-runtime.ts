@@ -59,6 +59,8 @@ export class DiffusionRuntime {
     for (const src of sources) {
       const files = await detectModelDir(src.dir, src.family ? { family: src.family } : {});
       if (files.kind !== "pipeline") continue;
+      // A pipeline's sessions live in one thread: its weights are held once per worker.
+      host.pin(files.dir);
       for (const path of [
         ...files.textEncoders,
         files.denoiser,

@@ -33,7 +33,8 @@ afterAll(async () => {
 });
 
 describe("SessionHost", () => {
-  it("pins each model to one thread, the least loaded at its first task", async () => {
+  it("pins each pinned model to one thread, the least loaded at its first task", async () => {
+    for (const m of ["a", "b", "c"]) host.pin(join(dir, m));
     await host.describe(decoder("a"));
     await host.describe(decoder("b"));
     await host.describe(join(dir, "a", "vae_encoder", "model.onnx"));
@@ -69,5 +70,19 @@ describe("SessionHost", () => {
     const results = await Promise.all(apart);
     expect(results.map((r) => r.kind)).toEqual(["tensor", "tensor"]);
     expect(host.models).toHaveLength(3);
+  });
+
+  it("runs a model nobody pinned (a VAE) on every thread", async () => {
+    const other = new SessionHost({ threads: 2, providers: ["cpu"], intraOpThreads: 1 });
+    try {
+      const both = [other.run(decode("b")), other.run(decode("b"))];
+      expect(other.freeThreads).toBe(0);
+      await Promise.all(both);
+      expect(other.freeThreads).toBe(2);
+      expect(other.isFree({ path: decoder("b") })).toBe(true);
+      expect(other.models.find((m) => m.dir === join(dir, "b"))?.thread).toBeNull();
+    } finally {
+      await other.close();
+    }
   });
 });

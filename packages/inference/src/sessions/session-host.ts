@@ -13,9 +13,9 @@ import type {
 
 export interface SessionHostOptions extends SessionSettings {
   /**
-   * Session threads. Each model's sessions live in one of them (its home), so a model is held
-   * once per worker however many there are; more threads let different models run side by side.
-   * @defaultValue 1
+   * Session threads. A pinned model's sessions live in one of them (its home), so it is held once
+   * per worker however many there are; other models (VAEs) run on whichever thread is free,
+   * loaded in each thread that runs them. @defaultValue 1
    */
   threads: number;
 }
@@ -33,7 +33,8 @@ export interface SessionProviders {
 /** A model directory as the host holds it: its thread and its loaded sessions by graph path. */
 export interface HostedModel {
   dir: string;
-  thread: number;
+  /** The thread holding a pinned model; null: any thread runs it (each holding its own copy). */
+  thread: number | null;
   sessions: Map<string, SessionProviders>;
 }
 
@@ -64,9 +65,12 @@ function homeOf(task: ThreadTask): string {
  * The worker threads that own the ONNX sessions. `session.run` blocks its thread for the whole
  * run (hundreds of ms), so it must never run on the main thread, where BullMQ renews locks.
  *
- * A model's sessions live in exactly one thread: a session cannot be shared between threads,
- * and a 12B transformer does not fit twice. Each model directory is given, at its first task,
- * to the thread holding the fewest models, and every later task of that model goes there.
+ * A session cannot be shared between threads. A pinned model ({@link pin}: the diffusion
+ * pipelines, up to a 12B transformer that does not fit twice) lives in exactly one thread: it is
+ * given, at its first task, to the thread holding the fewest pinned models, and every later task
+ * of that model goes there. Other models (VAEs: small, and the throughput of many small decodes
+ * comes from running them on every thread) run on the least busy thread, each thread loading its
+ * own copy when it first runs them.
  * Each thread is a piscina pool of its own (one thread, one task at a time): piscina picks a
  * pool's thread for a task itself, and its `loadBalancer` sees neither the task's data nor a
  * thread identity that survives a restart, so pinning by hand inside one pool would be fragile;
@@ -76,6 +80,7 @@ export class SessionHost {
   private readonly pools: Piscina[];
   private readonly busy: number[];
   private readonly homes = new Map<string, HostedModel>();
+  private readonly pinned = new Set<string>();
   private readonly freed = new Set<() => void>();
 
   constructor(opts: SessionHostOptions) {
@@ -103,17 +108,37 @@ export class SessionHost {
     );
   }
 
-  /** The model directory's home, chosen at its first task: the thread holding the fewest models. */
+  /**
+   * Keeps `dir`'s sessions in one thread (call it before its first task): a diffusion pipeline,
+   * whose weights must not be held once per thread.
+   */
+  pin(dir: string): void {
+    this.pinned.add(resolve(dir));
+  }
+
+  /**
+   * The model directory's home, chosen at its first task: for a pinned model, the thread holding
+   * the fewest pinned models; for others, none (any thread).
+   */
   private home(dir: string): HostedModel {
     let h = this.homes.get(dir);
     if (!h) {
-      const held = this.busy.map(() => 0);
-      for (const m of this.homes.values()) held[m.thread]!++;
-      const thread = held.indexOf(Math.min(...held));
+      let thread: number | null = null;
+      if (this.pinned.has(dir)) {
+        const held = this.busy.map(() => 0);
+        for (const m of this.homes.values()) if (m.thread !== null) held[m.thread]!++;
+        thread = held.indexOf(Math.min(...held));
+      }
       h = { dir, thread, sessions: new Map() };
       this.homes.set(dir, h);
     }
     return h;
+  }
+
+  /** The thread a task of `home` runs on: its own, or the least busy one (the first of a tie). */
+  private threadFor(home: HostedModel): number {
+    if (home.thread !== null) return home.thread;
+    return this.busy.indexOf(Math.min(...this.busy));
   }
 
   /** Session threads with no task right now. */
@@ -121,9 +146,10 @@ export class SessionHost {
     return this.busy.filter((b) => b === 0).length;
   }
 
-  /** Whether the thread that would run `task` (its model's home) has no task right now. */
+  /** Whether a thread that may run `task` (its pinned model's home, or any) has no task right now. */
   isFree(task: { path: string }): boolean {
-    return this.busy[this.home(modelDirOf(task.path)).thread] === 0;
+    const home = this.home(modelDirOf(task.path));
+    return home.thread === null ? this.freeThreads > 0 : this.busy[home.thread] === 0;
   }
 
   /** Calls `listener` each time a task ends (a thread may be free); returns the unsubscribe. */
@@ -138,7 +164,7 @@ export class SessionHost {
   }
 
   private async track<T>(task: ThreadTask, run: (pool: Piscina) => Promise<T>): Promise<T> {
-    const { thread } = this.home(homeOf(task));
+    const thread = this.threadFor(this.home(homeOf(task)));
     this.busy[thread]!++;
     try {
       return await run(this.pools[thread]!);
