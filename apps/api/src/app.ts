@@ -2,7 +2,7 @@ import type { JobEventHub, JobStore, RedisClient, WorkerDirectory } from "@hybri
 import express, { type Express, type RequestHandler } from "express";
 import type { Logger } from "pino";
 import { authenticate } from "./auth.ts";
-import { type DashboardOptions, dashboardAccess, dashboardRoutes } from "./dashboard.ts";
+import { DASHBOARD_PATH, type DashboardOptions, dashboardAccess, dashboardRoutes } from "./dashboard.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import { type AllowedHost, requestGuard } from "./exposure.ts";
 import type { SubmitDeps } from "./job-submit.ts";
@@ -53,6 +53,15 @@ const readOnly =
       ? router(req, res, next)
       : next();
 
+/**
+ * A router entered only by requests under `prefix`: every other request goes straight on
+ * instead of walking its routes (each router entered costs every request that passes it).
+ */
+const under =
+  (prefix: string, router: RequestHandler): RequestHandler =>
+  (req, res, next) =>
+    req.path === prefix || req.path.startsWith(`${prefix}/`) ? router(req, res, next) : next();
+
 /** Builds the HTTP app (no listen): health, then auth, then the inference and job routes. */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -89,11 +98,19 @@ export function createApp(deps: AppDeps): Express {
     );
   if (deps.dashboard)
     app.use(
-      dashboardRoutes({ ...deps.dashboard, directory: deps.directory, keys: deps.keys, logger: deps.logger }),
+      under(
+        DASHBOARD_PATH,
+        dashboardRoutes({
+          ...deps.dashboard,
+          directory: deps.directory,
+          keys: deps.keys,
+          logger: deps.logger,
+        }),
+      ),
     );
   app.use(authenticate(deps.keys));
 
-  app.use(modelRoutes(deps));
+  app.use(readOnly(modelRoutes(deps)));
   app.use(vaeRoutes(deps));
   app.use(generateRoutes(deps));
   app.use(jobRoutes(deps));

@@ -1,7 +1,7 @@
 import { JobKind, type ModelInfo } from "@hybrid/protocol";
 import { jobCatalog, knownModelsKey, type Queues, type WorkerDirectory } from "@hybrid/queue";
 import type { Worker } from "bullmq";
-import { type Request, type RequestHandler, Router } from "express";
+import type { Request, RequestHandler } from "express";
 import type { Redis } from "ioredis";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
@@ -178,16 +178,22 @@ export class ApiMetrics {
     next();
   };
 
-  /** `GET /metrics` (not counted itself), then request tracking for everything after it. */
-  router(): Router {
-    const router = Router();
-    router.get("/metrics", async (_req, res) => {
-      const body = await this.registry.metrics();
-      res.setHeader("Content-Type", this.registry.contentType);
-      res.end(body);
-    });
-    router.use(this.track);
-    return router;
+  /**
+   * `GET /metrics` (not counted itself), then request tracking for everything after it. A plain
+   * middleware, not a router: every request passes it, and entering a router costs each one.
+   */
+  router(): RequestHandler {
+    return (req, res, next) => {
+      if (req.path !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD"))
+        return this.track(req, res, next);
+      this.registry.metrics().then(
+        (body) => {
+          res.setHeader("Content-Type", this.registry.contentType);
+          res.end(body);
+        },
+        (e: unknown) => next(e),
+      );
+    };
   }
 
   /** Counts the webhook worker's attempts: completed = delivered; failed = retry, or failed once final. */
