@@ -1,5 +1,7 @@
 export { ClipTokenizer } from "./diffusion/clip-tokenizer.ts";
 export * from "./diffusion/diffusion-runtime.ts";
+export { fluxImageIds, fluxTextIds } from "./diffusion/flow-conditioning.ts";
+export { packPatches, unpackPatches } from "./diffusion/latents.ts";
 export { createScheduler, type Scheduler } from "./diffusion/schedulers/index.ts";
 export { type T5Encoding, T5Tokenizer } from "./diffusion/t5-tokenizer.ts";
 export * from "./image.ts";
