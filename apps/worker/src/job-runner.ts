@@ -292,9 +292,10 @@ async function generate(rt: Runtimes, data: GenerateJob, ctx: RunContext): Promi
   });
   const answer: Answer = { bytes: out.bytes, contentType: out.contentType, seed: data.params.seed };
   if (out.truncated) {
+    const by = out.truncatedBy ?? "77 tokens";
     answer.promptTruncated = true;
-    answer.warnings = ["The prompt is longer than the text encoder takes (77 tokens); the rest was ignored."];
-    ctx.log.warn("prompt longer than the text encoder takes: truncated to 77 tokens");
+    answer.warnings = [`The prompt is longer than the text encoder takes (${by}); the rest was ignored.`];
+    ctx.log.warn(`prompt longer than the text encoder takes: truncated to ${by}`);
   }
   return answer;
 }

@@ -38,8 +38,10 @@ export interface GenerateAnswer {
   contentType: string;
   width: number;
   height: number;
-  /** The prompt was cut to the text encoder's 77 tokens. */
+  /** The prompt was cut to what a text encoder takes. */
   truncated: boolean;
+  /** What cut it, when not CLIP's 77 tokens alone. */
+  truncatedBy?: string;
 }
 
 /**
@@ -138,7 +140,14 @@ export class DiffusionRuntime {
         ({ width: w, height: h } = params.target_size);
       }
       const bytes = await encodeImage(data, w, h, opts.format);
-      return { bytes, contentType: `image/${opts.format}`, width: w, height: h, truncated: out.truncated };
+      return {
+        bytes,
+        contentType: `image/${opts.format}`,
+        width: w,
+        height: h,
+        truncated: out.truncated,
+        ...(out.truncatedBy ? { truncatedBy: out.truncatedBy } : {}),
+      };
     } finally {
       port2.close();
       opts.signal?.removeEventListener("abort", abort);

@@ -91,9 +91,14 @@ describe("Flux and SD3 generation", () => {
     expect(differ(schnell, await run("flux-schnell", { guidance_scale: 2 }))).toBe(false);
   });
 
-  it("Flux: the T5 sequence length is the request's when given", async () => {
+  it("Flux: the T5 sequence length is the request's when given, and a prompt cut by T5 says so", async () => {
     const base = await run("flux-schnell");
     expect(differ(base, await run("flux-schnell", { max_sequence_length: 16 }))).toBe(true);
+    const long = Array.from({ length: 6 }, () => "a photo of a cat").join(" ");
+    const cut = await generate(task("flux-schnell", { prompt: long, max_sequence_length: 16 }), settings);
+    expect(cut).toMatchObject({ truncated: true, truncatedBy: "T5: 16 tokens" });
+    const whole = await generate(task("flux-schnell", { prompt: "a cat", max_sequence_length: 16 }), settings);
+    expect(whole.truncated).toBe(false);
   });
 
   it("SD3: classifier-free guidance with the negative prompt above scale 1, none at 1", async () => {

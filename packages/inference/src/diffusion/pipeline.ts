@@ -252,6 +252,8 @@ interface Denoising {
   cfg: boolean;
   /** Whether the prompt was cut to what a text encoder takes. */
   truncated: boolean;
+  /** What cut it, when not CLIP's 77 tokens alone. */
+  truncatedBy?: string;
 }
 
 /** A UNet (SD 1.x, SDXL, LCM): CLIP hidden states, SDXL's pooled and size conditioning, LCM's guidance embedding. */
@@ -327,7 +329,7 @@ async function flowDenoising(
   const length = t5SequenceLength(family, transformer.guidance_embeds, params.max_sequence_length);
   let hidden: Sequence;
   let pooled: Pooled;
-  let truncated: boolean;
+  let cutBy: string[];
   if (flux) {
     const clip = slot("text_encoder");
     const t5 = slot("text_encoder_2");
@@ -339,7 +341,10 @@ async function flowDenoising(
     const t = await runT5(t5.graph, t5.tokenizer, texts, length, settings);
     hidden = t.hidden;
     pooled = c.pooled;
-    truncated = c.truncated.at(-1) === true || t.truncated.at(-1) === true;
+    cutBy = [
+      ...(c.truncated.at(-1) ? ["CLIP: 77 tokens"] : []),
+      ...(t.truncated.at(-1) ? [`T5: ${length} tokens`] : []),
+    ];
   } else {
     const l = slot("text_encoder");
     const g = slot("text_encoder_2");
@@ -358,7 +363,10 @@ async function flowDenoising(
       t ? t.hidden : { zeros: { sequence: cl.hidden.sequence, dim: transformer.joint_attention_dim } },
     );
     pooled = concatPooled(cl.pooled, cg.pooled);
-    truncated = [cl, cg, ...(t ? [t] : [])].some((e) => e.truncated.at(-1) === true);
+    cutBy = [
+      ...(cl.truncated.at(-1) || cg.truncated.at(-1) ? ["CLIP: 77 tokens"] : []),
+      ...(t?.truncated.at(-1) ? [`T5: ${length} tokens`] : []),
+    ];
   }
   if (hidden.dim !== transformer.joint_attention_dim || pooled.dim !== transformer.pooled_projection_dim)
     throw new AppError(
@@ -403,7 +411,8 @@ async function flowDenoising(
     timestepPerRow: true,
     output: (find(denoiser.outputs, "out_hidden_states") ?? denoiser.outputs[0]!).name,
     cfg,
-    truncated,
+    truncated: cutBy.length > 0,
+    ...(cutBy.length > 0 ? { truncatedBy: cutBy.join(", ") } : {}),
   };
 }
 
@@ -504,5 +513,13 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   // A copy: the decode unscales in place, and `latents` may be the encoder's own output.
   const decoded = await vaeDecode(files.vaeDecoder, latents.slice(0, n), shape, scaling, settings);
   const rgb = toUint8ChannelsLast(decoded.data, decoded.shape);
-  return { kind: "pixels", data: rgb.data, frames: 1, width, height, truncated: denoising.truncated };
+  return {
+    kind: "pixels",
+    data: rgb.data,
+    frames: 1,
+    width,
+    height,
+    truncated: denoising.truncated,
+    ...(denoising.truncatedBy ? { truncatedBy: denoising.truncatedBy } : {}),
+  };
 }

@@ -102,6 +102,8 @@ export interface GenerateResult {
   frames: 1;
   width: number;
   height: number;
-  /** The prompt was longer than the text encoder takes (77 tokens) and was cut. */
+  /** The prompt was longer than a text encoder takes and was cut. */
   truncated: boolean;
+  /** What cut it, when not CLIP's 77 tokens alone (Flux and SD3: "T5's 512 tokens"...). */
+  truncatedBy?: string;
 }
