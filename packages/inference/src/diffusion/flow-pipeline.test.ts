@@ -97,7 +97,10 @@ describe("Flux and SD3 generation", () => {
     const long = Array.from({ length: 6 }, () => "a photo of a cat").join(" ");
     const cut = await generate(task("flux-schnell", { prompt: long, max_sequence_length: 16 }), settings);
     expect(cut).toMatchObject({ truncated: true, truncatedBy: "T5: 16 tokens" });
-    const whole = await generate(task("flux-schnell", { prompt: "a cat", max_sequence_length: 16 }), settings);
+    const whole = await generate(
+      task("flux-schnell", { prompt: "a cat", max_sequence_length: 16 }),
+      settings,
+    );
     expect(whole.truncated).toBe(false);
   });
 
