@@ -98,6 +98,8 @@ export function GenerateTab({ task, client, models, onUnauthorized }: Props) {
     );
 
   const busy = isActive(run.state);
+  // Flux and SD3 take sizes in whole 16-pixel patches (the model says so); 8 otherwise.
+  const sizeStep = choices.find((m) => m.id === form.model)?.generation?.size_multiple ?? 8;
   return (
     <div class="split">
       <form
@@ -146,7 +148,7 @@ export function GenerateTab({ task, client, models, onUnauthorized }: Props) {
             value={form.width}
             onInput={set("width")}
             min={64}
-            step={8}
+            step={sizeStep}
           />
           <NumberField
             id={id("height")}
@@ -154,7 +156,7 @@ export function GenerateTab({ task, client, models, onUnauthorized }: Props) {
             value={form.height}
             onInput={set("height")}
             min={64}
-            step={8}
+            step={sizeStep}
           />
         </div>
         <div class="row">
