@@ -1,4 +1,5 @@
 export { generateDefaultModels } from "./generator/default-models.ts";
+export { moveWeightsToExternalData } from "./generator/external-data.ts";
 export {
   DEFAULT_PIPELINES,
   type GeneratePipelineOptions,

@@ -1,11 +1,11 @@
 // The Flux and SD3 pipelines on tiny generated exports with optimum's layout and I/O names:
 // their conditioning reaches the transformer (each input changes the image), the same seed
 // gives the same bytes, previews and image-to-image follow the flow-matching schedule.
-import { mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MessageChannel } from "node:worker_threads";
-import { generatePipelineModel } from "@hybrid/model-tools";
+import { generatePipelineModel, moveWeightsToExternalData } from "@hybrid/model-tools";
 import type { GenerateParams } from "@hybrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { detectModelDir, type PipelineDir } from "../model-dir.ts";
@@ -154,6 +154,22 @@ describe("Flux and SD3 generation", () => {
       expect(differ(await img(1), await img(1, new Uint8Array(gradient.length).fill(128)))).toBe(false);
     },
   );
+
+  it("loads weights stored as external data (*.onnx_data), as large exports keep them", async () => {
+    const dir = join(root, "flux-external");
+    await cp(files["flux-schnell"].dir, dir, { recursive: true });
+    for (const c of ["transformer", "text_encoder_2"]) {
+      const graph = join(dir, c, "model.onnx");
+      const before = (await stat(graph)).size;
+      await moveWeightsToExternalData(graph);
+      expect((await stat(graph)).size).toBeLessThan(before / 4);
+      expect(await readdir(join(dir, c))).toContain("model.onnx_data");
+    }
+    const external = await detectModelDir(dir);
+    if (external.kind !== "pipeline") throw new Error("not a pipeline");
+    const a = await generate({ ...task("flux-schnell"), files: external }, settings);
+    expect(differ(a.data, await run("flux-schnell"))).toBe(false);
+  });
 
   it("stops at the next step once canceled", async () => {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
