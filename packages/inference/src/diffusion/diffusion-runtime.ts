@@ -180,7 +180,8 @@ function generationInfo(files: PipelineDir): GenerationInfo {
     guidance_scale: lcm ? 8 : TEXT_CONDITIONING[files.layout.name].guidanceScale,
     scheduler:
       (typeof className === "string" ? schedulerNameOf(className) : null) ?? SchedulerName.enum.euler,
-    strength: transformer ? (files.layout.name === "flux" ? 0.6 : 0.75) : 0.8,
+    // diffusers' img2img defaults: 0.6 for Flux and SD3.
+    strength: transformer ? 0.6 : 0.8,
   };
   // Transformers take 2×2 patches of latents: sizes in whole patches.
   const multiple = files.geometry.spatialFactor * sizePatch(files);
