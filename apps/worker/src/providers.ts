@@ -39,17 +39,32 @@ export function modelProviders(
 }
 
 /**
- * Logs what each model runs on, once, at start. A model that was asked to run on a GPU and
- * fell back says so at WARN when the operator listed EXECUTION_PROVIDERS (a GPU was expected),
- * at INFO under the default list (cuda then cpu), which every CPU-only machine falls back from.
+ * Logs what the models run on, once, at start: one line for all of them. A model that was asked
+ * to run on a GPU and fell back says so at WARN, a line per model, when the operator listed
+ * EXECUTION_PROVIDERS (a GPU was expected); under the default list (cuda then cpu), which every
+ * CPU-only machine falls back from, one INFO line names the models that did.
  */
 export function logProviders(list: readonly ModelProvider[], log: Logger, explicit: boolean): void {
-  for (const p of list) {
-    log.info({ model: p.model, provider: p.provider, thread: p.thread }, "model sessions loaded");
-    if (p.fallback === null) continue;
-    const fields = { model: p.model, requested: p.requested, provider: p.provider, reason: p.fallback };
-    const message = "model fell back from the execution provider asked for";
-    if (explicit) log.warn(fields, message);
-    else log.info({ ...fields, default: true }, message);
+  log.info(
+    { providers: Object.fromEntries(list.map((p) => [p.model, p.provider])) },
+    "model sessions loaded",
+  );
+  const fell = list.filter((p) => p.fallback !== null);
+  const message = "model fell back from the execution provider asked for";
+  if (explicit) {
+    for (const p of fell)
+      log.warn({ model: p.model, requested: p.requested, provider: p.provider, reason: p.fallback }, message);
+  } else if (fell.length > 0) {
+    const first = fell[0]!;
+    log.info(
+      {
+        models: fell.map((p) => p.model),
+        requested: first.requested,
+        provider: first.provider,
+        reason: first.fallback,
+        default: true,
+      },
+      message,
+    );
   }
 }
