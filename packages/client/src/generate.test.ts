@@ -15,6 +15,7 @@ describe("generation requests", () => {
       scheduler: "euler_a",
       seed: 5,
       previews: true,
+      maxSequenceLength: 128,
       format: "png",
     });
     expect(req.path).toBe("/v1/text-to-image/sd-tiny");
@@ -31,6 +32,7 @@ describe("generation requests", () => {
       scheduler: "euler_a",
       seed: 5,
       previews: true,
+      max_sequence_length: 128,
     });
     // Left-out parameters are left out (the model's defaults apply), and JPEG is the default.
     const bare = prepareTextToImage("m", { prompt: "x" });

@@ -7,9 +7,9 @@ import { type CallOptions, modelSegments, type PreparedRequest } from "./transpo
 export interface GenerationParams {
   /** What to steer away from. */
   negativePrompt?: string | readonly string[];
-  /** Output width in pixels: a multiple of 8, at least 64. */
+  /** Output width in pixels: a multiple of 8 (16 for Flux and SD3), at least 64. */
   width?: number;
-  /** Output height in pixels: a multiple of 8, at least 64. */
+  /** Output height in pixels: a multiple of 8 (16 for Flux and SD3), at least 64. */
   height?: number;
   /** Denoising steps. */
   numInferenceSteps?: number;
@@ -21,6 +21,8 @@ export interface GenerationParams {
   seed?: number;
   /** Attach a small JPEG preview to each progress event (SSE and webhooks). @defaultValue false */
   previews?: boolean;
+  /** Flux and SD3: tokens of the T5 sequence (1–512). @defaultValue the model's (256, Flux dev 512) */
+  maxSequenceLength?: number;
   /** The answer's format. @defaultValue "jpeg" */
   format?: "jpeg" | "png";
 }
@@ -60,7 +62,7 @@ export interface GenerateResult {
   seed: number;
   /** The job that made it (`x-job-id`); absent for a cache hit served without one. */
   jobId: string | undefined;
-  /** The prompt was longer than the text encoder's 77 tokens and was cut. */
+  /** The prompt was longer than a text encoder takes (CLIP's 77 tokens, T5's sequence) and was cut. */
   promptTruncated: boolean;
 }
 
@@ -74,6 +76,7 @@ function parameters(p: GenerationParams): Record<string, unknown> {
     scheduler: p.scheduler,
     seed: p.seed,
     previews: p.previews,
+    max_sequence_length: p.maxSequenceLength,
   };
   for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
   return out;
