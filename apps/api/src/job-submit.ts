@@ -71,6 +71,12 @@ export async function submitJob(
     webhook?: { url: string; events?: string[] | null } | null;
     /** Called with a synchronous answer once it is sent (the result cache fills itself here). */
     onAnswered?: (result: JobResult, bytes: Buffer) => Promise<void>;
+    /**
+     * The most bytes the answer will take in Redis, reserved in the memory budget with the input:
+     * a worker writes it after admission, and admissions between two samples of Redis' memory
+     * must not add up past the mark.
+     */
+    resultBytes?: number;
   } = {},
 ): Promise<void> {
   const t0 = performance.now();
@@ -133,6 +139,7 @@ export async function submitJob(
         logged: !plainSync || webhook !== null,
         imageAsJson: data.kind === "generate" && data.response === "json",
         counted: countedEarly,
+        resultBytes: opts.resultBytes ?? 0,
       });
     }
   } catch (e) {
@@ -265,11 +272,12 @@ async function createJob(
   jobId: string,
   data: JobRequest,
   body: Buffer | null,
-  record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson"> & { counted?: boolean },
+  record: Pick<JobMeta, "webhook" | "logged" | "imageAsJson"> & { counted?: boolean; resultBytes?: number },
 ): Promise<JobMeta> {
-  const { counted, ...fields } = record;
+  const { counted, resultBytes = 0, ...fields } = record;
   // Before Redis is full, not when it refuses a write: then admitted jobs could not store results.
-  const bytes = body?.length ?? 0;
+  // The answer a worker will write counts as well as the input written now.
+  const bytes = (body?.length ?? 0) + resultBytes;
   if (deps.memory?.full(bytes))
     throw new AppError("overloaded", "The service is short of memory for new work; try again later.", {
       status: 503,

@@ -222,6 +222,10 @@ describe("per-job output caps", () => {
     expect(codeOf(() => checkDecodeOutput(plan, { kind: "uint8" }, limits))).toBe("none");
     // A JPEG's size is known once encoded: the worker checks it then.
     expect(codeOf(() => checkDecodeOutput(plan, { kind: "image", format: "jpg" }, limits))).toBe("none");
+    // What the API reserves in its Redis budget: the answer's bytes, an image's raw pixels at most.
+    expect(checkDecodeOutput(plan, { kind: "uint8" }, limits)).toBe(512 * 512 * 3);
+    expect(checkDecodeOutput(plan, { kind: "image", format: "jpg" }, limits)).toBe(512 * 512 * 3);
+    expect(checkDecodeOutput(plan, { kind: "unit-float16" })).toBe(512 * 512 * 3 * 2);
   });
 
   it("caps an encode's total pixels too", () => {

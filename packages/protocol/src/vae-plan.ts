@@ -99,13 +99,14 @@ export function planDecode(
  * Refuses a decode whose answer is over the per-job caps (MAX_JOB_PIXELS, MAX_OUTPUT_BYTES).
  * Counts what the worker computes: an image answer decodes only the first latent of the batch
  * (all its frames for a video model); every other answer the whole batch. The API runs it
- * before queueing, the worker again before running.
+ * before queueing, the worker again before running. Returns the most bytes the answer can take
+ * (an image or video: its raw pixels), which the API reserves in its Redis memory budget.
  */
 export function checkDecodeOutput(
   plan: DecodePlan,
   output: DecodeOutput,
   limits: Pick<TensorLimits, "maxJobPixels" | "maxOutputBytes"> = DEFAULT_LIMITS,
-): void {
+): number {
   const s = plan.outputShape;
   const frames = s.length === 5 ? s[2]! : 1;
   const items = output.kind === "image" ? 1 : s[0]!;
@@ -125,6 +126,8 @@ export function checkDecodeOutput(
     per === null ? null : pixels * per,
     limits,
   );
+  // What the answer will take in Redis at most: compressed answers are bounded by their pixels.
+  return pixels * (per ?? 3);
 }
 
 /**

@@ -168,7 +168,10 @@ export function generateRoutes(deps: GenerateRouteDeps): Router {
       }
       res.setHeader("x-cache", "MISS");
     }
+    // The image's raw pixels bound what the answer takes in Redis (unknown: an init image's size).
+    const size = target_size ?? (width !== null && height !== null ? { width, height } : null);
     await submitJob(deps, req, res, data, image, {
+      ...(size ? { resultBytes: size.width * size.height * 3 } : {}),
       webhook: body.webhook ? { url: body.webhook, events: body.webhook_events_filter ?? null } : null,
       ...(hash && deps.cache
         ? { onAnswered: (result: JobResult, bytes: Buffer) => deps.cache!.put(owner, hash, result, bytes) }

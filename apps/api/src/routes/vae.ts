@@ -76,7 +76,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
     );
     const output = decodeOutputFor(q, req.headers.accept, m);
     // The whole answer against the per-job caps, before it is queued (the worker checks again).
-    checkDecodeOutput(plan, output, deps.limits);
+    const resultBytes = checkDecodeOutput(plan, output, deps.limits);
     await submitJob(
       deps,
       req,
@@ -91,6 +91,7 @@ export function vaeRoutes(deps: VaeRouteDeps): Router {
         output,
       },
       body,
+      { resultBytes },
     );
   };
 
