@@ -116,10 +116,10 @@ export class ClipTokenizer {
    */
   static async fromDir(dir: string): Promise<ClipTokenizer> {
     const [vocab, merges, config, specialTokensMap] = await Promise.all([
-      readJson(join(dir, "vocab.json"), true),
+      readTokenizerJson(join(dir, "vocab.json"), true),
       readText(join(dir, "merges.txt")),
-      readJson(join(dir, "tokenizer_config.json"), false),
-      readJson(join(dir, "special_tokens_map.json"), false),
+      readTokenizerJson(join(dir, "tokenizer_config.json"), false),
+      readTokenizerJson(join(dir, "special_tokens_map.json"), false),
     ]);
     const parsed = Vocab.safeParse(vocab);
     if (!parsed.success) {
@@ -255,13 +255,18 @@ async function readText(path: string): Promise<string> {
   }
 }
 
-async function readJson(path: string, required: boolean): Promise<unknown> {
+/** A tokenizer folder's JSON file (undefined when an optional one is absent); `label` names the tokenizer in errors. */
+export async function readTokenizerJson(
+  path: string,
+  required: boolean,
+  label = "CLIP tokenizer",
+): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
   } catch (e) {
     if (!required && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new AppError("internal", `CLIP tokenizer: cannot read ${path}.`, { cause: e });
+    throw new AppError("internal", `${label}: cannot read ${path}.`, { cause: e });
   }
   try {
     return JSON.parse(text);

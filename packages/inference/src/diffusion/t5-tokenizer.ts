@@ -1,10 +1,9 @@
 /// <reference path="../types/huggingface-tokenizers.d.ts" />
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type NormalizerConfig, Tokenizer, type TokenizerJSON } from "@huggingface/tokenizers";
 import { AppError } from "@hybrid/protocol";
 import { z } from "zod";
-import { capTokenizedText, MAX_TOKENIZED_CHARS } from "./clip-tokenizer.ts";
+import { capTokenizedText, MAX_TOKENIZED_CHARS, readTokenizerJson } from "./clip-tokenizer.ts";
 import { PrecompiledCharsmap } from "./precompiled-charsmap.ts";
 
 const DEFAULTS = { eos_token: "</s>", pad_token: "<pad>" };
@@ -101,9 +100,9 @@ export class T5Tokenizer {
    */
   static async fromDir(dir: string): Promise<T5Tokenizer> {
     const [tokenizer, config, specialTokensMap] = await Promise.all([
-      readJson(join(dir, "tokenizer.json"), true),
-      readJson(join(dir, "tokenizer_config.json"), false),
-      readJson(join(dir, "special_tokens_map.json"), false),
+      readTokenizerJson(join(dir, "tokenizer.json"), true, "T5 tokenizer"),
+      readTokenizerJson(join(dir, "tokenizer_config.json"), false, "T5 tokenizer"),
+      readTokenizerJson(join(dir, "special_tokens_map.json"), false, "T5 tokenizer"),
     ]);
     return T5Tokenizer.fromFiles({ tokenizer, config, specialTokensMap });
   }
@@ -233,19 +232,4 @@ function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, file: stri
     });
   }
   return parsed.data;
-}
-
-async function readJson(path: string, required: boolean): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    if (!required && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new AppError("internal", `T5 tokenizer: cannot read ${path}.`, { cause: e });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new AppError("internal", `${path} is not valid JSON.`, { cause: e });
-  }
 }
