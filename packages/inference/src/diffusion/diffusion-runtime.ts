@@ -14,6 +14,7 @@ import { detectModelDir, type ModelSource, type PipelineDir } from "../model-dir
 import type { SessionHost } from "../sessions/session-host.ts";
 import type { ProgressMessage } from "../sessions/thread-protocol.ts";
 import { TEXT_CONDITIONING } from "./conditioning.ts";
+import { sizePatch } from "./latents.ts";
 
 /** One step done, as the job reports it; `preview` is a small JPEG data URL when asked for. */
 export interface GenerateProgress {
@@ -190,11 +191,6 @@ function generationInfo(files: PipelineDir): GenerationInfo {
     defaults,
     ...(multiple !== 8 ? { size_multiple: multiple } : {}),
   };
-}
-
-/** Side, in latents, of the patches a denoiser takes: Flux packs 2×2, SD3's transformer patchifies 2×2. */
-export function sizePatch(files: PipelineDir): number {
-  return Math.max(files.geometry.patchSize, files.transformer?.patch_size ?? 1);
 }
 
 /**

@@ -1,7 +1,7 @@
 // Latent tensors as the pipeline handles them, shaped by the model's geometry: the denoiser's
 // packed token view (Flux's 2×2 patches) and a cheap RGB preview.
 import type { Family } from "@hybrid/protocol";
-import type { LatentGeometry } from "../model-dir.ts";
+import type { LatentGeometry, PipelineDir } from "../model-dir.ts";
 
 /** `[1, C, h, w]`: the latents of one image of `width` × `height` pixels. */
 export function latentShape(
@@ -10,6 +10,15 @@ export function latentShape(
   height: number,
 ): [number, number, number, number] {
   return [1, g.latentChannels, height / g.spatialFactor, width / g.spatialFactor];
+}
+
+/**
+ * Side, in latents, of the patches a pipeline's denoiser takes: Flux's pipeline packs 2×2, SD3's
+ * transformer patchifies 2×2 itself, a UNet takes single latents. Image sizes are whole patches,
+ * and the flow schedules count the image's tokens in them.
+ */
+export function sizePatch(files: Pick<PipelineDir, "geometry" | "transformer">): number {
+  return Math.max(files.geometry.patchSize, files.transformer?.patch_size ?? 1);
 }
 
 /**

@@ -22,7 +22,7 @@ import {
   t5SequenceLength,
   transformerTimestep,
 } from "./flow-conditioning.ts";
-import { latentPreview, latentShape, packPatches, unpackPatches } from "./latents.ts";
+import { latentPreview, latentShape, packPatches, sizePatch, unpackPatches } from "./latents.ts";
 import { createScheduler, type SchedulerOptions } from "./schedulers/index.ts";
 import { T5Tokenizer } from "./t5-tokenizer.ts";
 
@@ -432,7 +432,7 @@ export async function generate(task: GenerateTask, settings: SessionSettings): P
   if (flow) {
     // Flux passes σs = linspace(1, 1/n, n) and shifts them by the image's token count (dev).
     options.flowSigmas = files.layout.name === "flux" ? "flux" : "default";
-    const side = geometry.patchSize > 1 ? geometry.patchSize : (files.transformer?.patch_size ?? 1);
+    const side = sizePatch(files);
     options.imageSeqLen = Math.floor(h / side) * Math.floor(w / side);
   }
   const scheduler = createScheduler(files.scheduler, steps, params.scheduler, options);
