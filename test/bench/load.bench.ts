@@ -1,7 +1,7 @@
 // `pnpm bench:load`: N sync decodes of a 1x4x32x32 float32 latent (uint8 256x256 answer,
 // `output_type=pt&partial_postprocess=True`) for the tiny generated SD VAE, sent by C concurrent
 // keep-alive clients (undici) to one API + one worker on a redis-server of their own. Prints
-// req/s, p50, p99, errors, CPU per request of the API and the worker, and the API's RSS idle,
+// req/s, p50, p99, errors, CPU per request of the API, the worker and Redis, and the API's RSS idle,
 // after the warm-up and after the load.
 //
 // `--against <checkout>` runs the same load against another checkout of this repository side by
@@ -54,6 +54,7 @@ interface Round {
   wallMs: number;
   apiCpuMs: number;
   workerCpuMs: number;
+  redisCpuMs: number;
 }
 
 /** Sends `n` decodes from `clients` concurrent request loops over keep-alive connections. */
@@ -71,6 +72,7 @@ async function load(stack: TreeStack, n: number, clients: number): Promise<Round
     wallMs: 0,
     apiCpuMs: 0,
     workerCpuMs: 0,
+    redisCpuMs: 0,
   };
   const fail = (why: string) => {
     round.errors++;
@@ -79,6 +81,7 @@ async function load(stack: TreeStack, n: number, clients: number): Promise<Round
   let sent = 0;
   const api0 = processCpuMs(stack.api.pid);
   const worker0 = processCpuMs(stack.worker.pid);
+  const redis0 = processCpuMs(stack.redis.pid);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: Math.min(clients, n) }, async () => {
@@ -97,6 +100,7 @@ async function load(stack: TreeStack, n: number, clients: number): Promise<Round
   round.wallMs = performance.now() - t0;
   round.apiCpuMs = processCpuMs(stack.api.pid) - api0;
   round.workerCpuMs = processCpuMs(stack.worker.pid) - worker0;
+  round.redisCpuMs = processCpuMs(stack.redis.pid) - redis0;
   await pool.close();
   return round;
 }
@@ -129,6 +133,7 @@ interface Summary {
   failures: string;
   apiCpu: number;
   workerCpu: number;
+  redisCpu: number;
 }
 
 function summarize(rounds: Round[]): Summary {
@@ -146,6 +151,7 @@ function summarize(rounds: Round[]): Summary {
     failures: [...failures].map(([k, v]) => `${k}×${v}`).join(" "),
     apiCpu: rounds.reduce((a, r) => a + r.apiCpuMs, 0) / all,
     workerCpu: rounds.reduce((a, r) => a + r.workerCpuMs, 0) / all,
+    redisCpu: rounds.reduce((a, r) => a + r.redisCpuMs, 0) / all,
   };
 }
 
@@ -204,7 +210,7 @@ try {
 
   console.log(
     `\n${"tree".padEnd(8)} ${"req/s".padStart(7)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ` +
-      `${"ok".padStart(6)} ${"errors".padStart(6)} ${"api cpu/req".padStart(11)} ${"wrk cpu/req".padStart(11)} ` +
+      `${"ok".padStart(6)} ${"errors".padStart(6)} ${"api cpu/req".padStart(11)} ${"wrk cpu/req".padStart(11)} ${"rds cpu/req".padStart(11)} ` +
       `${"API RSS MB: idle".padStart(16)} ${"warm".padStart(6)} ${"after".padStart(6)}`,
   );
   const sums = sides.map((s) => summarize(s.rounds));
@@ -213,7 +219,7 @@ try {
     console.log(
       `${s.stack.name.padEnd(8)} ${fmt(m.rps).padStart(7)} ${fmt(m.p50, 0).padStart(7)} ${fmt(m.p99, 0).padStart(7)} ` +
         `${String(m.ok).padStart(6)} ${String(m.errors).padStart(6)} ${`${fmt(m.apiCpu, 2)} ms`.padStart(11)} ` +
-        `${`${fmt(m.workerCpu, 2)} ms`.padStart(11)} ${fmt(s.rssIdle, 0).padStart(16)} ${fmt(s.rssWarm, 0).padStart(6)} ` +
+        `${`${fmt(m.workerCpu, 2)} ms`.padStart(11)} ${`${fmt(m.redisCpu, 2)} ms`.padStart(11)} ${fmt(s.rssIdle, 0).padStart(16)} ${fmt(s.rssWarm, 0).padStart(6)} ` +
         `${fmt(s.rssAfter, 0).padStart(6)}${m.failures ? `  failures: ${m.failures}` : ""}`,
     );
   });
@@ -222,7 +228,8 @@ try {
     console.log(
       `\nthis / against: req/s ×${fmt(a.rps / b.rps, 2)}, p50 ×${fmt(a.p50 / b.p50, 2)}, ` +
         `p99 ×${fmt(a.p99 / b.p99, 2)}, API RSS after ×${fmt(sides[0]!.rssAfter / sides[1]!.rssAfter, 2)}, ` +
-        `API CPU/req ×${fmt(a.apiCpu / b.apiCpu, 2)}, worker CPU/req ×${fmt(a.workerCpu / b.workerCpu, 2)}`,
+        `API CPU/req ×${fmt(a.apiCpu / b.apiCpu, 2)}, worker CPU/req ×${fmt(a.workerCpu / b.workerCpu, 2)}, ` +
+        `Redis CPU/req ×${fmt(a.redisCpu / b.redisCpu, 2)}`,
     );
   }
   console.log(

@@ -23,6 +23,8 @@ export interface TreeStack {
   redisUrl: string;
   api: ChildProcess;
   worker: ChildProcess;
+  /** The stack's redis-server (its CPU is part of what a request costs). */
+  redis: ChildProcess;
   stop(): Promise<void>;
 }
 
@@ -39,13 +41,29 @@ export interface TreeStackOptions {
   worker?: Record<string, string>;
 }
 
-/** Runs `apps/<app>/src/index.ts` of the tree at `root` from source, as its own `pnpm start` does. */
-function startTreeApp(root: string, app: "api" | "worker", env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ["--conditions=source", "--import", "tsx", `apps/${app}/src/index.ts`], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
+/**
+ * Runs `apps/<app>/src/index.ts` of the tree at `root` from source, as its own `pnpm start` does.
+ * With `BENCH_CPU_PROF=<dir>` in the environment each process writes a V8 CPU profile of its
+ * main thread to `<dir>/<stack>-<app>/` when it stops (open it in Chrome's DevTools): how the two
+ * trees of a side-by-side run were compared function by function.
+ */
+function startTreeApp(
+  name: string,
+  root: string,
+  app: "api" | "worker",
+  env: Record<string, string>,
+): ChildProcess {
+  const profDir = process.env.BENCH_CPU_PROF;
+  const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${join(profDir, `${name}-${app}`)}`] : [];
+  return spawn(
+    process.execPath,
+    [...prof, "--conditions=source", "--import", "tsx", `apps/${app}/src/index.ts`],
+    {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "inherit", "inherit"],
+    },
+  );
 }
 
 /** Starts the stack and resolves once the API says it is ready (the worker may still be loading). */
@@ -55,13 +73,13 @@ export async function startTreeStack(opts: TreeStackOptions): Promise<TreeStack>
   const redisUrl = `redis://127.0.0.1:${redisPort}`;
   const port = await freePort();
   const common = { REDIS_URL: redisUrl, QUEUE_PREFIX: "bench", LOG_LEVEL: opts.logLevel ?? "warn" };
-  const worker = startTreeApp(opts.root, "worker", {
+  const worker = startTreeApp(opts.name, opts.root, "worker", {
     ...common,
     MODELS: opts.models,
     GENERATE_DEFAULT_MODELS: "false",
     ...opts.worker,
   });
-  const api = startTreeApp(opts.root, "api", {
+  const api = startTreeApp(opts.name, opts.root, "api", {
     ...common,
     PORT: String(port),
     HOST: "127.0.0.1",
@@ -78,6 +96,7 @@ export async function startTreeStack(opts: TreeStackOptions): Promise<TreeStack>
     redisUrl,
     api,
     worker,
+    redis,
     stop: async () => {
       await Promise.all([stop(api), stop(worker)]);
       await stop(redis, 2000);

@@ -4,10 +4,11 @@ import { latents } from "./fixtures.ts";
 import { decodeRequest, finished, getJob, pollJob, readEvents } from "./jobs-client.ts";
 import { type Stack, startStack } from "./stack.ts";
 
-// One worker running one job at a time, and room for two waiting jobs per queue.
+// One worker running one job at a time and taking none ahead (PREFETCH=0: the jobs behind it wait
+// in the queue, where positions and the backlog count them), and room for two waiting jobs per queue.
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack({}, { api: { MAX_QUEUE_BACKLOG: "2" } });
+  stack = await startStack({}, { api: { MAX_QUEUE_BACKLOG: "2" }, worker: { PREFETCH: "0" } });
 });
 afterAll(async () => {
   await stack?.stop();

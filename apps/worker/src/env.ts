@@ -69,10 +69,18 @@ export const Env = z.object({
   /** BullMQ jobs in flight per model queue. */
   CONCURRENCY: z.coerce.number().int().min(1).max(256).default(1),
   /**
+   * Jobs each decode/encode queue takes beyond those it runs at once (`CONCURRENCY` ×
+   * `MAX_BATCH_SIZE`): their records and inputs are read while the model runs, so the session
+   * thread goes from one short job to the next without waiting on Redis. 0: take a job only when
+   * it can run (many workers with long VAE jobs, where a prefetched job would wait behind one).
+   * Generations never prefetch.
+   */
+  PREFETCH: z.coerce.number().int().min(0).max(64).default(1),
+  /**
    * Dynamic batching of decodes and encodes: up to this many batch entries of one model, shape,
    * dtype and output run as one batch (each job still gets exactly its own answer). 1 = off, the
    * default: on CPUs a batch runs no faster than its parts (`pnpm bench:throughput`); on a GPU it
-   * usually does. A VAE queue then takes CONCURRENCY × MAX_BATCH_SIZE jobs in flight.
+   * usually does. A VAE queue then takes CONCURRENCY × MAX_BATCH_SIZE (+ PREFETCH) jobs in flight.
    */
   MAX_BATCH_SIZE: z.coerce.number().int().min(1).max(64).default(1),
   /**

@@ -103,7 +103,7 @@ const worker = await startWorker({
   metrics,
   catalog: catalogSettingsOf(env),
   payloadTtlSeconds: env.PAYLOAD_TTL_SECONDS,
-  capacity: { concurrency: env.CONCURRENCY, maxBatchSize: env.MAX_BATCH_SIZE },
+  capacity: { concurrency: env.CONCURRENCY, maxBatchSize: env.MAX_BATCH_SIZE, prefetch: env.PREFETCH },
   ...(env.LOCK_DURATION_MS !== undefined ? { lockMs: env.LOCK_DURATION_MS } : {}),
   shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
   heartbeatSeconds: env.HEARTBEAT_SECONDS,

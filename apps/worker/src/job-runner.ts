@@ -68,8 +68,9 @@ export function modelRuns(rt: Runtimes): Runs {
     return a;
   };
   return {
-    decode: (data, { input }) => capped(rt.vae.decode(data, needInput(input))),
-    encode: (data, { input }) => capped(rt.vae.encode(data, needInput(input))),
+    // The cancel signal drops a decode or encode still waiting for its thread (a prefetched job).
+    decode: (data, { input, signal }) => capped(rt.vae.decode(data, needInput(input), signal)),
+    encode: (data, { input, signal }) => capped(rt.vae.encode(data, needInput(input), signal)),
     generate: (data, ctx) => capped(generate(rt, data, ctx)),
   };
 }
@@ -145,10 +146,9 @@ export function createJobRunner(
     const reply = data.reply;
     try {
       // The record (cancel flag, `started` event) and the input: one round trip.
-      const { meta, payload: input } = await jobs.records.getWithPayload(
+      const { meta, payload: input } = await jobs.records.start(
         job.id ?? "",
         data.input ? store.keyOf(data.input) : null,
-        "get",
       );
       if (meta?.canceledAt) throw canceled();
       jlog.info({ kind: data.kind, queuedMs: queueMs }, "job started");
@@ -208,7 +208,9 @@ export function createJobRunner(
     } catch (caught) {
       // The run's events precede its end, failed or not.
       await events?.flush();
-      const e = isAppError(caught) ? caught : (sizeFailure(caught) ?? caught);
+      // A canceled job ends as canceled whatever its run threw (a dropped task rejects with the
+      // signal's reason).
+      const e = signal?.aborted ? canceled() : isAppError(caught) ? caught : (sizeFailure(caught) ?? caught);
       const rejected = isAppError(e) && e.status < 500;
       const err = rejected
         ? new UnrecoverableError(serializeJobError(e))
@@ -235,7 +237,9 @@ export function createJobRunner(
 
 /** Timings to 0.01 ms: enough for any breakdown, and short in the job's stored result. */
 function rounded<T extends Record<string, number>>(t: T): T {
-  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, Math.round(v * 100) / 100])) as T;
+  const out: Record<string, number> = {};
+  for (const k in t) out[k] = Math.round((t[k] as number) * 100) / 100;
+  return out as T;
 }
 
 /**

@@ -9,14 +9,12 @@ import type { Logger } from "pino";
  */
 export function attachLifecycle(worker: Worker, jobs: JobStore, payloads: PayloadStore, log: Logger): void {
   const finish = async (job: Job, state: "completed" | "failed") => {
-    // Read now, not at the start: an SSE reader may have started following the job meanwhile.
-    const { meta } = await jobs.records.getWithPayload(
+    // A job nobody follows and no cap counts has no end to publish: no record comes back.
+    const meta = await jobs.records.finish(
       job.id ?? "",
       payloads.keyOf((job.data as { input?: unknown })?.input),
-      "del",
     );
-    // A job nobody follows and no cap counts has no end to publish.
-    if (!meta || (!meta.logged && !meta.capped)) return;
+    if (!meta) return;
     const view = await jobs.views.build(meta, job, state);
     // A finished job's status (succeeded, failed, canceled) is also the name of its last event.
     if (view && isTerminal(view.status)) await jobs.events.publish(meta, view.status as JobEventName, view);

@@ -11,6 +11,7 @@ import {
   PayloadStore,
   Queues,
   ReplySender,
+  type WorkerCapacity,
   WorkerDirectory,
 } from "@hybrid/queue";
 import { RedisFaults } from "@hybrid/service";
@@ -39,8 +40,8 @@ export interface WorkerDeps {
   metrics: WorkerMetrics;
   catalog: CatalogSettings;
   payloadTtlSeconds: number;
-  /** Session threads' worth of jobs side by side, and VAE entries per batch. */
-  capacity: { concurrency: number; maxBatchSize: number };
+  /** Session threads' worth of jobs side by side, VAE entries per batch, and VAE jobs prefetched. */
+  capacity: WorkerCapacity;
   /** Overrides every kind's lock duration (ms); absent: each kind's own (the catalog's). */
   lockMs?: number;
   /** How long {@link RunningWorker.stop} lets jobs in flight finish before handing them back. */

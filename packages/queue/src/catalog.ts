@@ -21,6 +21,12 @@ export interface WorkerCapacity {
   concurrency: number;
   /** Entries a VAE run may batch together (1: no batching). */
   maxBatchSize: number;
+  /**
+   * Jobs a VAE queue takes beyond those it can run at once (0 when absent): the next job's
+   * record and input are read while the model runs, so a session thread does not sit idle for
+   * the Redis round trips between two short jobs.
+   */
+  prefetch?: number;
 }
 
 /** One kind of queued work: everything that differs between kinds lives here and nowhere else. */
@@ -62,8 +68,9 @@ export const CATALOG = {
     // A decode is tens of milliseconds: retry soon.
     backoffMs: () => 500,
     lockMs: 30_000,
-    // With batching, a VAE queue holds enough jobs in flight to fill a batch per session thread.
-    concurrency: (c: WorkerCapacity) => c.concurrency * c.maxBatchSize,
+    // With batching, a VAE queue holds enough jobs in flight to fill a batch per session thread,
+    // and the prefetched ones beside them.
+    concurrency: (c: WorkerCapacity) => c.concurrency * c.maxBatchSize + (c.prefetch ?? 0),
   },
   encode: {
     ...JOB_SCHEMAS.encode,
@@ -71,7 +78,7 @@ export const CATALOG = {
     queue: (model: string) => jobQueueName("encode", model),
     backoffMs: () => 500,
     lockMs: 30_000,
-    concurrency: (c: WorkerCapacity) => c.concurrency * c.maxBatchSize,
+    concurrency: (c: WorkerCapacity) => c.concurrency * c.maxBatchSize + (c.prefetch ?? 0),
   },
   generate: {
     ...JOB_SCHEMAS.generate,
@@ -82,6 +89,8 @@ export const CATALOG = {
     // Renewed by the main thread every half lock whatever the run does (it is on a session
     // thread); longer than a decode's so a busy machine's late renewal does not re-run seconds of work.
     lockMs: 60_000,
+    // No prefetch: a generation runs for seconds, next to which its reads are nothing, and a job
+    // taken early would wait here while another worker could run it.
     concurrency: (c: WorkerCapacity) => c.concurrency,
   },
   webhook: {

@@ -171,26 +171,30 @@ export class JobRecords {
   }
 
   /**
-   * A worker's two reads of a job, at its start (`get`: the record and the input bytes) or at its
-   * end (`del`: the record, and the input deleted: no retry needs it any more), sent together.
-   * `payload` is a key the payload store vouched for, or null. Two plain commands sent in the
-   * same tick: the keys live in different slots on a cluster, and one script instead measured no
-   * faster under load.
+   * A worker's reads at a job's start: its record and its input bytes, sent together. `payload`
+   * is a key the payload store vouched for, or null. Two plain commands sent in the same tick:
+   * the keys live in different slots on a cluster, and one script instead measured no faster
+   * under load.
    */
-  async getWithPayload(
-    id: string,
-    payload: string | null,
-    op: "get" | "del",
-  ): Promise<{ meta: JobMeta | null; payload: Buffer | null }> {
-    const [meta, bytes] = await Promise.all([
-      this.get(id),
-      !payload
-        ? null
-        : op === "get"
-          ? this.redis.getBuffer(payload)
-          : this.redis.del(payload).then(() => null),
-    ]);
+  async start(id: string, payload: string | null): Promise<{ meta: JobMeta | null; payload: Buffer | null }> {
+    const [meta, bytes] = await Promise.all([this.get(id), payload ? this.redis.getBuffer(payload) : null]);
     return { meta, payload: bytes };
+  }
+
+  /**
+   * At a job's end (BullMQ has recorded it): deletes its input (no retry needs it any more) and
+   * returns its record if its end is to be published, i.e. it is followed (`logged`) or counts
+   * toward a cap; null otherwise, or when it has no record. Read now, not at the start: an SSE
+   * reader may have started following the job meanwhile. A job nobody follows, most sync jobs,
+   * costs two flags read beside the delete rather than its whole record.
+   */
+  async finish(id: string, payload: string | null): Promise<JobMeta | null> {
+    const [[logged, capped]] = await Promise.all([
+      this.redis.hmget(jobKey(this.prefix, id), "logged", "capped"),
+      payload ? this.redis.del(payload) : null,
+    ]);
+    if (logged !== "1" && capped !== "1") return null;
+    return this.get(id);
   }
 
   /**

@@ -210,30 +210,43 @@ describe("JobStore caps and logging", () => {
   });
 });
 
-describe("JobRecords.getWithPayload", () => {
+describe("JobRecords.start and finish", () => {
   it("reads a record with its input in one go, then deletes the input at the end", async () => {
     const meta = await submit("reads-owner");
     const bytes = Buffer.from([7, 8, 9, 10]);
     const input = await payloads.put(bytes);
-    const start = await store.records.getWithPayload(meta.id, payloads.keyOf(input), "get");
+    const start = await store.records.start(meta.id, payloads.keyOf(input));
     expect(start.meta).toMatchObject({ id: meta.id, owner: "reads-owner", logged: true, capped: true });
     expect(start.payload).toEqual(bytes);
-    const end = await store.records.getWithPayload(meta.id, payloads.keyOf(input), "del");
-    expect(end.meta?.id).toBe(meta.id);
-    expect(end.payload).toBeNull();
+    expect((await store.records.finish(meta.id, payloads.keyOf(input)))?.id).toBe(meta.id);
     expect(await payloads.get(input)).toBeNull();
   });
 
+  it("gives a finished job's record only when its end is published: followed, or capped", async () => {
+    const plain = { logged: false, capped: false };
+    // A plain sync job: neither followed nor capped. Its input goes, and no record comes back.
+    const unfollowed = await submit("finish-owner", "store-model", plain);
+    const input = await payloads.put(new Uint8Array([5]));
+    expect(await store.records.finish(unfollowed.id, payloads.keyOf(input))).toBeNull();
+    expect(await payloads.get(input)).toBeNull();
+    // An SSE reader that attached mid-run makes its end published.
+    const followed = await submit("finish-owner", "store-model", plain);
+    await store.records.follow(followed);
+    expect(await store.records.finish(followed.id, null)).toMatchObject({ id: followed.id, logged: true });
+    const capped = await submit("finish-owner", "store-model", { logged: false });
+    expect(await store.records.finish(capped.id, null)).toMatchObject({ id: capped.id, capped: true });
+    expect(await store.records.finish(randomUUID(), null)).toBeNull();
+  });
+
   it("gives null for a job with no record or no payload, and refuses keys not of the payload store", async () => {
-    const gone = await store.records.getWithPayload(
+    const gone = await store.records.start(
       randomUUID(),
       payloads.keyOf(await payloads.put(new Uint8Array([1]))),
-      "get",
     );
     expect(gone.meta).toBeNull();
     expect(gone.payload).toEqual(Buffer.from([1]));
     const meta = await submit("reads-owner");
-    expect((await store.records.getWithPayload(meta.id, null, "get")).meta?.id).toBe(meta.id);
+    expect((await store.records.start(meta.id, null)).meta?.id).toBe(meta.id);
     expect(payloads.keyOf(`${prefix}:job:{${meta.id}}`)).toBeNull();
     expect(payloads.keyOf(42)).toBeNull();
   });

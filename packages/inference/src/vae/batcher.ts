@@ -24,6 +24,8 @@ interface Pending<T, R> {
   entries: number;
   resolve: (r: R) => void;
   reject: (e: unknown) => void;
+  /** Stops listening to the task's abort signal (once it runs, an abort no longer drops it). */
+  release: () => void;
 }
 
 interface Group<T, R> {
@@ -37,7 +39,10 @@ interface Group<T, R> {
  * Dynamic batching: tasks that could run as one batch (same key: model, shape after the batch
  * axis, dtype, options) wait together until a session thread is free, and then run as one —
  * after at most `windowMs` more when the batch is not full. Oldest group first; each task's
- * promise settles with its own answer.
+ * promise settles with its own answer. With `maxBatchSize` 1 it batches nothing but is still
+ * where tasks wait for a thread: a task whose job is canceled while it waits (a prefetched job,
+ * see the worker's PREFETCH) is dropped there, never run, which a task queued inside the thread
+ * pool could not be.
  */
 export class Batcher<T, R> {
   private readonly groups = new Map<string, Group<T, R>>();
@@ -55,15 +60,36 @@ export class Batcher<T, R> {
     this.unsubscribe = slots.onFreed(() => this.pump());
   }
 
-  /** Queues a task of `entries` batch entries under its batch key. */
-  submit(key: string, task: T, entries: number): Promise<R> {
+  /**
+   * Queues a task of `entries` batch entries under its batch key. If `signal` aborts while the
+   * task still waits, it leaves the queue unrun and its promise rejects with the signal's reason.
+   */
+  submit(key: string, task: T, entries: number, signal?: AbortSignal): Promise<R> {
     return new Promise<R>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
       let g = this.groups.get(key);
       if (!g) {
         g = { items: [], entries: 0, since: performance.now() };
         this.groups.set(key, g);
       }
-      g.items.push({ task, entries, resolve, reject });
+      const drop = () => {
+        const group = this.groups.get(key);
+        const at = group ? group.items.indexOf(item) : -1;
+        if (!group || at < 0) return;
+        group.items.splice(at, 1);
+        group.entries -= entries;
+        if (group.items.length === 0) this.groups.delete(key);
+        reject(signal?.reason);
+      };
+      const item: Pending<T, R> = {
+        task,
+        entries,
+        resolve,
+        reject,
+        release: () => signal?.removeEventListener("abort", drop),
+      };
+      signal?.addEventListener("abort", drop, { once: true });
+      g.items.push(item);
       g.entries += entries;
       this.pump();
     });
@@ -104,6 +130,7 @@ export class Batcher<T, R> {
       const next = g.items[0]!;
       if (out.length > 0 && entries + next.entries > this.opts.maxBatchSize) break;
       out.push(g.items.shift()!);
+      next.release();
       entries += next.entries;
     }
     g.entries -= entries;
@@ -137,7 +164,10 @@ export class Batcher<T, R> {
     clearTimeout(this.timer);
     this.unsubscribe();
     for (const g of this.groups.values())
-      for (const p of g.items) p.reject(new Error("The runtime closed before the task ran."));
+      for (const p of g.items) {
+        p.release();
+        p.reject(new Error("The runtime closed before the task ran."));
+      }
     this.groups.clear();
   }
 }

@@ -175,3 +175,36 @@ describe("Batcher scheduling", () => {
     expect(await x1).toBe("x1!");
   });
 });
+
+describe("Batcher and a task's cancel", () => {
+  it("drops a task whose signal aborts while it waits, unrun; one already running is not touched", async () => {
+    const threads = new Threads(1);
+    // Batches of one: the way every decode and encode waits for its thread when batching is off.
+    const b = batcherOn(threads, 1, 0);
+    const runningAbort = new AbortController();
+    const waitingAbort = new AbortController();
+    const running = b.submit("k", "a", 1, runningAbort.signal);
+    const dropped = b.submit("k", "b", 1, waitingAbort.signal);
+    const next = b.submit("k", "c", 1);
+    expect(b.waiting).toBe(2);
+    waitingAbort.abort(new Error("canceled"));
+    await expect(dropped).rejects.toThrow("canceled");
+    expect(b.waiting).toBe(1);
+    // Running already: its abort is the caller's to handle (its result is discarded there).
+    runningAbort.abort(new Error("canceled"));
+    threads.runs[0]!.end();
+    expect(await running).toBe("a!");
+    await tick();
+    threads.runs[1]!.end();
+    expect(await next).toBe("c!");
+    expect(threads.runs.map((r) => r.tasks)).toEqual([["a"], ["c"]]);
+  });
+
+  it("refuses a task whose signal aborted before it came", async () => {
+    const threads = new Threads(1);
+    const b = batcherOn(threads, 4, 0);
+    await expect(b.submit("k", "a", 1, AbortSignal.abort(new Error("canceled")))).rejects.toThrow("canceled");
+    expect(threads.runs).toHaveLength(0);
+    expect(b.waiting).toBe(0);
+  });
+});

@@ -49,7 +49,8 @@ interface Served {
  * numeric work happen in the threads; image and mp4 encoding (sharp, ffmpeg) are async I/O here.
  */
 export class VaeRuntime {
-  private readonly batcher: Batcher<DecodeTask | EncodeTask, RunResult> | null;
+  private readonly batcher: Batcher<DecodeTask | EncodeTask, RunResult>;
+  private readonly batching: boolean;
 
   private constructor(
     private readonly host: SessionHost,
@@ -57,25 +58,27 @@ export class VaeRuntime {
     private readonly opts: RuntimeOptions,
     private readonly ownsHost: boolean,
   ) {
-    const b = opts.batching;
-    this.batcher =
-      b && b.maxBatchSize > 1
-        ? new Batcher<DecodeTask | EncodeTask, RunResult>(
-            b,
-            host,
-            (t) => host.run(t),
-            (tasks) => host.runBatch({ op: "batch", tasks } as Parameters<SessionHost["runBatch"]>[0]),
-          )
-        : null;
+    // Without batching too, tasks wait for a free thread in a batcher (of batches of one): there
+    // a canceled job's task is dropped before it runs.
+    const b = opts.batching ?? { maxBatchSize: 1, windowMs: 0 };
+    this.batching = b.maxBatchSize > 1;
+    this.batcher = new Batcher<DecodeTask | EncodeTask, RunResult>(
+      b,
+      host,
+      (t) => host.run(t),
+      (tasks) => host.runBatch({ op: "batch", tasks } as Parameters<SessionHost["runBatch"]>[0]),
+    );
   }
 
   /**
-   * Runs a task, in a batch with others of the same key when batching is on. The key holds all
-   * that must match to share a run: the model file, the shape after the batch axis, the dtype
-   * and every option (only the input bytes, the batch size and an encode's seed may differ).
+   * Runs a task when its thread is free, in a batch with others of the same key when batching
+   * is on. The key holds all that must match to share a run: the model file, the shape after the
+   * batch axis, the dtype and every option (only the input bytes, the batch size and an encode's
+   * seed may differ); without batching, the model file (tasks of a model run in order). A task
+   * whose `signal` aborts before it runs is dropped.
    */
-  private runTask(task: DecodeTask | EncodeTask, entries: number): Promise<RunResult> {
-    if (!this.batcher) return this.host.run(task);
+  private runTask(task: DecodeTask | EncodeTask, entries: number, signal?: AbortSignal): Promise<RunResult> {
+    if (!this.batching) return this.batcher.submit(task.path, task, entries, signal);
     const key = JSON.stringify(
       task.op === "decode"
         ? [task.op, task.path, task.shape.slice(1), task.dtype, task.scaling, task.packed, task.output]
@@ -90,7 +93,7 @@ export class VaeRuntime {
             task.outputDtype,
           ],
     );
-    return this.batcher.submit(key, task, entries);
+    return this.batcher.submit(key, task, entries, signal);
   }
 
   /**
@@ -126,8 +129,11 @@ export class VaeRuntime {
     return this.opts.limits ?? DEFAULT_LIMITS;
   }
 
-  /** Decodes latents into the answer the job asks for (PROTOCOL.md §1). */
-  async decode(job: DecodeJob, input: Uint8Array): Promise<VaeAnswer> {
+  /**
+   * Decodes latents into the answer the job asks for (PROTOCOL.md §1). `signal`: the job's
+   * cancel; aborted before the model runs, the decode rejects with its reason, unrun.
+   */
+  async decode(job: DecodeJob, input: Uint8Array, signal?: AbortSignal): Promise<VaeAnswer> {
     const { info, files } = this.model(job.model);
     const plan = planDecode(
       { shape: job.shape, dtype: job.dtype, byteLength: input.byteLength, packed: job.packed },
@@ -150,6 +156,7 @@ export class VaeRuntime {
         output: job.output,
       },
       entries,
+      signal,
     );
     if (result.kind === "tensor") return tensorAnswer(result);
     if (job.output.kind === "mp4") {
@@ -167,8 +174,8 @@ export class VaeRuntime {
     return { bytes, contentType: png ? "image/png" : "image/jpeg", modelMs: result.modelMs };
   }
 
-  /** Encodes an image file or an image tensor into latents (PROTOCOL.md §2). */
-  async encode(job: EncodeJob, input: Uint8Array): Promise<VaeAnswer> {
+  /** Encodes an image file or an image tensor into latents (PROTOCOL.md §2); `signal` as for {@link decode}. */
+  async encode(job: EncodeJob, input: Uint8Array, signal?: AbortSignal): Promise<VaeAnswer> {
     const { info, files } = this.model(job.model);
     if (!files.vaeEncoder) throw new AppError("unsupported_operation", `Model ${job.model} has no encoder.`);
     const common = {
@@ -185,11 +192,12 @@ export class VaeRuntime {
         await this.runTask(
           { ...common, input: { kind: "tensor", bytes: input, ...job.tensor } },
           job.tensor.shape[0]!,
+          signal,
         ),
       );
     }
     const rgb = await this.readImage(input, info.spatial_compression);
-    return tensorAnswer(await this.runTask({ ...common, input: { kind: "rgb", ...rgb } }, 1));
+    return tensorAnswer(await this.runTask({ ...common, input: { kind: "rgb", ...rgb } }, 1, signal));
   }
 
   /** Decodes an image file to RGB, sized down to multiples of the VAE's compression like diffusers' VaeImageProcessor. */
