@@ -30,3 +30,12 @@ describe("MODELS", () => {
     }
   });
 });
+
+describe("PREFETCH", () => {
+  it("is one job by default, 0 turns it off, and it is bounded", () => {
+    expect(Env.parse({}).PREFETCH).toBe(1);
+    expect(Env.parse({ PREFETCH: "0" }).PREFETCH).toBe(0);
+    for (const bad of ["-1", "65", "1.5", "many"])
+      expect(Env.safeParse({ PREFETCH: bad }).success, bad).toBe(false);
+  });
+});
