@@ -164,10 +164,12 @@ export function createJobRunner(
       await events.flush();
       if (signal?.aborted) throw canceled();
       const ran = performance.now();
+      // A prefetched job's wait for its thread is queueing, not running.
+      const waitMs = answer.waitMs ?? 0;
       const timings = {
-        queueMs,
+        queueMs: queueMs + waitMs,
         readMs: read - started,
-        runMs: ran - read,
+        runMs: Math.max(0, ran - read - waitMs),
         ...(answer.modelMs !== undefined ? { modelMs: answer.modelMs } : {}),
         // The reply carries 0: it leaves before the time to store or send it is known, which
         // the API then counts in its `deliver`.
@@ -194,7 +196,7 @@ export function createJobRunner(
         {
           kind: data.kind,
           bytes: answer.bytes.byteLength,
-          queuedMs: queueMs,
+          queuedMs: Math.round(timings.queueMs),
           readMs: Math.round(timings.readMs),
           runMs: Math.round(timings.runMs),
           modelMs: timings.modelMs === undefined ? undefined : Math.round(timings.modelMs),

@@ -82,6 +82,22 @@ describe("VaeRuntime", () => {
     expect(lag.max / 1e6).toBeLessThanOrEqual(50);
   }, 120_000);
 
+  it("counts a task's wait for the busy thread apart from its run, and drops one canceled while it waits", async () => {
+    const latent = encodeFromFloat32(new Float32Array(16 * 16 * 16).fill(0.1), "float32");
+    const job = decodeJob("flux", [1, 16, 16, 16]);
+    const canceled = new AbortController();
+    // One thread: the second decode waits for the first's whole run, the third is canceled meanwhile.
+    const first = runtime.decode(job, latent);
+    const second = runtime.decode(job, latent);
+    const third = runtime.decode(job, latent, canceled.signal);
+    canceled.abort(new Error("canceled"));
+    await expect(third).rejects.toThrow("canceled");
+    const [a, b] = await Promise.all([first, second]);
+    expect(b.waitMs!).toBeGreaterThanOrEqual(a.modelMs!);
+    expect(b.waitMs!).toBeGreaterThan(a.waitMs!);
+    expect(b.bytes).toEqual(a.bytes);
+  });
+
   it("rejects a job for a model it does not serve with unknown_model", async () => {
     await expect(runtime.decode(decodeJob("nope", [1, 4, 2, 2]), new Uint8Array(64))).rejects.toMatchObject({
       code: "unknown_model",

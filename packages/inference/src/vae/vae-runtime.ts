@@ -36,6 +36,11 @@ export interface VaeAnswer {
   dtype?: DType;
   /** Time in `session.run`, ms (the rest of the answer's time is pre/postprocessing and encoding). */
   modelMs?: number;
+  /**
+   * Time the task waited for its session thread before it ran, ms: a prefetched job waits for
+   * the one before it. Part of the job's queueing, not of its run.
+   */
+  waitMs?: number;
 }
 
 interface Served {
@@ -51,6 +56,8 @@ interface Served {
 export class VaeRuntime {
   private readonly batcher: Batcher<DecodeTask | EncodeTask, RunResult>;
   private readonly batching: boolean;
+  /** When each task left the batcher for its thread (performance.now()), for {@link VaeAnswer.waitMs}. */
+  private readonly dispatchedAt = new WeakMap<DecodeTask | EncodeTask, number>();
 
   private constructor(
     private readonly host: SessionHost,
@@ -62,11 +69,18 @@ export class VaeRuntime {
     // a canceled job's task is dropped before it runs.
     const b = opts.batching ?? { maxBatchSize: 1, windowMs: 0 };
     this.batching = b.maxBatchSize > 1;
+    const dispatched = (t: DecodeTask | EncodeTask) => this.dispatchedAt.set(t, performance.now());
     this.batcher = new Batcher<DecodeTask | EncodeTask, RunResult>(
       b,
       host,
-      (t) => host.run(t),
-      (tasks) => host.runBatch({ op: "batch", tasks } as Parameters<SessionHost["runBatch"]>[0]),
+      (t) => {
+        dispatched(t);
+        return host.run(t);
+      },
+      (tasks) => {
+        for (const t of tasks) dispatched(t);
+        return host.runBatch({ op: "batch", tasks } as Parameters<SessionHost["runBatch"]>[0]);
+      },
     );
   }
 
@@ -77,9 +91,19 @@ export class VaeRuntime {
    * seed may differ); without batching, the model file (tasks of a model run in order). A task
    * whose `signal` aborts before it runs is dropped.
    */
-  private runTask(task: DecodeTask | EncodeTask, entries: number, signal?: AbortSignal): Promise<RunResult> {
-    if (!this.batching) return this.batcher.submit(task.path, task, entries, signal);
-    const key = JSON.stringify(
+  private async runTask(
+    task: DecodeTask | EncodeTask,
+    entries: number,
+    signal?: AbortSignal,
+  ): Promise<RunResult & { waitMs: number }> {
+    const submitted = performance.now();
+    const result = await this.batcher.submit(this.batchKey(task), task, entries, signal);
+    return { ...result, waitMs: (this.dispatchedAt.get(task) ?? submitted) - submitted };
+  }
+
+  private batchKey(task: DecodeTask | EncodeTask): string {
+    if (!this.batching) return task.path;
+    return JSON.stringify(
       task.op === "decode"
         ? [task.op, task.path, task.shape.slice(1), task.dtype, task.scaling, task.packed, task.output]
         : [
@@ -93,7 +117,6 @@ export class VaeRuntime {
             task.outputDtype,
           ],
     );
-    return this.batcher.submit(key, task, entries, signal);
   }
 
   /**
@@ -167,11 +190,16 @@ export class VaeRuntime {
         fps: this.opts.fps ?? 15,
         ...(this.opts.ffmpegPath ? { ffmpegPath: this.opts.ffmpegPath } : {}),
       });
-      return { bytes, contentType: "video/mp4", modelMs: result.modelMs };
+      return { bytes, contentType: "video/mp4", modelMs: result.modelMs, waitMs: result.waitMs };
     }
     const png = job.output.kind === "image" && job.output.format === "png";
     const bytes = await encodeImage(result.data, result.width, result.height, png ? "png" : "jpeg");
-    return { bytes, contentType: png ? "image/png" : "image/jpeg", modelMs: result.modelMs };
+    return {
+      bytes,
+      contentType: png ? "image/png" : "image/jpeg",
+      modelMs: result.modelMs,
+      waitMs: result.waitMs,
+    };
   }
 
   /** Encodes an image file or an image tensor into latents (PROTOCOL.md §2); `signal` as for {@link decode}. */
@@ -216,9 +244,16 @@ export class VaeRuntime {
   }
 }
 
-function tensorAnswer(r: RunResult): VaeAnswer {
+function tensorAnswer(r: RunResult & { waitMs: number }): VaeAnswer {
   if (r.kind !== "tensor") throw new AppError("internal", "Expected a tensor from the session thread.");
-  return { bytes: r.bytes, contentType: "tensor/binary", shape: r.shape, dtype: r.dtype, modelMs: r.modelMs };
+  return {
+    bytes: r.bytes,
+    contentType: "tensor/binary",
+    shape: r.shape,
+    dtype: r.dtype,
+    modelMs: r.modelMs,
+    waitMs: r.waitMs,
+  };
 }
 
 /** Loads a model's sessions and reads its layout and dtype from their metadata. */
