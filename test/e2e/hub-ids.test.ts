@@ -1,6 +1,7 @@
 // Hub-style model ids (`owner/name`) end to end: a worker serves a generated pipeline under one
 // (MODELS=owner/name=/dir), and every route, @huggingface/inference and the SDK reach it by that
 // id, with the slash literal or as %2F; malformed ids are 400, unknown ones 404.
+import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +11,7 @@ import type { JobObject, ModelList } from "@hybrid/protocol";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { stop } from "../../scripts/lib.ts";
-import { remoteDecode } from "./diffusers-client.ts";
+import { prepareDecode, remoteDecode } from "./diffusers-client.ts";
 import { latents } from "./fixtures.ts";
 import { finished, pollJob } from "./jobs-client.ts";
 import { type Stack, startStack, TEST_MODELS_DIR } from "./stack.ts";
@@ -71,6 +72,27 @@ describe("a model served under a Hub-style id", () => {
       expect(res.headers.get("shape")).toBe(short.res.headers.get("shape"));
       expect(Buffer.from(bytes).equals(Buffer.from(short.bytes)), path).toBe(true);
     }
+  });
+
+  it("takes a retry with the same Idempotency-Key in the id's other spelling as the same request", async () => {
+    const { query, headers, body } = prepareDecode({ tensor: latents(SHAPE).tensor, output_type: "pt" });
+    const key = `spelling-${randomUUID()}`;
+    const send = (path: string) =>
+      fetch(`${stack.baseUrl}/v1/vae/${path}/decode?${query}`, {
+        method: "POST",
+        headers: { ...headers, "Idempotency-Key": key },
+        body,
+      });
+    const first = await send(REPO_PATH);
+    expect(first.status).toBe(200);
+    const retry = await send(encodeURIComponent(REPO));
+    expect(retry.status, (await retry.clone().text()).slice(0, 200)).toBe(200);
+    expect(retry.headers.get("x-job-id")).toBe(first.headers.get("x-job-id"));
+    expect(Buffer.from(await retry.arrayBuffer()).equals(Buffer.from(await first.arrayBuffer()))).toBe(true);
+    // The same key on another model is still another request.
+    const other = await send("sd-tiny");
+    expect(other.status).toBe(422);
+    expect(await other.json()).toMatchObject({ code: "idempotency_conflict" });
   });
 
   it("generates for @huggingface/inference at {base}/models/{repo id}", async () => {

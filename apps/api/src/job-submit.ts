@@ -373,12 +373,31 @@ async function existingJob(deps: SubmitDeps, jobId: string): Promise<JobMeta> {
   throw new AppError("payload_expired", `Job ${jobId} of this Idempotency-Key is no longer available.`);
 }
 
+/**
+ * A request's path with each segment percent-decoded, so both spellings of a Hub-style model id
+ * (`/v1/vae/owner/name/decode` and `/v1/vae/owner%2Fname/decode`, one model) are one request; a
+ * segment that does not decode stays as sent.
+ */
+function decodedPath(path: string): string {
+  if (!path.includes("%")) return path;
+  return path
+    .split("/")
+    .map((segment) => {
+      try {
+        return decodeURIComponent(segment);
+      } catch {
+        return segment;
+      }
+    })
+    .join("/");
+}
+
 /** What makes two submissions "the same request" for Idempotency-Key. */
 function fingerprintOf(req: Request, body: Buffer): string {
   const h = createHash("sha256");
   for (const part of [
     req.method,
-    req.path,
+    decodedPath(req.path),
     JSON.stringify(Object.entries(req.query).sort(([a], [b]) => a.localeCompare(b))),
     String(req.headers["content-type"] ?? ""),
     String(req.headers.accept ?? ""),
