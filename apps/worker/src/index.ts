@@ -29,7 +29,7 @@ const budget = {
   bytes: env.MODEL_MEMORY_BUDGET ?? defaultMemoryBudget(),
   explicit: env.MODEL_MEMORY_BUDGET !== undefined,
 };
-const sizes = await modelSizes(sources);
+const sizes = await modelSizes(sources, env.SESSION_THREADS);
 const refusal = checkMemoryBudget(sizes, budget);
 if (refusal) {
   log.fatal(

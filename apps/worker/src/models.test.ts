@@ -1,10 +1,12 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sourceWeights } from "@hybrid/inference";
+import { generatePipelineModel, generateVaeModel } from "@hybrid/model-tools";
 import { VAE_REQUIRED } from "@hybrid/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Env } from "./env.ts";
-import { discoverModels, modelSources } from "./models.ts";
+import { discoverModels, modelSizes, modelSources } from "./models.ts";
 
 let root: string;
 beforeEach(async () => {
@@ -85,4 +87,28 @@ describe("modelSources with MODELS", () => {
       { id: "sd-tiny", dir: join(root, "sd-tiny") },
     ]);
   });
+});
+
+describe("modelSizes", () => {
+  it("counts a pipeline once and a VAE-only model once per session thread, ids of one directory together", async () => {
+    const vae = join(root, "vae");
+    const sd = join(root, "sd");
+    await generateVaeModel({ family: "sd-v1", outDir: vae });
+    await generatePipelineModel({ kind: "sd-v1", outDir: sd });
+    const vaeBytes = (await sourceWeights({ id: "v", dir: vae })).bytes;
+    const sdBytes = (await sourceWeights({ id: "s", dir: sd })).bytes;
+    const sources = [
+      { id: "v", dir: vae },
+      { id: "acme/v", dir: vae },
+      { id: "sd", dir: sd },
+    ];
+    expect(await modelSizes(sources)).toEqual([
+      { id: "v+acme/v", bytes: vaeBytes },
+      { id: "sd", bytes: sdBytes },
+    ]);
+    expect(await modelSizes(sources, 3)).toEqual([
+      { id: "v+acme/v ×3 threads", bytes: 3 * vaeBytes },
+      { id: "sd", bytes: sdBytes },
+    ]);
+  }, 60_000);
 });

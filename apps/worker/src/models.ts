@@ -58,13 +58,19 @@ export async function modelSources(env: Env, log: Logger): Promise<ModelSource[]
 
 /**
  * What each served model's weights weigh, for the memory budget. Ids naming one directory share
- * its sessions, so they are counted once, as one entry (`a+b`).
+ * its sessions, so they are counted once, as one entry (`a+b`). A pipeline is held once (pinned
+ * to one session thread); a VAE-only model runs on every thread, each loading a copy, so it
+ * counts once per session thread (`id ×N threads`).
  */
-export async function modelSizes(sources: readonly ModelSource[]): Promise<ModelSize[]> {
+export async function modelSizes(sources: readonly ModelSource[], sessionThreads = 1): Promise<ModelSize[]> {
   const byDir = new Map<string, ModelSource[]>();
   for (const src of sources) byDir.set(resolve(src.dir), [...(byDir.get(resolve(src.dir)) ?? []), src]);
   const sizes: ModelSize[] = [];
-  for (const group of byDir.values())
-    sizes.push({ id: group.map((s) => s.id).join("+"), bytes: (await sourceWeights(group[0]!)).bytes });
+  for (const group of byDir.values()) {
+    const w = await sourceWeights(group[0]!);
+    const copies = w.kind === "vae" ? sessionThreads : 1;
+    const id = group.map((s) => s.id).join("+");
+    sizes.push({ id: copies > 1 ? `${id} ×${copies} threads` : id, bytes: w.bytes * copies });
+  }
   return sizes;
 }

@@ -11,6 +11,11 @@ export interface WeightFile {
 /** What a model's weights weigh once its sessions are loaded. */
 export interface ModelWeights {
   dir: string;
+  /**
+   * A pipeline's sessions live in one session thread; a VAE-only model's are loaded by each
+   * thread that runs it (see SessionHost), so it may be held once per thread.
+   */
+  kind: ModelDir["kind"];
   /** Every graph and external-data file counted, largest first. */
   files: WeightFile[];
   bytes: number;
@@ -49,7 +54,7 @@ export async function modelWeights(files: ModelDir): Promise<ModelWeights> {
     }
   }
   const list = [...counted].map(([path, bytes]) => ({ path, bytes })).sort((a, b) => b.bytes - a.bytes);
-  return { dir: files.dir, files: list, bytes: list.reduce((n, f) => n + f.bytes, 0) };
+  return { dir: files.dir, kind: files.kind, files: list, bytes: list.reduce((n, f) => n + f.bytes, 0) };
 }
 
 /** {@link modelWeights} of a model to serve, read from its directory. */
