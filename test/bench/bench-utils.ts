@@ -2,8 +2,11 @@
 // per process (the evidence for where a request's time goes on a machine with few cores).
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { sessionOptions } from "@hybrid/inference";
 import { Redis } from "ioredis";
+import type * as ort from "onnxruntime-node";
 import { freePort, startRedisServer, stop } from "../../scripts/lib.ts";
+import { type Stack, startStack } from "../e2e/stack.ts";
 
 /** The p-th percentile (0–100) of `xs`, nearest rank. NaN when empty. */
 export function pct(xs: readonly number[], p: number): number {
@@ -124,4 +127,26 @@ export async function workerProviders(baseUrl: string): Promise<Record<string, s
 /** The provider list for an in-process session on `provider` (cpu for a mixed or unknown one). */
 export function inProcessProviders(provider: string | undefined): Array<"cuda" | "tensorrt" | "cpu"> {
   return provider === "cuda" || provider === "tensorrt" ? [provider, "cpu"] : ["cpu"];
+}
+
+/**
+ * A stack serving `models` (the worker's `MODELS`) for a generation bench: CPU on every path
+ * unless asked (EXECUTION_PROVIDERS=cuda on a GPU machine), also where a GPU provider's libraries
+ * happen to be installed; the in-process paths follow what the worker got.
+ */
+export function startBenchStack(models: string): Promise<Stack> {
+  return startStack({
+    MODELS: models,
+    GENERATE_DEFAULT_MODELS: "false",
+    EXECUTION_PROVIDERS: process.env.EXECUTION_PROVIDERS ?? "cpu",
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
+  });
+}
+
+/**
+ * An in-process session's options for a model the worker runs on `provider`: the worker's own
+ * (session-cache.ts) with its defaults (ORT picks the intra-op thread count, idle threads spin).
+ */
+export function workerSessionOptions(provider: string | undefined): ort.InferenceSession.SessionOptions {
+  return sessionOptions({ intraOpThreads: 0 }, inProcessProviders(provider));
 }

@@ -21,8 +21,8 @@ import {
 import { generatePipelineModel } from "@hybrid/model-tools";
 import * as ort from "onnxruntime-node";
 import { isPng } from "../e2e/fixtures.ts";
-import { startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
-import { inProcessProviders, pct, workerProviders } from "./bench-utils.ts";
+import { TEST_MODELS_DIR } from "../e2e/stack.ts";
+import { pct, startBenchStack, workerProviders, workerSessionOptions } from "./bench-utils.ts";
 
 const MODEL = "flux-bench";
 const dir = join(TEST_MODELS_DIR, MODEL);
@@ -37,12 +37,7 @@ const T5_LENGTH = 512;
 const PROMPT = "a photo of an astronaut riding a horse on the moon";
 const rounds = Number(process.env.BENCH_ROUNDS_GEN ?? 12);
 
-const stack = await startStack({
-  MODELS: `${MODEL}=${dir}`,
-  GENERATE_DEFAULT_MODELS: "false",
-  EXECUTION_PROVIDERS: process.env.EXECUTION_PROVIDERS ?? "cpu",
-  LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
-});
+const stack = await startBenchStack(`${MODEL}=${dir}`);
 try {
   await bench((await workerProviders(stack.baseUrl))[MODEL] ?? "unknown");
 } finally {
@@ -51,11 +46,7 @@ try {
 process.exit(0);
 
 async function bench(provider: string): Promise<void> {
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: inProcessProviders(provider),
-    graphOptimizationLevel: "all",
-    extra: { session: { intra_op: { allow_spinning: "1" } } },
-  };
+  const options = workerSessionOptions(provider);
   const [clip, t5, transformer, vaeDecoder] = await Promise.all(
     ["text_encoder", "text_encoder_2", "transformer", "vae_decoder"].map((c) =>
       ort.InferenceSession.create(join(dir, c, "model.onnx"), options),

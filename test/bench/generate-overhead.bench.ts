@@ -21,8 +21,14 @@ import { generatePipelineModel } from "@hybrid/model-tools";
 import type { GenerateParams, JobObject } from "@hybrid/protocol";
 import * as ort from "onnxruntime-node";
 import { isPng } from "../e2e/fixtures.ts";
-import { startStack, TEST_MODELS_DIR } from "../e2e/stack.ts";
-import { inProcessProviders, pct, workerProviders } from "./bench-utils.ts";
+import { TEST_MODELS_DIR } from "../e2e/stack.ts";
+import {
+  inProcessProviders,
+  pct,
+  startBenchStack,
+  workerProviders,
+  workerSessionOptions,
+} from "./bench-utils.ts";
 
 // sd-tiny: the test pipeline (~4 ms a UNet step), where the queue's fixed cost dominates;
 // sd-bench: the same SD-1.x layout with ~64x the UNet compute, against which the goal is set
@@ -39,14 +45,7 @@ const GUIDANCE = 7.5;
 const PROMPT = "a photo of an astronaut riding a horse on the moon";
 const rounds = Number(process.env.BENCH_ROUNDS_GEN ?? 12);
 
-const stack = await startStack({
-  MODELS: `sd-tiny,sd-bench=${benchDir}`,
-  GENERATE_DEFAULT_MODELS: "false",
-  // CPU on every path unless asked (EXECUTION_PROVIDERS=cuda on a GPU machine), also where a GPU
-  // provider's libraries happen to be installed; the in-process paths follow what the worker got.
-  EXECUTION_PROVIDERS: process.env.EXECUTION_PROVIDERS ?? "cpu",
-  LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warn",
-});
+const stack = await startBenchStack(`sd-tiny,sd-bench=${benchDir}`);
 let providers: Record<string, string> = {};
 try {
   providers = await workerProviders(stack.baseUrl);
@@ -59,13 +58,7 @@ process.exit(0);
 async function bench(MODEL: string, dir: string): Promise<void> {
   const provider = providers[MODEL] ?? "unknown";
   const eps = inProcessProviders(provider);
-  // The worker's session options (session-cache.ts) with its defaults: ORT picks the intra-op
-  // thread count, idle threads spin.
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: eps,
-    graphOptimizationLevel: "all",
-    extra: { session: { intra_op: { allow_spinning: "1" } } },
-  };
+  const options = workerSessionOptions(provider);
   const [textEncoder, unet, vaeDecoder] = await Promise.all(
     ["text_encoder", "unet", "vae_decoder"].map((c) =>
       ort.InferenceSession.create(join(dir, c, "model.onnx"), options),

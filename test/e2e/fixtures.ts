@@ -47,3 +47,9 @@ export async function pngOf(width: number, height: number) {
       .toBuffer(),
   );
 }
+
+/** `[width, height]` of an image answer (a Blob, as `@huggingface/inference` returns it), read by sharp. */
+export async function blobSize(blob: Blob): Promise<[number | undefined, number | undefined]> {
+  const meta = await sharp(Buffer.from(await blob.arrayBuffer())).metadata();
+  return [meta.width, meta.height];
+}

@@ -9,6 +9,7 @@ export * from "./model-dir.ts";
 export * from "./model-weights.ts";
 export * from "./random.ts";
 export type { ExecutionProvider, SessionSettings } from "./sessions/session-cache.ts";
+export { sessionOptions } from "./sessions/session-cache.ts";
 export {
   type HostedModel,
   modelDirOf,

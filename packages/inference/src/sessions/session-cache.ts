@@ -70,10 +70,15 @@ const available = (p: string) => {
   return lib !== undefined && existsSync(join(bindingDir, lib));
 };
 
-async function create(path: string, settings: SessionSettings): Promise<LoadedSession> {
-  const requested = [...new Set<string>([...settings.providers.filter((p) => p !== "cpu"), "cpu"])];
-  const missing = requested.filter((p) => p !== "cpu" && !available(p));
-  const options = (executionProviders: string[]): ort.InferenceSession.SessionOptions => ({
+/**
+ * The options every worker session is created with, on `executionProviders`: exported so the
+ * benches' in-process baselines run exactly what the worker runs.
+ */
+export function sessionOptions(
+  settings: Pick<SessionSettings, "intraOpThreads" | "allowSpinning">,
+  executionProviders: string[],
+): ort.InferenceSession.SessionOptions {
+  return {
     executionProviders,
     graphOptimizationLevel: "all",
     ...(settings.intraOpThreads > 0 ? { intraOpNumThreads: settings.intraOpThreads } : {}),
@@ -85,7 +90,13 @@ async function create(path: string, settings: SessionSettings): Promise<LoadedSe
         force_spinning_stop: "1",
       },
     },
-  });
+  };
+}
+
+async function create(path: string, settings: SessionSettings): Promise<LoadedSession> {
+  const requested = [...new Set<string>([...settings.providers.filter((p) => p !== "cpu"), "cpu"])];
+  const missing = requested.filter((p) => p !== "cpu" && !available(p));
+  const options = (executionProviders: string[]) => sessionOptions(settings, executionProviders);
   // onnxruntime-node cannot say which provider a session got: it has no getProviders(). What it
   // does tell is whether creating the session with a provider list succeeded, and ORT fails the
   // whole create when a listed GPU provider cannot start (its library or CUDA/cuDNN/TensorRT
