@@ -9,11 +9,10 @@ import type { Logger } from "pino";
  */
 export function attachLifecycle(worker: Worker, jobs: JobStore, payloads: PayloadStore, log: Logger): void {
   const finish = async (job: Job, state: "completed" | "failed") => {
-    // A job nobody follows and no cap counts has no end to publish: no record comes back.
-    const meta = await jobs.records.finish(
-      job.id ?? "",
-      payloads.keyOf((job.data as { input?: unknown })?.input),
-    );
+    // A job nobody follows and no cap counts has no end to publish: no record comes back. A job
+    // no request waits for (no reply address: async) is logged from its creation.
+    const data = job.data as { input?: unknown; reply?: unknown } | undefined;
+    const meta = await jobs.records.finish(job.id ?? "", payloads.keyOf(data?.input), !data?.reply);
     if (!meta) return;
     const view = await jobs.views.build(meta, job, state);
     // A finished job's status (succeeded, failed, canceled) is also the name of its last event.

@@ -186,9 +186,14 @@ export class JobRecords {
    * returns its record if its end is to be published, i.e. it is followed (`logged`) or counts
    * toward a cap; null otherwise, or when it has no record. Read now, not at the start: an SSE
    * reader may have started following the job meanwhile. A job nobody follows, most sync jobs,
-   * costs two flags read beside the delete rather than its whole record.
+   * costs two flags read beside the delete rather than its whole record; `followed` (an async
+   * job, logged from its creation) reads the whole record in that same round trip instead.
    */
-  async finish(id: string, payload: string | null): Promise<JobMeta | null> {
+  async finish(id: string, payload: string | null, followed = false): Promise<JobMeta | null> {
+    if (followed) {
+      const [meta] = await Promise.all([this.get(id), payload ? this.redis.del(payload) : null]);
+      return meta && (meta.logged || meta.capped) ? meta : null;
+    }
     const [[logged, capped]] = await Promise.all([
       this.redis.hmget(jobKey(this.prefix, id), "logged", "capped"),
       payload ? this.redis.del(payload) : null,

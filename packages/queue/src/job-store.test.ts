@@ -236,6 +236,14 @@ describe("JobRecords.start and finish", () => {
     const capped = await submit("finish-owner", "store-model", { logged: false });
     expect(await store.records.finish(capped.id, null)).toMatchObject({ id: capped.id, capped: true });
     expect(await store.records.finish(randomUUID(), null)).toBeNull();
+    // Read whole at once for an async job: the same answers, the input still freed.
+    const input2 = await payloads.put(new Uint8Array([6]));
+    expect(await store.records.finish(followed.id, payloads.keyOf(input2), true)).toMatchObject({
+      id: followed.id,
+    });
+    expect(await payloads.get(input2)).toBeNull();
+    expect(await store.records.finish(unfollowed.id, null, true)).toBeNull();
+    expect(await store.records.finish(randomUUID(), null, true)).toBeNull();
   });
 
   it("gives null for a job with no record or no payload, and refuses keys not of the payload store", async () => {
